@@ -1,0 +1,247 @@
+// Shim request intake.
+#include "intake.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <cstring>
+
+#include "../shim/protocol.h"
+#include "log/log.h"
+#include "util/text.h"
+
+namespace qtls::remoted {
+
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+namespace proto = qtls::shimproto;
+
+namespace {
+
+bool readNetstring(std::string_view& in, std::string& out) {
+  size_t colon = in.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 7) return false;
+  size_t len = 0;
+  for (size_t i = 0; i < colon; ++i) {
+    if (in[i] < '0' || in[i] > '9') return false;
+    len = len * 10 + static_cast<size_t>(in[i] - '0');
+  }
+  if (in.size() < colon + 1 + len + 1 || in[colon + 1 + len] != ',') return false;
+  out.assign(in.substr(colon + 1, len));
+  in.remove_prefix(colon + 1 + len + 1);
+  return true;
+}
+
+std::string frame(char type, std::string_view payload) {
+  return text::cat(payload.size() + 1, ":", type, payload, ",");
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// One recvmsg: appends the bytes to `data` and keeps the first passed descriptor in `fd`
+// (any further ones are closed). Returns what recvmsg returned.
+ssize_t receiveChunk(int sock, std::string& data, int& fd) {
+  char buf[65536];
+  struct iovec iov = {buf, sizeof buf};
+  union {
+    char b[CMSG_SPACE(sizeof(int) * 4)];
+    struct cmsghdr align;
+  } control;
+  struct msghdr m;
+  std::memset(&m, 0, sizeof m);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control.b;
+  m.msg_controllen = sizeof control.b;
+  ssize_t n = ::recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int passed;
+      std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+      if (fd < 0) fd = passed;
+      else ::close(passed);  // only one descriptor is expected
+    }
+  }
+  data.append(buf, static_cast<size_t>(n));
+  return n;
+}
+
+}  // namespace
+
+bool parseRequest(std::string_view data, DeliveryRequest& req, std::string& why) {
+  std::string version;
+  if (!readNetstring(data, version) || version != proto::kVersion) {
+    why = text::cat("unsupported protocol version (want ", proto::kVersion, ")");
+    return false;
+  }
+  std::vector<std::string> fields;
+  std::string f;
+  while (!data.empty()) {
+    if (!readNetstring(data, f)) {
+      why = "malformed netstring";
+      return false;
+    }
+    fields.push_back(f);
+  }
+  if (fields.size() < 3) {
+    why = "need host, sender and at least one recipient";
+    return false;
+  }
+  req.host = fields[0];
+  req.sender = fields[1];
+  req.recipients.assign(fields.begin() + 2, fields.end());
+  for (const auto& s : fields)
+    if (s.find('\0') != std::string::npos || s.find_first_of("\r\n") != std::string::npos) {
+      why = "CR, LF or NUL in an argument";
+      return false;
+    }
+  return true;
+}
+
+Intake::Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps)
+    : io_(io), path_(std::move(socketPath)), allowed_(std::move(allowed)), deps_(std::move(deps)),
+      acceptor_(io) {}
+
+absl::Status Intake::start() {
+  ::unlink(path_.c_str());
+  std::error_code ec;
+  asio::local::stream_protocol::endpoint ep(path_);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(512, ec);
+  if (ec) return absl::UnavailableError(text::cat("intake: listening on ", path_, ": ", ec.message()));
+  // Anyone may connect; SO_PEERCRED decides who may deliver.
+  ::chmod(path_.c_str(), 0666);
+  asio::co_spawn(io_, acceptLoop(), asio::detached);
+  return absl::OkStatus();
+}
+
+void Intake::stop() {
+  std::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+asio::awaitable<void> Intake::acceptLoop() {
+  for (;;) {
+    std::error_code ec;
+    auto strand = asio::make_strand(io_);
+    asio::local::stream_protocol::socket sock(strand);
+    co_await acceptor_.async_accept(sock, asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) {
+      log::warn(text::cat("intake: accept: ", ec.message()));
+      asio::steady_timer t(io_, std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    asio::co_spawn(strand, serve(std::move(sock)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
+  ++active_;
+  struct Done {
+    std::atomic<int>& a;
+    ~Done() { --a; }
+  } done{active_};
+  std::error_code ec;
+  auto answer = [&](const std::string& report) -> asio::awaitable<void> {
+    std::error_code wec;
+    co_await asio::async_write(sock, asio::buffer(frame(proto::kReport, report)),
+                               asio::redirect_error(use_awaitable, wec));
+  };
+
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
+  if (!allowed_.count(cred.uid)) {
+    log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
+                        ": not in the allow-list (--allow-user)"));
+    co_await answer(text::cat("Zqtls-remoted refused uid ", cred.uid,
+                              ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0')));
+    co_return;
+  }
+
+  // The request: the first bytes carry the message fd; read everything up to EOF.
+  Fd msg;
+  std::string data;
+  asio::steady_timer deadline(sock.get_executor(), std::chrono::seconds(30));
+  deadline.async_wait([&sock](std::error_code e) {
+    if (!e) {
+      std::error_code ignored;
+      sock.close(ignored);
+    }
+  });
+  for (;;) {
+    co_await sock.async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    ssize_t n = receiveChunk(sock.native_handle(), data, msg.fd);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n < 0) co_return;
+    if (n == 0) break;
+    if (data.size() > proto::kMaxRequest) {
+      co_await answer(std::string("Zqtls-remoted: request too large. (#4.3.0)\n") + '\0');
+      co_return;
+    }
+  }
+  deadline.cancel();
+
+  DeliveryRequest req;
+  std::string why;
+  struct stat st;
+  if (!parseRequest(data, req, why)) {
+    log::warn(text::cat("intake: malformed request from uid=", cred.uid, ": ", why));
+    co_await answer(text::cat("Zqtls-remoted: malformed request: ", why, ". (#4.3.0)\n",
+                              std::string(1, '\0')));
+    co_return;
+  }
+  if (msg.fd < 0 || fstat(msg.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    co_await answer(std::string("Zqtls-remoted: no message file descriptor received. (#4.3.0)\n") +
+                    '\0');
+    co_return;
+  }
+  req.messageFd = msg.fd;
+
+  DeliveryDeps deps = deps_();
+  auto keepalive = [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(sock.get_executor());
+    for (;;) {
+      t.expires_after(std::chrono::seconds(proto::kKeepaliveSeconds));
+      std::error_code kec;
+      co_await t.async_wait(asio::redirect_error(use_awaitable, kec));
+      if (kec) co_return;
+      co_await asio::async_write(sock, asio::buffer(frame(proto::kKeepalive, "")),
+                                 asio::redirect_error(use_awaitable, kec));
+      if (kec) co_return;  // the shim is gone: abandon the delivery
+    }
+  };
+  std::variant<DeliveryResult, std::monostate> r = co_await (deliver(deps, req) || keepalive());
+  if (r.index() != 0) {
+    log::warn(text::cat("intake: shim for domain=", log::value(req.host),
+                        " went away during the delivery"));
+    co_return;
+  }
+  DeliveryResult& result = std::get<0>(r);
+  co_await answer(result.report.bytes());
+  log::info(result.logLine);
+  if (result.openConn) co_await result.openConn->quit();
+}
+
+}  // namespace qtls::remoted

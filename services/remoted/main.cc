@@ -1,0 +1,160 @@
+// qtls-remoted: the outbound delivery daemon. Wires the pieces together; no logic of its own.
+#include <pwd.h>
+#include <signal.h>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "intake.h"
+#include "log/log.h"
+#include "remote_config.h"
+#include "resolver.h"
+#include "targets.h"
+#include "util/text.h"
+
+using namespace qtls;
+using namespace qtls::remoted;
+
+namespace {
+
+const char kUsage[] =
+    "usage: qtls-remoted [options]\n"
+    "  --qmail-home DIR      qmail home with control/ (default /var/qmail)\n"
+    "  --socket PATH         shim socket (default /run/qtls/remoted.sock)\n"
+    "  --allow-user USER     user or uid allowed to deliver; repeatable (default qmailr)\n"
+    "  --dns-server H:P      DNS server(s), comma-separated (default: /etc/resolv.conf)\n"
+    "  --dns-timeout-ms N    per-try DNS timeout (default 3000)\n"
+    "  --mx-port N           port for MX and A deliveries (default 25)\n"
+    "  --ipme-exclude ADDR   local address not treated as \"me\"; repeatable\n"
+    "  --threads N           delivery threads (default 2)\n"
+    "  --verbose             debug logging\n";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "qtls-remoted: fatal: %s\n", msg.c_str());
+  std::exit(111);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string home = "/var/qmail", socketPath = "/run/qtls/remoted.sock";
+  std::vector<std::string> users;
+  std::vector<asio::ip::address> ipmeExclude;
+  Resolver::Options dnsOpts;
+  unsigned mxPort = 25;
+  int threads = 2;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string v;
+    size_t eq = a.find('=');
+    if (eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    auto value = [&]() -> std::string {
+      if (eq != std::string::npos) return v;
+      if (i + 1 >= argc) die(a + " needs a value\n" + kUsage);
+      return argv[++i];
+    };
+    if (a == "--qmail-home") home = value();
+    else if (a == "--socket") socketPath = value();
+    else if (a == "--allow-user") users.push_back(value());
+    else if (a == "--dns-server") dnsOpts.servers = value();
+    else if (a == "--dns-timeout-ms") dnsOpts.timeoutMs = std::atoi(value().c_str());
+    else if (a == "--mx-port") mxPort = static_cast<unsigned>(std::atoi(value().c_str()));
+    else if (a == "--threads") threads = std::max(1, std::atoi(value().c_str()));
+    else if (a == "--verbose") log::setMinSeverity(log::Severity::kDebug);
+    else if (a == "--ipme-exclude") {
+      std::error_code ec;
+      auto addr = asio::ip::make_address(value(), ec);
+      if (ec) die("--ipme-exclude: not an IP address: " + v);
+      ipmeExclude.push_back(addr);
+    } else if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      die("unknown option " + a + "\n" + kUsage);
+    }
+  }
+  if (users.empty()) users.push_back("qmailr");
+  std::set<uid_t> allowed;
+  for (const auto& u : users) {
+    if (!u.empty() && std::strspn(u.c_str(), "0123456789") == u.size()) {
+      allowed.insert(static_cast<uid_t>(std::strtoul(u.c_str(), nullptr, 10)));
+      continue;
+    }
+    struct passwd* pw = getpwnam(u.c_str());
+    if (pw == nullptr) die("--allow-user: no such user: " + u);
+    allowed.insert(pw->pw_uid);
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  ConfigStore store;
+  if (auto s = store.reload(home); !s.ok()) die(std::string(s.message()));
+  auto resolver = Resolver::create(dnsOpts);
+  if (!resolver.ok()) die(std::string(resolver.status().message()));
+  std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
+  std::mutex ipmeMu;
+
+  asio::io_context io;
+  Resolver* res = resolver->get();
+  Intake intake(io, socketPath, allowed, [&]() {
+    DeliveryDeps d;
+    d.config = store.current();
+    d.resolver = res;
+    {
+      std::lock_guard<std::mutex> lock(ipmeMu);
+      d.ipme = ipme;
+    }
+    d.mxPort = mxPort;
+    return d;
+  });
+  if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
+
+  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+  std::function<void(std::error_code, int)> onSignal = [&](std::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      if (auto s = store.reload(home); !s.ok())
+        log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
+                             std::string(s.message())));
+      else
+        log::info(text::cat("reload: control files loaded, generation ",
+                            store.current()->generation));
+      std::lock_guard<std::mutex> lock(ipmeMu);
+      ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
+      signals.async_wait(onSignal);
+      return;
+    }
+    // SIGTERM: stop taking deliveries, let the ones in flight finish (up to 60 s).
+    log::info(text::cat("stopping: ", intake.active(), " deliveries in flight"));
+    intake.stop();
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    auto start = std::chrono::steady_clock::now();
+    std::function<void(std::error_code)> poll = [&, timer, start](std::error_code) {
+      if (intake.active() == 0 || std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
+        io.stop();
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(100));
+      timer->async_wait(poll);
+    };
+    poll({});
+  };
+  signals.async_wait(onSignal);
+
+  log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
+                      " generation=", store.current()->generation, " threads=", threads));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  log::info("qtls-remoted stopped");
+  return 0;
+}

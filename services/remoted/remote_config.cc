@@ -1,0 +1,78 @@
+// Loading the outbound configuration snapshot.
+#include "remote_config.h"
+
+#include "control/control_files.h"
+#include "util/text.h"
+
+namespace qtls::remoted {
+
+absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string& home) {
+  auto cfg = std::make_shared<RemoteConfig>();
+  cfg->home = home;
+  cfg->controlDir = home + "/control";
+  const std::string& dir = cfg->controlDir;
+
+  auto helo = control::readLine(dir + "/helohost");
+  if (!helo.ok()) return helo.status();
+  if (helo->has_value()) {
+    cfg->helohost = **helo;
+  } else {
+    auto me = control::readLine(dir + "/me");
+    if (!me.ok()) return me.status();
+    if (!me->has_value())
+      return absl::FailedPreconditionError(
+          text::cat("neither ", dir, "/helohost nor ", dir, "/me exists"));
+    cfg->helohost = **me;
+  }
+  if (cfg->helohost.empty() ||
+      cfg->helohost.find_first_of("\r\n") != std::string::npos)
+    return absl::InvalidArgumentError(text::cat(dir, "/helohost: empty or invalid host name"));
+
+  auto routes = control::readList(dir + "/smtproutes");
+  if (!routes.ok()) return routes.status();
+  if (routes->has_value()) cfg->routes = control::SmtpRoutes(**routes);
+
+  auto tc = control::readInt(dir + "/timeoutconnect", 60);
+  if (!tc.ok()) return tc.status();
+  auto tr = control::readInt(dir + "/timeoutremote", 1200);
+  if (!tr.ok()) return tr.status();
+  cfg->timeoutConnect = *tc > 0 ? *tc : 1;
+  cfg->timeoutRemote = *tr > 0 ? *tr : 1;
+
+  auto table = control::readFile(dir + "/tlspolicy");
+  if (!table.ok()) return table.status();
+  if (table->has_value()) {
+    auto parsed = policy::TlsPolicyTable::parse(**table, dir + "/tlspolicy");
+    if (!parsed.ok()) return parsed.status();
+    cfg->tlspolicy = std::move(*parsed);
+  }
+
+  auto ciphers = control::readList(dir + "/tlsclientciphers");
+  if (!ciphers.ok()) return ciphers.status();
+  if (ciphers->has_value()) {
+    for (const auto& l : **ciphers) {
+      if (!cfg->ciphers.empty()) cfg->ciphers += ':';
+      cfg->ciphers += l;
+    }
+  }
+  if (control::exists(dir + "/clientcert.pem")) cfg->clientCert = dir + "/clientcert.pem";
+  if (auto s = tls::checkClientSettings(cfg->ciphers, cfg->clientCert); !s.ok()) return s;
+  return cfg;
+}
+
+RemoteConfigConstSharedPtr ConfigStore::current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+absl::Status ConfigStore::reload(const std::string& home) {
+  // Built without the lock; swapped in under it.
+  auto cfg = loadRemoteConfig(home);
+  if (!cfg.ok()) return cfg.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  (*cfg)->generation = ++generation_;
+  current_ = std::move(*cfg);
+  return absl::OkStatus();
+}
+
+}  // namespace qtls::remoted

@@ -1,0 +1,19 @@
+// The shim <-> qtls-remoted wire protocol, version 1 (docs/shim-protocol.md).
+// Header-only constants: the shim links nothing from libqtls_core.
+#pragma once
+
+#include <cstddef>
+
+namespace qtls::shimproto {
+
+// First netstring of every request.
+inline constexpr char kVersion[] = "qtls-remote/1";
+// Answer frame types: the first byte of each answer netstring's payload.
+inline constexpr char kKeepalive = '.';  // "still working", sent while a delivery runs
+inline constexpr char kReport = 'R';     // qmail-remote's output bytes follow; last frame
+// Limits both sides enforce.
+inline constexpr size_t kMaxRequest = 4 * 1024 * 1024;
+inline constexpr size_t kMaxAnswerFrame = 1024 * 1024;
+inline constexpr unsigned kKeepaliveSeconds = 10;
+
+}  // namespace qtls::shimproto
