@@ -1,0 +1,81 @@
+#include "tls/name_match.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "tls/ssl_ptr.h"
+
+namespace qtls::tls {
+namespace {
+
+TEST(MatchName, ExactCaseInsensitive) {
+  EXPECT_TRUE(matchName("mx.example.com", "MX.Example.COM"));
+  EXPECT_FALSE(matchName("mx.example.com", "mx.example.co"));
+  EXPECT_FALSE(matchName("", "mx"));
+}
+
+TEST(MatchName, WildcardCoversExactlyOneLabel) {
+  EXPECT_TRUE(matchName("*.example.com", "mx.example.com"));
+  EXPECT_FALSE(matchName("*.example.com", "example.com"));
+  EXPECT_FALSE(matchName("*.example.com", "a.b.example.com"));
+  EXPECT_FALSE(matchName("*x.example.com", "ax.example.com"));
+  EXPECT_FALSE(matchName("a*.example.com", "ab.example.com"));
+}
+
+TEST(MatchName, LoneStarAndNulNeverMatch) {
+  // qmail-tls let a lone "*" match any single-label name; qtls does not.
+  EXPECT_FALSE(matchName("*", "localhost"));
+  EXPECT_FALSE(matchName(std::string_view("mx.example.com\0.evil", 20), "mx.example.com"));
+  EXPECT_FALSE(matchName("mx.example.com", std::string_view("mx.example.com\0", 15)));
+}
+
+X509Ptr makeCert(const char* cn, std::vector<std::string> dnsSans,
+                 std::vector<std::string> otherSans = {}) {
+  X509Ptr cert(X509_new());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("qtls test"), -1, -1, 0);
+  if (cn)
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn),
+                               -1, -1, 0);
+  std::string san;
+  for (const auto& d : dnsSans) san += (san.empty() ? "DNS:" : ",DNS:") + d;
+  for (const auto& o : otherSans) san += (san.empty() ? "" : ",") + o;
+  if (!san.empty()) {
+    X509_EXTENSION* ext =
+        X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, const_cast<char*>(san.c_str()));
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  return cert;
+}
+
+TEST(CheckCertificateName, SanWinsAndCnIsIgnoredWhenSanPresent) {
+  auto c = makeCert("mx.example.com", {"other.example.com"});
+  EXPECT_EQ(checkCertificateName(c.get(), "mx.example.com").result, NameCheck::kNoMatchingSan);
+  EXPECT_EQ(checkCertificateName(c.get(), "other.example.com").result, NameCheck::kMatch);
+}
+
+TEST(CheckCertificateName, WildcardSan) {
+  auto c = makeCert(nullptr, {"a.example.org", "*.example.com"});
+  EXPECT_EQ(checkCertificateName(c.get(), "mx.example.com").result, NameCheck::kMatch);
+  EXPECT_EQ(checkCertificateName(c.get(), "example.com").result, NameCheck::kNoMatchingSan);
+}
+
+TEST(CheckCertificateName, CnUsedOnlyWithoutDnsSan) {
+  // An IP SAN is not a dNSName: the CN still decides.
+  auto c = makeCert("mx.example.com", {}, {"IP:127.0.0.1"});
+  EXPECT_EQ(checkCertificateName(c.get(), "mx.example.com").result, NameCheck::kMatch);
+  auto r = checkCertificateName(c.get(), "mx.example.net");
+  EXPECT_EQ(r.result, NameCheck::kCnMismatch);
+  EXPECT_EQ(r.cn, "mx.example.com");
+}
+
+TEST(CheckCertificateName, NoSanNoCn) {
+  auto c = makeCert(nullptr, {});
+  EXPECT_EQ(checkCertificateName(c.get(), "mx.example.com").result, NameCheck::kNoCommonName);
+}
+
+}  // namespace
+}  // namespace qtls::tls
