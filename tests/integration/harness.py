@@ -1,0 +1,366 @@
+"""Shared pieces for the integration tests: a qmail home, the daemon and the shim as real
+processes, dnsmasq as a real DNS server, a scripted SMTP peer on real sockets, and the
+qmail-rspawn report translation of spec 1.3."""
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
+import certs  # noqa: E402
+
+BUILD = os.environ.get("QTLS_BUILD_DIR",
+                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SHIM = os.path.join(BUILD, "services", "shim", "qtls-remote")
+REMOTED = os.path.join(BUILD, "services", "remoted", "qtls-remoted")
+
+
+def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def rspawn(out, status):
+    """qmail-rspawn's report() (spec 1.3): what qmail-send finally sees."""
+    if status < 0:
+        return b"Zqmail-remote crashed.\n"
+    if status == 111:
+        return b"ZUnable to run qmail-remote.\n"
+    if status != 0:
+        return b"DUnable to run qmail-remote.\n"
+    if not out:
+        return b"Zqmail-remote produced no output.\n"
+    records, pos = [], 0
+    while True:
+        nul = out.find(b"\0", pos)
+        if nul < 0:
+            break
+        records.append(out[pos:nul])
+        pos = nul + 1
+    rank = {"D": 0, "Z": 1, "K": 2}
+    result = "D"
+    for r in records:
+        if r[:1] in (b"K", b"Z", b"D"):
+            result = r[:1].decode()
+            break
+    final = result
+    if out[:1] == b"s":
+        final = "Z"
+    if out[:1] == b"h":
+        final = "D"
+    first = records[0][1:] if records else b""
+    text = final.encode() + first
+    if rank[result] <= rank[final] and len(records) > 1 and records[1][:1] in (b"K", b"Z", b"D"):
+        text += records[1][1:]
+    return text
+
+
+class QmailHome:
+    def __init__(self, root):
+        self.path = os.path.join(root, "qmail")
+        self.control = os.path.join(self.path, "control")
+        os.makedirs(os.path.join(self.control, "tlshosts"))
+        os.makedirs(os.path.join(self.control, "notlshosts"))
+        self.write("me", "qtls.test\n")
+
+    def write(self, name, content, mode=0o644):
+        path = os.path.join(self.control, name)
+        with open(path, "w" if isinstance(content, str) else "wb") as f:
+            f.write(content)
+        os.chmod(path, mode)
+        return path
+
+    def remove(self, name):
+        os.unlink(os.path.join(self.control, name))
+
+
+class Remoted:
+    """qtls-remoted as a real process."""
+
+    def __init__(self, home, root, dns_port=None, args=(), allow="0"):
+        self.socket = os.path.join(root, "remoted.sock")
+        self.log_path = os.path.join(root, "remoted.log")
+        cmd = [REMOTED, "--qmail-home", home.path, "--socket", self.socket,
+               "--allow-user", allow, "--dns-timeout-ms", "500"]
+        if dns_port:
+            cmd += ["--dns-server", "127.0.0.1:%d" % dns_port]
+        cmd += list(args)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None,
+                 what="remoted socket")
+        if self.proc.poll() is not None:
+            raise AssertionError("qtls-remoted exited: " + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def run_shim(socket_path, home, argv, message=b"Subject: t\n\nhello\n", pipe=False, env=None,
+             timeout=60):
+    """Runs the shim as qmail-rspawn does: message on fd 0 (a regular file unless pipe)."""
+    e = {"PATH": "/usr/bin:/bin", "QMAILHOME": home.path, "QTLS_REMOTED_SOCKET": socket_path}
+    e.update(env or {})
+    with tempfile.TemporaryFile() as f:
+        f.write(message)
+        f.seek(0)
+        p = subprocess.run([SHIM] + list(argv), stdin=subprocess.PIPE if pipe else f,
+                           input=message if pipe else None, capture_output=True, env=e,
+                           timeout=timeout)
+    return p.stdout, p.stderr, p.returncode
+
+
+class Dnsmasq:
+    """dnsmasq answering fixed records on 127.0.0.1, no upstream."""
+
+    def __init__(self, records):
+        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+        cmd = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+               "--listen-address=127.0.0.1", "--bind-interfaces", "--port=%d" % self.port,
+               "--local=/test/", "--cache-size=0", "--log-facility=-", "--user=root",
+               "--pid-file="] + list(records)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.2)
+        if self.proc.poll() is not None:
+            raise AssertionError("dnsmasq failed: " + self.proc.stderr.read().decode())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class SmtpPeer:
+    """A scripted SMTP server on real loopback sockets. It answers like a normal server;
+    `replies` overrides the reply for a stage (greeting, ehlo, helo, starttls, mail, rcpt, data,
+    dot), `drop_after_dot` closes without answering the message, `starttls` offers STARTTLS
+    with `server_ctx`, `implicit` does TLS before the greeting, `inject` is sent together with
+    the 220 to STARTTLS, `stall` stops answering at that stage. Everything the client sent is in
+    `transcript`; TLS facts of each session in `tls_info`."""
+
+    def __init__(self, host="127.0.0.2", port=0, replies=None, server_ctx=None, starttls=False,
+                 implicit=False, inject=b"", drop_after_dot=False, stall=None, raw_after=None):
+        self.replies = replies or {}
+        self.server_ctx, self.starttls, self.implicit = server_ctx, starttls, implicit
+        self.inject, self.drop_after_dot, self.stall = inject, drop_after_dot, stall
+        self.raw_after = raw_after or {}
+        self.transcript, self.tls_info, self.messages = [], [], []
+        self.sni = []
+        if server_ctx is not None:
+            server_ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name) and None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.done.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _serve(self):
+        while not self.done.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _reply(self, stage, default):
+        return self.replies.get(stage, default)
+
+    def _session(self, conn):
+        conn.settimeout(30)
+        try:
+            if self.implicit:
+                conn = self.server_ctx.wrap_socket(conn, server_side=True)
+                self._note_tls(conn)
+
+            def send(line):
+                if line is None:
+                    return
+                conn.sendall(line.encode() + b"\r\n" if isinstance(line, str) else line)
+
+            def stalled(stage):
+                if self.stall == stage:
+                    time.sleep(60)
+                    return True
+                return False
+
+            if stalled("greeting"):
+                return
+            send(self._reply("greeting", "220 peer.test ESMTP"))
+            tls_active = self.implicit
+            buf = b""
+            while True:
+                while b"\n" not in buf:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                raw, buf = buf.split(b"\n", 1)
+                cmd = raw.rstrip(b"\r").decode(errors="replace")
+                self.transcript.append(cmd)
+                verb = cmd.split(" ")[0].upper()
+                stage = {"EHLO": "ehlo", "HELO": "helo", "MAIL": "mail", "RCPT": "rcpt",
+                         "DATA": "data", "STARTTLS": "starttls", "QUIT": "quit"}.get(verb)
+                if stalled(stage):
+                    return
+                if stage in self.raw_after:
+                    send(self.raw_after[stage])
+                    continue
+                if verb == "EHLO":
+                    caps = ["250-peer.test", "250-PIPELINING"]
+                    if self.starttls and not tls_active:
+                        caps.append("250-STARTTLS")
+                    caps.append("250 8BITMIME")
+                    send(self._reply("ehlo", "\r\n".join(caps)))
+                elif verb == "HELO":
+                    send(self._reply("helo", "250 peer.test"))
+                elif verb == "STARTTLS":
+                    r = self._reply("starttls", "220 ready for tls")
+                    if not r.startswith("220"):
+                        send(r)
+                        continue
+                    conn.sendall(r.encode() + b"\r\n" + self.inject)
+                    conn = self.server_ctx.wrap_socket(conn, server_side=True)
+                    self._note_tls(conn)
+                    tls_active = True
+                    buf = b""
+                elif verb == "MAIL":
+                    send(self._reply("mail", "250 ok"))
+                elif verb == "RCPT":
+                    send(self._reply("rcpt", "250 ok"))
+                elif verb == "DATA":
+                    r = self._reply("data", "354 go ahead")
+                    send(r)
+                    if not r.startswith("354"):
+                        continue
+                    while b"\r\n.\r\n" not in b"\r\n" + buf:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            self.messages.append(None)
+                            return
+                        buf += chunk
+                    body, buf = (b"\r\n" + buf).split(b"\r\n.\r\n", 1)
+                    self.messages.append(body[2:] + b"\r\n")
+                    if self.drop_after_dot:
+                        return
+                    if stalled("dot"):
+                        return
+                    send(self._reply("dot", "250 ok queued"))
+                elif verb == "QUIT":
+                    send("221 bye")
+                    if tls_active:
+                        try:
+                            conn.unwrap()
+                        except (ssl.SSLError, OSError):
+                            pass
+                    return
+                else:
+                    send("502 unimplemented")
+        except (ssl.SSLError, OSError) as e:
+            self.tls_info.append({"error": str(e)})
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _note_tls(self, conn):
+        peer = conn.getpeercert()
+        self.tls_info.append({"version": conn.version(), "cipher": conn.cipher()[0],
+                              "peer": peer})
+
+
+def server_context(identity, client_ca=None, min_version=ssl.TLSVersion.TLSv1_2):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = min_version
+    ctx.load_cert_chain(identity.cert_path, identity.key_path)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(client_ca)
+    return ctx
+
+
+class RemoteTestCase(unittest.TestCase):
+    """A fresh qmail home, certificates and (optionally) daemon per test."""
+
+    dns_records = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="qtls-it-")
+        cls.certs = certs.CertFactory(cls.root)
+        cls.dns = Dnsmasq(cls.dns_records) if cls.dns_records else None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.dns:
+            cls.dns.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=self.root)
+        self.home = QmailHome(self.dir)
+        self.daemon = None
+        self.peers = []
+
+    def tearDown(self):
+        for p in self.peers:
+            p.close()
+        if self.daemon:
+            self.daemon.stop()
+
+    def start_daemon(self, args=(), allow="0"):
+        self.daemon = Remoted(self.home, self.dir, self.dns.port if self.dns else None, args, allow)
+        return self.daemon
+
+    def peer(self, **kw):
+        p = SmtpPeer(**kw)
+        self.peers.append(p)
+        return p
+
+    def route(self, domain, peer, relay=None):
+        self.home.write("smtproutes", "%s:%s:%d\n" % (domain, relay or peer.host, peer.port))
+
+    def deliver(self, argv, message=b"Subject: t\n\nhello\n", **kw):
+        out, err, rc = run_shim(self.daemon.socket, self.home, argv, message, **kw)
+        self.assertEqual(err, b"", "the shim wrote to fd 2")
+        self.assertEqual(rc, 0)
+        return out
