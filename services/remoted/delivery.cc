@@ -82,11 +82,18 @@ std::string safeText(std::string_view s) {
   return out;
 }
 
+// Pins are SHA-256 digests of the DER certificate or of the DER SubjectPublicKeyInfo (the
+// form DANE and HPKP use; X509_pubkey_digest would hash only the key bits).
 bool pinMatches(X509* cert, const std::vector<policy::Pin>& pins) {
   unsigned char certDigest[EVP_MAX_MD_SIZE], spkiDigest[EVP_MAX_MD_SIZE];
   unsigned int n1 = 0, n2 = 0;
   if (X509_digest(cert, EVP_sha256(), certDigest, &n1) != 1) return false;
-  if (X509_pubkey_digest(cert, EVP_sha256(), spkiDigest, &n2) != 1) return false;
+  unsigned char* der = nullptr;
+  int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+  if (len <= 0) return false;
+  bool ok = EVP_Digest(der, static_cast<size_t>(len), spkiDigest, &n2, EVP_sha256(), nullptr) == 1;
+  OPENSSL_free(der);
+  if (!ok) return false;
   for (const auto& p : pins) {
     const unsigned char* d = p.kind == policy::Pin::Kind::kCert ? certDigest : spkiDigest;
     if (std::memcmp(d, p.sha256.data(), 32) == 0) return true;

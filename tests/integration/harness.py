@@ -156,6 +156,7 @@ class Dnsmasq:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+        self.proc.stderr.close()
 
 
 class SmtpPeer:
@@ -167,11 +168,13 @@ class SmtpPeer:
     `transcript`; TLS facts of each session in `tls_info`."""
 
     def __init__(self, host="127.0.0.2", port=0, replies=None, server_ctx=None, starttls=False,
-                 implicit=False, inject=b"", drop_after_dot=False, stall=None, raw_after=None):
+                 implicit=False, inject=b"", drop_after_dot=False, stall=None, raw_after=None,
+                 tls_garbage=None):
         self.replies = replies or {}
         self.server_ctx, self.starttls, self.implicit = server_ctx, starttls, implicit
         self.inject, self.drop_after_dot, self.stall = inject, drop_after_dot, stall
         self.raw_after = raw_after or {}
+        self.tls_garbage = tls_garbage
         self.transcript, self.tls_info, self.messages = [], [], []
         self.sni = []
         if server_ctx is not None:
@@ -188,6 +191,12 @@ class SmtpPeer:
 
     def close(self):
         self.done.set()
+        try:
+            # shutdown() wakes the thread blocked in accept(); close() alone would leave the
+            # port bound until that accept() returned.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -258,6 +267,10 @@ class SmtpPeer:
                         send(r)
                         continue
                     conn.sendall(r.encode() + b"\r\n" + self.inject)
+                    if self.tls_garbage is not None:
+                        conn.recv(65536)  # the ClientHello, answered with non-TLS bytes
+                        conn.sendall(self.tls_garbage)
+                        return
                     conn = self.server_ctx.wrap_socket(conn, server_side=True)
                     self._note_tls(conn)
                     tls_active = True
