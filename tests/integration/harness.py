@@ -133,9 +133,8 @@ def run_shim(socket_path, home, argv, message=b"Subject: t\n\nhello\n", pipe=Fal
     with tempfile.TemporaryFile() as f:
         f.write(message)
         f.seek(0)
-        p = subprocess.run([SHIM] + list(argv), stdin=subprocess.PIPE if pipe else f,
-                           input=message if pipe else None, capture_output=True, env=e,
-                           timeout=timeout)
+        io = {"input": message} if pipe else {"stdin": f}
+        p = subprocess.run([SHIM] + list(argv), capture_output=True, env=e, timeout=timeout, **io)
     return p.stdout, p.stderr, p.returncode
 
 
