@@ -13,7 +13,7 @@ build_pkgs=(
 # Real peers the integration tests start on loopback.
 peer_pkgs=(
   postfix dnsmasq-base swaks libnet-ssleay-perl libio-socket-ssl-perl
-  python3 python3-aiosmtpd python3-cryptography openssl time bsdutils strace
+  python3 python3-aiosmtpd python3-cryptography openssl time bsdutils
 )
 
 if [ "$(id -u)" = 0 ]; then
