@@ -114,7 +114,8 @@ class Session {
 
  private:
   asio::awaitable<bool> talk(const Target& t, unsigned port);
-  asio::awaitable<bool> startTls(const Target& t, bool implicit, bool& tlsDone);
+  asio::awaitable<bool> startTls(const Target& t, const TlsPlan& plan, bool implicit,
+                                 bool& tlsDone);
   asio::awaitable<bool> command(std::string_view line, SmtpConn::ReadResult& rr);
   bool verifyPeer(const TlsPlan& plan);
   void died(const SmtpConn::ReadResult* rr = nullptr);
@@ -226,18 +227,15 @@ bool Session::verifyPeer(const TlsPlan& plan) {
 }
 
 // Returns false when the report is final. tlsDone tells whether TLS is now active.
-asio::awaitable<bool> Session::startTls(const Target& t, bool implicit, bool& tlsDone) {
+asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bool implicit,
+                                        bool& tlsDone) {
   tlsDone = false;
-  TlsPlan plan = makePlan(cfg_, req_.host, t);
-  levelRequested_ = std::string(policy::levelName(plan.decision.level));
-  policySource_ = std::string(policy::sourceName(plan.decision.source));
   const bool required = implicit || policy::tlsRequired(plan.decision.level);
   if (plan.decision.level == TlsLevel::kNone && !implicit) co_return true;
 
   auto ctx = cfg_.contexts.get(plan.spec);
   if (!ctx.ok()) {
     if (!required) co_return true;
-    polite_ = true;
     if (ctx.status().code() == absl::StatusCode::kFailedPrecondition)
       tlsFail(text::cat("TLS unable to load ", plan.caLabel), std::string(ctx.status().message()),
               false);
@@ -290,8 +288,11 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
   const bool implicit = port == 465;
   int code = 0;
   bool tlsDone = false;
+  const TlsPlan plan = makePlan(cfg_, req_.host, t);
+  levelRequested_ = std::string(policy::levelName(plan.decision.level));
+  policySource_ = std::string(policy::sourceName(plan.decision.source));
   if (implicit) {
-    if (!co_await startTls(t, true, tlsDone)) co_return false;
+    if (!co_await startTls(t, plan, true, tlsDone)) co_return false;
     rr = co_await conn_->readReply();
     if (!rr.ok()) {
       died(&rr);
@@ -315,17 +316,14 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
     code = rr.reply.code;
     std::vector<std::string> keywords;
     if (code == 250) keywords = smtp::ehloKeywords(rr.reply);
-    // Policy "required" with no STARTTLS keyword (or EHLO refused) fails inside startTls via
-    // the plan; opportunistic hosts without it continue in plain text.
+    // No STARTTLS keyword (or EHLO refused): a required level fails, the others go on in
+    // plain text.
     if (!smtp::hasKeyword(keywords, "STARTTLS")) {
-      TlsPlan plan = makePlan(cfg_, req_.host, t);
-      levelRequested_ = std::string(policy::levelName(plan.decision.level));
-      policySource_ = std::string(policy::sourceName(plan.decision.source));
       if (policy::tlsRequired(plan.decision.level)) {
         tlsFail(text::cat("No TLS achieved while ", plan.sentence), "", false);
         co_return false;
       }
-    } else if (!co_await startTls(t, false, tlsDone)) {
+    } else if (!co_await startTls(t, plan, false, tlsDone)) {
       co_return false;
     }
   }

@@ -241,6 +241,7 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   DeliveryResult& result = std::get<0>(r);
   co_await answer(result.report.bytes());
   log::info(result.logLine);
+  sock.close(ec);  // the shim has its answer; QUIT below must not keep it waiting
   if (result.openConn) co_await result.openConn->quit();
 }
 

@@ -79,7 +79,7 @@ int messageFd() {
   struct stat st;
   if (fstat(0, &st) == 0 && S_ISREG(st.st_mode)) return 0;
   int fd = memfd_create("qtls-remote-message", MFD_CLOEXEC);
-  if (fd < 0) finish(std::string("ZOut of memory. (#4.3.0)\n", 25) + '\0');
+  if (fd < 0) finish(std::string("ZOut of memory. (#4.3.0)\n") + '\0');
   char buf[65536];
   for (;;) {
     ssize_t r = ::read(0, buf, sizeof buf);

@@ -116,6 +116,14 @@ class PolicyFilesTest(TlsTestCase):
         self.assertEqual(self.go(p), b"ZTLS connect failed: error:0A00010B:SSL routines::wrong "
                                      b"version number; connected to 127.0.0.2.\n\0")
 
+    def test_unusable_ca_file(self):
+        self.home.write("tlshosts/mx.test.pem", "not a certificate\n")
+        p = self.tls_peer()
+        self.assertEqual(self.go(p), b"ZTLS unable to load control/tlshosts/mx.test.pem: error:05800088:"
+                                     b"x509 certificate routines::no certificate or crl found; "
+                                     b"connecting to 127.0.0.2.\n\0")
+        self.assertNotIn("STARTTLS", p.transcript)
+
     def test_untrusted_ca(self):
         self.trust()
         p = self.tls_peer(self.untrusted)
