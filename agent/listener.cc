@@ -1,0 +1,167 @@
+// Inbound listeners and connection limits.
+#include "listener.h"
+
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <cstdlib>
+
+#include "log/log.h"
+#include "util/text.h"
+
+namespace qtls::agent {
+
+using asio::redirect_error;
+using asio::use_awaitable;
+
+absl::StatusOr<ListenerSpec> parseListenerSpec(const std::string& s) {
+  ListenerSpec spec;
+  auto parts = text::split(s, ',');
+  spec.address = std::string(parts[0]);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] == "tls") spec.implicitTls = true;
+    else if (text::startsWithIgnoreCase(parts[i], "ciphers=")) spec.ciphers = std::string(parts[i].substr(8));
+    else return absl::InvalidArgumentError(text::cat("--listen ", s, ": unknown option \"", parts[i], "\""));
+  }
+  return spec;
+}
+
+Listeners::Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn params)
+    : io_(io), limits_(limits), params_(std::move(params)) {}
+
+absl::Status Listeners::bind(const ListenerSpec& spec) {
+  size_t colon = spec.address.rfind(':');
+  if (colon == std::string::npos)
+    return absl::InvalidArgumentError(text::cat("listener ", spec.address, ": expected ADDRESS:PORT"));
+  std::string host = spec.address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return absl::InvalidArgumentError(text::cat("listener ", spec.address, ": bad address"));
+  int port = std::atoi(spec.address.c_str() + colon + 1);
+  asio::ip::tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6_only(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(1024, ec);
+  if (ec) return absl::UnavailableError(text::cat("listener ", spec.address, ": ", ec.message()));
+  auto l = std::make_unique<Listener>();
+  l->spec = spec;
+  l->spec.address = text::cat(addr.is_v6() ? "[" : "", addr.to_string(), addr.is_v6() ? "]" : "",
+                              ":", acc->local_endpoint().port());
+  l->acceptor = std::move(acc);
+  specs_.push_back(l->spec);
+  listeners_.push_back(std::move(l));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> Listeners::adoptSystemdSockets() {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (pid == nullptr || fds == nullptr || std::atol(pid) != static_cast<long>(getpid())) return 0;
+  int n = std::atoi(fds);
+  std::vector<std::string_view> names;
+  const char* namesEnv = std::getenv("LISTEN_FDNAMES");
+  std::string namesCopy = namesEnv ? namesEnv : "";
+  names = text::split(namesCopy, ':');
+  for (int i = 0; i < n; ++i) {
+    int fd = 3 + i;
+    std::string name = i < static_cast<int>(names.size()) ? std::string(names[i]) : "";
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+      return absl::InvalidArgumentError(text::cat("socket activation: fd ", fd, " is not a socket"));
+    auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+    std::error_code ec;
+    acc->assign(ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+    if (ec) return absl::InvalidArgumentError(text::cat("socket activation: fd ", fd, ": ", ec.message()));
+    auto l = std::make_unique<Listener>();
+    l->spec.implicitTls = name.size() >= 5 && (name.substr(name.size() - 5) == "smtps" ||
+                                               name.substr(name.size() - 3) == "tls");
+    auto ep = acc->local_endpoint(ec);
+    l->spec.address = text::cat("fd", fd, "=", ep.address().to_string(), ":", ep.port());
+    l->acceptor = std::move(acc);
+    specs_.push_back(l->spec);
+    listeners_.push_back(std::move(l));
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  return n;
+}
+
+void Listeners::start() {
+  for (auto& l : listeners_) asio::co_spawn(io_, acceptLoop(*l), asio::detached);
+}
+
+void Listeners::stop() {
+  for (auto& l : listeners_) {
+    std::error_code ignored;
+    l->acceptor->close(ignored);
+  }
+}
+
+asio::awaitable<void> Listeners::acceptLoop(Listener& l) {
+  for (;;) {
+    auto strand = asio::make_strand(io_);
+    asio::ip::tcp::socket sock(strand);
+    std::error_code ec;
+    co_await l.acceptor->async_accept(sock, redirect_error(use_awaitable, ec));
+    if (!l.acceptor->is_open()) co_return;
+    if (ec) {
+      // Out of descriptors and the like: back off instead of spinning.
+      log::warn(text::cat("listener ", l.spec.address, ": accept: ", ec.message()));
+      asio::steady_timer t(io_, std::chrono::milliseconds(100));
+      co_await t.async_wait(redirect_error(use_awaitable, ec));
+      continue;
+    }
+    asio::co_spawn(strand, serve(std::move(sock), l.spec), asio::detached);
+  }
+}
+
+asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const ListenerSpec& spec) {
+  std::error_code ec;
+  auto peer = sock.remote_endpoint(ec).address();
+  std::string refusal;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_.load() >= limits_.maxConnections)
+      refusal = "421 too many connections, try again later (#4.3.2)\r\n";
+    else if (perClient_[peer] >= limits_.maxPerClient)
+      refusal = "421 too many connections from your address, try again later (#4.3.2)\r\n";
+    if (refusal.empty()) {
+      ++active_;
+      ++perClient_[peer];
+    }
+  }
+  if (!refusal.empty()) {
+    log::warn(text::cat("listener ", spec.address, " refused client=", peer.to_string(), ": ",
+                        refusal.substr(4, refusal.size() - 6)));
+    // Plain text even on a TLS port: there is no session to protect yet, and a client that
+    // does not understand it only sees the connection close.
+    if (!spec.implicitTls) {
+      co_await asio::async_write(sock, asio::buffer(refusal), redirect_error(use_awaitable, ec));
+    }
+    sock.close(ec);
+    co_return;
+  }
+  SessionParams params = params_();
+  params.implicitTls = spec.implicitTls;
+  params.listenerCiphers = spec.ciphers;
+  params.listener = spec.address;
+  co_await runSession(std::move(sock), std::move(params));
+  std::lock_guard<std::mutex> lock(mu_);
+  --active_;
+  if (--perClient_[peer] <= 0) perClient_.erase(peer);
+}
+
+}  // namespace qtls::agent

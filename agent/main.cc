@@ -1,0 +1,168 @@
+// qtls-smtpd: the inbound SMTP agent. Wires the pieces together; no logic of its own.
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "listener.h"
+#include "log/log.h"
+#include "smtpd_config.h"
+#include "util/text.h"
+
+using namespace qtls;
+using namespace qtls::agent;
+
+namespace {
+
+const char kUsage[] =
+    "usage: qtls-smtpd [options]\n"
+    "  --listen ADDR:PORT[,tls][,ciphers=S]  listener; repeatable (default 0.0.0.0:25 and\n"
+    "                          [::]:25 unless systemd passed sockets); ',tls' = implicit TLS\n"
+    "  --qmail-home DIR        qmail home with control/ (default /var/qmail)\n"
+    "  --qmail-queue PATH      program to hand messages to (default <home>/bin/qmail-queue)\n"
+    "  --user USER             drop to this user (and its group) after binding\n"
+    "  --max-connections N     overall (default 1000)\n"
+    "  --max-per-client N      per client address (default 100)\n"
+    "  --max-line N            command line bytes (default 4096)\n"
+    "  --max-recipients N      per message (default 1000)\n"
+    "  --max-message N         bytes, when control/databytes is 0 (default 67108864)\n"
+    "  --threads N             event-loop threads (default 2)\n";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "qtls-smtpd: fatal: %s\n", msg.c_str());
+  std::exit(111);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string home = "/var/qmail", queue, user;
+  std::vector<std::string> listenArgs;
+  ConnectionLimits limits;
+  SessionLimits sessionLimits;
+  int threads = 2;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    size_t eq = a.find('=');
+    if (eq != std::string::npos && a.rfind("--", 0) == 0) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    auto value = [&]() -> std::string {
+      if (eq != std::string::npos) return v;
+      if (i + 1 >= argc) die(a + " needs a value\n" + kUsage);
+      return argv[++i];
+    };
+    auto number = [&]() -> long {
+      std::string s = value();
+      if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+        die(a + ": not a number: " + s);
+      return std::atol(s.c_str());
+    };
+    if (a == "--listen") listenArgs.push_back(value());
+    else if (a == "--qmail-home") home = value();
+    else if (a == "--qmail-queue") queue = value();
+    else if (a == "--user") user = value();
+    else if (a == "--max-connections") limits.maxConnections = static_cast<int>(number());
+    else if (a == "--max-per-client") limits.maxPerClient = static_cast<int>(number());
+    else if (a == "--max-line") sessionLimits.maxLine = static_cast<size_t>(number());
+    else if (a == "--max-recipients") sessionLimits.maxRecipients = static_cast<size_t>(number());
+    else if (a == "--max-message") sessionLimits.maxMessage = static_cast<size_t>(number());
+    else if (a == "--threads") threads = std::max(1L, number());
+    else if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else die("unknown option " + a + "\n" + kUsage);
+  }
+  if (queue.empty()) queue = home + "/bin/qmail-queue";
+  signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io;
+  SmtpdConfigStore store;
+  std::vector<ListenerSpec> specs;
+  for (const auto& l : listenArgs) {
+    auto spec = parseListenerSpec(l);
+    if (!spec.ok()) die(std::string(spec.status().message()));
+    specs.push_back(*spec);
+  }
+  std::set<std::string> cipherVariants;
+  for (const auto& s : specs) cipherVariants.insert(s.ciphers);
+
+  // Keys and certificates are read here, before privileges are dropped.
+  if (auto s = store.reload(home, cipherVariants); !s.ok()) die(std::string(s.message()));
+
+  Listeners listeners(io, limits, [&]() {
+    SessionParams p;
+    p.config = store.current();
+    p.qmailQueue = queue;
+    p.limits = sessionLimits;
+    return p;
+  });
+  auto adopted = listeners.adoptSystemdSockets();
+  if (!adopted.ok()) die(std::string(adopted.status().message()));
+  if (*adopted == 0 && specs.empty()) specs = {{"0.0.0.0:25", false, ""}, {"[::]:25", false, ""}};
+  for (const auto& s : specs)
+    if (auto st = listeners.bind(s); !st.ok()) die(std::string(st.message()));
+
+  if (!user.empty()) {
+    struct passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) die("--user: no such user: " + user);
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0)
+      die("--user " + user + ": cannot drop privileges: " + std::strerror(errno));
+    if (setuid(0) == 0) die("--user " + user + ": privileges could be regained");
+  }
+
+  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+  std::function<void(std::error_code, int)> onSignal = [&](std::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      if (auto s = store.reload(home, cipherVariants); !s.ok())
+        log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
+                             std::string(s.message())));
+      else
+        log::info(text::cat("reload: control files and certificates loaded, generation ",
+                            store.current()->generation));
+      signals.async_wait(onSignal);
+      return;
+    }
+    log::info(text::cat("stopping: ", listeners.active(), " sessions open"));
+    listeners.stop();
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    auto start = std::chrono::steady_clock::now();
+    std::function<void(std::error_code)> poll = [&, timer, start](std::error_code) {
+      if (listeners.active() == 0 ||
+          std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) {
+        io.stop();
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(100));
+      timer->async_wait(poll);
+    };
+    poll({});
+  };
+  signals.async_wait(onSignal);
+
+  listeners.start();
+  std::string where;
+  for (const auto& s : listeners.specs())
+    where += text::cat(where.empty() ? "" : ",", s.address, s.implicitTls ? "(tls)" : "");
+  auto cfg = store.current();
+  log::info(text::cat("qtls-smtpd started listen=", where, " home=", home, " starttls=",
+                      cfg->tlsFor("") ? "yes" : "no", " certrelay=", cfg->certRelay ? "yes" : "no",
+                      " rcpthosts=", cfg->haveRcpthosts ? "yes" : "MISSING(open relay)"));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  log::info("qtls-smtpd stopped");
+  return 0;
+}

@@ -1,0 +1,65 @@
+// The inbound configuration snapshot: qmail-smtpd's control files plus TLS contexts, loaded and
+// validated whole and swapped in as one shared_ptr. A session keeps the snapshot it started
+// with; an invalid new snapshot (a bad certificate, say) leaves the old one in place.
+#pragma once
+
+#include <asio/ip/address.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tls/server_context.h"
+
+namespace qtls::agent {
+
+struct Cidr {
+  asio::ip::address network;
+  int prefix = 0;
+  bool contains(const asio::ip::address& a) const;
+};
+// "192.0.2.0/24", "2001:db8::/32" or a plain address.
+std::optional<Cidr> parseCidr(const std::string& s);
+
+struct SmtpdConfig {
+  std::string home, controlDir;
+  std::string greeting;  // control/smtpgreeting, else control/me
+  std::string localName; // "by" name in Received: control/me (tcpserver -l convention)
+  long timeout = 1200;   // control/timeoutsmtpd
+  long databytes = 0;    // control/databytes, 0 = no limit
+  bool haveRcpthosts = false;
+  std::set<std::string> rcpthosts;     // rcpthosts + morercpthosts, lowercased
+  std::set<std::string> badmailfrom;   // lowercased
+  std::vector<Cidr> relayClients;      // control/relayclients
+  bool certRelay = false;              // tlsclients exists and clientca.pem loaded
+  std::set<std::string> tlsclients;    // lowercased
+  // TLS contexts by listener cipher override ("" = control/tlsserverciphers); empty map when
+  // control/servercert.pem does not exist.
+  std::map<std::string, std::shared_ptr<tls::ServerContexts>> tls;
+  uint64_t generation = 0;
+
+  const tls::ServerContexts* tlsFor(const std::string& listenerCiphers) const;
+};
+using SmtpdConfigConstSharedPtr = std::shared_ptr<const SmtpdConfig>;
+
+// `listenerCiphers`: every distinct per-listener cipher override, to build contexts for.
+absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
+    const std::string& home, const std::set<std::string>& listenerCiphers);
+
+class SmtpdConfigStore {
+ public:
+  SmtpdConfigConstSharedPtr current() const;
+  absl::Status reload(const std::string& home, const std::set<std::string>& listenerCiphers);
+
+ private:
+  mutable std::mutex mu_;
+  SmtpdConfigConstSharedPtr current_;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace qtls::agent

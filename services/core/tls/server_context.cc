@@ -1,0 +1,139 @@
+// Inbound TLS contexts.
+#include "tls/server_context.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <vector>
+
+#include "tls/errors.h"
+#include "util/text.h"
+
+namespace qtls::tls {
+namespace {
+
+int acceptForLaterCheck(int, X509_STORE_CTX*) { return 1; }
+
+struct InfoStackFree {
+  void operator()(STACK_OF(X509_INFO)* s) const { sk_X509_INFO_pop_free(s, X509_INFO_free); }
+};
+
+int onServerName(SSL* ssl, int*, void* arg) {
+  auto* contexts = static_cast<ServerContexts*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+  auto it = contexts->byName.find(text::lower(name));
+  if (it != contexts->byName.end()) SSL_set_SSL_CTX(ssl, it->second.get());
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
+absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file) {
+  BioPtr bio(BIO_new_file(file.c_str(), "r"));
+  if (!bio) return absl::InvalidArgumentError(text::cat("tls: reading ", file, ": ", drainErrors()));
+  std::unique_ptr<STACK_OF(X509_INFO), InfoStackFree> infos(
+      PEM_X509_INFO_read_bio(bio.get(), nullptr, nullptr, nullptr));
+  if (!infos) return absl::InvalidArgumentError(text::cat("tls: parsing ", file, ": ", drainErrors()));
+  std::vector<X509*> certs;
+  std::vector<EVP_PKEY*> keys;
+  for (int i = 0; i < sk_X509_INFO_num(infos.get()); ++i) {
+    X509_INFO* info = sk_X509_INFO_value(infos.get(), i);
+    if (info->x509) certs.push_back(info->x509);
+    if (info->x_pkey && info->x_pkey->dec_pkey) keys.push_back(info->x_pkey->dec_pkey);
+  }
+  if (certs.empty()) return absl::InvalidArgumentError(text::cat("tls: ", file, ": no certificate"));
+  if (keys.empty()) return absl::InvalidArgumentError(text::cat("tls: ", file, ": no private key"));
+  struct Pair {
+    X509* leaf;
+    EVP_PKEY* key;
+    STACK_OF(X509)* chain;
+  };
+  std::vector<Pair> pairs;
+  std::vector<X509*> orphans;  // chain certificates seen before any leaf
+  for (X509* c : certs) {
+    EVP_PKEY* match = nullptr;
+    for (EVP_PKEY* k : keys)
+      if (X509_check_private_key(c, k) == 1) match = k;
+    ERR_clear_error();
+    if (match) {
+      pairs.push_back({c, match, sk_X509_new_null()});
+    } else if (!pairs.empty()) {
+      sk_X509_push(pairs.back().chain, c);
+    } else {
+      orphans.push_back(c);
+    }
+  }
+  absl::Status status;
+  if (pairs.empty())
+    status = absl::InvalidArgumentError(
+        text::cat("tls: ", file, ": private key does not match any certificate"));
+  else if (pairs.size() > 2)
+    status = absl::InvalidArgumentError(text::cat("tls: ", file, ": more than two key pairs"));
+  for (X509* o : orphans)
+    if (status.ok()) sk_X509_push(pairs.front().chain, o);
+  for (auto& p : pairs) {
+    if (status.ok() && SSL_CTX_use_cert_and_key(ctx, p.leaf, p.key, p.chain, 1) != 1)
+      status = absl::InvalidArgumentError(text::cat("tls: loading ", file, ": ", drainErrors()));
+    sk_X509_free(p.chain);  // the stack only; certificates belong to infos / ctx (up-ref'd)
+  }
+  return status;
+}
+
+absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec) {
+  ERR_clear_error();
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return absl::InternalError(text::cat("tls: creating context: ", drainErrors()));
+  SSL_CTX_set_min_proto_version(ctx.get(), spec.minVersion ? spec.minVersion : TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+  // Resumption: stateless tickets (OpenSSL's default, keys per context) plus a session cache;
+  // the id context is required once client certificates may be requested.
+  static const unsigned char kSidCtx[] = "qtls-smtpd";
+  SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof kSidCtx - 1);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
+  if (auto s = loadCertificateFile(ctx.get(), spec.certFile); !s.ok()) return s;
+  if (!spec.ciphers.empty()) {
+    ERR_clear_error();
+    bool ok12 = SSL_CTX_set_cipher_list(ctx.get(), spec.ciphers.c_str()) == 1;
+    bool ok13 = SSL_CTX_set_ciphersuites(ctx.get(), spec.ciphers.c_str()) == 1;
+    ERR_clear_error();
+    if (!ok12 && !ok13)
+      return absl::InvalidArgumentError(
+          text::cat("tls: cipher list \"", spec.ciphers, "\" names no known cipher"));
+  }
+  if (!spec.clientCaFile.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx.get(), spec.clientCaFile.c_str(), nullptr) != 1)
+      return absl::InvalidArgumentError(
+          text::cat("tls: loading ", spec.clientCaFile, ": ", drainErrors()));
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(spec.clientCaFile.c_str());
+    if (names) SSL_CTX_set_client_CA_list(ctx.get(), names);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, acceptForLaterCheck);
+    if (!spec.clientCrlFile.empty()) {
+      X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+      X509_LOOKUP* lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+      if (lookup == nullptr ||
+          X509_load_crl_file(lookup, spec.clientCrlFile.c_str(), X509_FILETYPE_PEM) <= 0)
+        return absl::InvalidArgumentError(
+            text::cat("tls: loading ", spec.clientCrlFile, ": ", drainErrors()));
+      // With a CRL file, every certificate of the chain needs a valid CRL (qmail-tls rule).
+      X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+  }
+  return shareCtx(std::move(ctx));
+}
+
+void ServerContexts::installSniCallback() {
+  if (!defaultCtx) return;
+  SSL_CTX_set_tlsext_servername_callback(defaultCtx.get(), onServerName);
+  SSL_CTX_set_tlsext_servername_arg(defaultCtx.get(), this);
+}
+
+std::string describeCertificate(SSL_CTX* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  if (cert == nullptr) return "-";
+  char buf[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace qtls::tls

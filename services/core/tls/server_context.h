@@ -1,0 +1,48 @@
+// Server-side TLS for the inbound agent: servercert.pem (certificate chain and key in one
+// file, in either order, one RSA and one ECDSA pair at once), per-SNI certificates, cipher
+// lists, minimum version, session tickets, and client-certificate requests against a CA file
+// and optional CRLs.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tls/ssl_ptr.h"
+
+namespace qtls::tls {
+
+struct ServerTlsSpec {
+  std::string certFile;     // servercert.pem
+  std::string ciphers;      // tlsserverciphers joined with ':'; empty = OpenSSL default
+  int minVersion = 0;       // 0 = TLS 1.2
+  std::string clientCaFile; // clientca.pem; empty = never ask for a client certificate
+  std::string clientCrlFile;  // clientcrl.pem; empty = no revocation checks
+};
+
+// Loads every certificate/key pair of a PEM file into ctx. Keys are matched to certificates by
+// public key; certificates that match no key form the chain of the pair before them (or of the
+// first pair when they come first). Errors name the file and the reason.
+absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file);
+
+// A complete server context. Client certificates, when clientCaFile is set, are asked for
+// during the handshake and never required: the verification result is read later, at the
+// relay decision, so a client without a certificate still gets a session.
+absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec);
+
+// The default context plus contexts for SNI names; selected by a servername callback.
+class ServerContexts {
+ public:
+  SslCtxSharedPtr defaultCtx;
+  std::map<std::string, SslCtxSharedPtr> byName;  // lowercased SNI name
+
+  // Installs the servername callback on defaultCtx (and each SNI context); `this` must outlive
+  // every SSL made from them, which holding the ServerContexts in the snapshot guarantees.
+  void installSniCallback();
+};
+
+// Earliest notAfter among the certificates of a context (for expiry metrics and logs).
+std::string describeCertificate(SSL_CTX* ctx);
+
+}  // namespace qtls::tls
