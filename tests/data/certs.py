@@ -6,7 +6,7 @@ import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 _NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -68,9 +68,14 @@ class CertFactory:
                 .sign(key, hashes.SHA256()))
         self.ca = Identity(directory, ca_name.replace(" ", "_"), key, cert)
 
+    def rsa_leaf(self, label, **kw):
+        """Like leaf(), with a 2048-bit RSA key."""
+        return self.leaf(label, key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                         **kw)
+
     def leaf(self, label, cn=None, dns=(), ips=("127.0.0.1",), email=None, expired=False,
-             not_yet_valid=False, self_signed=False):
-        key = ec.generate_private_key(ec.SECP256R1())
+             not_yet_valid=False, self_signed=False, key=None):
+        key = key or ec.generate_private_key(ec.SECP256R1())
         if expired:
             start, end = _NOW - datetime.timedelta(days=60), _NOW - datetime.timedelta(days=30)
         elif not_yet_valid:

@@ -1,5 +1,6 @@
-"""A private Postfix instance as a real STARTTLS sink on loopback: accepts every message and
-discards it. Nothing system-wide is touched (its own config, queue and data directories)."""
+"""A private Postfix instance on loopback: by default a STARTTLS sink that accepts every message
+and discards it; with relay_to, a relay that forwards everything to that host over mandatory
+STARTTLS. Nothing system-wide is touched (its own config, queue and data directories)."""
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ from harness import free_port, wait_for
 
 
 class PostfixSink:
-    def __init__(self, root, identity, host="127.0.0.2"):
+    def __init__(self, root, identity, host="127.0.0.2", relay_to=None):
         self.dir = os.path.join(root, "postfix")
         os.makedirs(self.dir)
         # Postfix's daemons run as user postfix and must reach their directories.
@@ -62,6 +63,18 @@ class PostfixSink:
             "maillog_file_prefixes": "/var, /dev/stdout, %s" % self.dir,
             "shlib_directory": "/usr/lib/postfix",
         }
+        if relay_to:
+            # Forward everything to relay_to = (host, port) with TLS required.
+            for k in ("default_transport", "relay_transport", "local_transport",
+                      "virtual_transport", "smtpd_end_of_data_restrictions"):
+                del main[k]
+            main.update({
+                "relayhost": "[%s]:%d" % relay_to,
+                "smtp_tls_security_level": "encrypt",
+                "smtp_tls_loglevel": "1",
+                "disable_dns_lookups": "yes",
+                "smtp_helo_name": "postfix.test",
+            })
         with open(os.path.join(self.dir, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write("%s = %s\n" % (k, v))
