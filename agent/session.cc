@@ -164,6 +164,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void mail(std::string_view arg);
   void rcpt(std::string_view arg);
   asio::awaitable<bool> data();  // false: close the session
+  asio::awaitable<bool> starttls();  // after the checks: 220, handshake, state reset
   std::string protocol() const;
   void logSession(std::string_view end);
 
@@ -414,6 +415,20 @@ asio::awaitable<bool> Session::data() {
   co_return true;
 }
 
+asio::awaitable<bool> Session::starttls() {
+  reply("220 ready for tls");
+  if (!co_await flush()) co_return false;
+  if (!co_await handshake()) {
+    logSession("tls-failed");
+    co_return false;
+  }
+  // RFC 3207: all state from before TLS is forgotten.
+  helo_.clear();
+  resetTransaction();
+  certTried_ = false;
+  co_return true;
+}
+
 void Session::logSession(std::string_view end) {
   std::string tlsDesc = "-/-", certDesc = "-", verify = "-";
   if (tls_) {
@@ -448,7 +463,9 @@ asio::awaitable<void> Session::run() {
         relayUsed_ = "relayclient";
       }
   if (p_.implicitTls) {
-    if (cfg_.tlsFor(p_.listenerCiphers) == nullptr || !co_await handshake()) {
+    bool up = cfg_.tlsFor(p_.listenerCiphers) != nullptr;
+    if (up) up = co_await handshake();
+    if (!up) {
       logSession("tls-failed");
       co_return;
     }
@@ -516,20 +533,7 @@ asio::awaitable<void> Session::run() {
       if (!arg.empty()) reply("501 Syntax error (no parameters allowed) (#5.5.4)");
       else if (tls_) reply("502 unimplemented (#5.5.1)");
       else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr) reply("454 TLS missing certificate (#4.3.0)");
-      else {
-        // Written inline: as a separate awaitable<bool> member coroutine, GCC 12.2 resumed
-        // this code with a frame pointer 8 bytes off (SIGILL), reproducibly at -O0 and -O2.
-        reply("220 ready for tls");
-        if (!co_await flush()) break;
-        if (!co_await handshake()) {
-          logSession("tls-failed");
-          break;
-        }
-        // RFC 3207: all state from before TLS is forgotten.
-        helo_.clear();
-        resetTransaction();
-        certTried_ = false;
-      }
+      else if (!co_await starttls()) break;
     } else {
       reply("502 unimplemented (#5.5.1)");
     }

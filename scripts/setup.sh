@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Build dependencies.
 build_pkgs=(
-  build-essential cmake ninja-build pkg-config
+  build-essential clang-14 cmake ninja-build pkg-config
   libssl-dev libc-ares-dev libasio-dev libabsl-dev
   libgtest-dev libgmock-dev
 )
@@ -32,5 +32,10 @@ else
   echo "setup.sh: not root, skipping apt-get (run as root on a fresh machine)" >&2
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# clang, not Debian's GCC 12: see the note at the top of CMakeLists.txt.
+if [ -f build/CMakeCache.txt ] && ! grep -q "^CMAKE_CXX_COMPILER:.*clang++-14" build/CMakeCache.txt; then
+  rm -rf build
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
 cmake --build build -j"$(nproc)"
