@@ -120,15 +120,23 @@ Intake::Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> all
       acceptor_(io) {}
 
 absl::Status Intake::start() {
-  ::unlink(path_.c_str());
+  // Bound and listening under a temporary name, then renamed into place: the path only ever
+  // names a socket that accepts, so a shim never meets a half-ready daemon ("refused").
+  const std::string tmp = text::cat(path_, ".new.", ::getpid());
+  ::unlink(tmp.c_str());
   std::error_code ec;
-  asio::local::stream_protocol::endpoint ep(path_);
+  asio::local::stream_protocol::endpoint ep(tmp);
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.bind(ep, ec);
   if (!ec) acceptor_.listen(512, ec);
-  if (ec) return absl::UnavailableError(text::cat("intake: listening on ", path_, ": ", ec.message()));
   // Anyone may connect; SO_PEERCRED decides who may deliver.
-  ::chmod(path_.c_str(), 0666);
+  if (!ec && ::chmod(tmp.c_str(), 0666) != 0) ec = std::error_code(errno, std::generic_category());
+  if (!ec && ::rename(tmp.c_str(), path_.c_str()) != 0)
+    ec = std::error_code(errno, std::generic_category());
+  if (ec) {
+    ::unlink(tmp.c_str());
+    return absl::UnavailableError(text::cat("intake: listening on ", path_, ": ", ec.message()));
+  }
   asio::co_spawn(io_, acceptLoop(), asio::detached);
   return absl::OkStatus();
 }
@@ -171,13 +179,6 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
-  if (!allowed_.count(cred.uid)) {
-    log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
-                        ": not in the allow-list (--allow-user)"));
-    co_await answer(text::cat("Zqtls-remoted refused uid ", cred.uid,
-                              ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0')));
-    co_return;
-  }
 
   // The request: the first bytes carry the message fd; read everything up to EOF.
   Fd msg;
@@ -202,6 +203,15 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     }
   }
   deadline.cancel();
+  // The uid is checked after the request was read, so that the refusal always reaches the shim
+  // (closing with its request unread would reset the connection and lose the explanation).
+  if (!allowed_.count(cred.uid)) {
+    log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
+                        ": not in the allow-list (--allow-user)"));
+    co_await answer(text::cat("Zqtls-remoted refused uid ", cred.uid,
+                              ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0')));
+    co_return;
+  }
 
   DeliveryRequest req;
   std::string why;
