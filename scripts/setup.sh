@@ -12,7 +12,7 @@ build_pkgs=(
 )
 # Real peers the integration tests start on loopback.
 peer_pkgs=(
-  postfix dnsmasq-base swaks libnet-ssleay-perl libio-socket-ssl-perl
+  postfix dnsmasq-base swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
   python3 python3-aiosmtpd python3-cryptography openssl time bsdutils
 )
 

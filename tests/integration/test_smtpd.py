@@ -73,6 +73,62 @@ class SwaksTest(SmtpdTestCase):
         self.assertEqual(c.cmd("STARTTLS"), "454 TLS missing certificate (#4.3.0)")
 
 
+class ListenerTest(SmtpdTestCase):
+    def test_ipv6_listener(self):
+        from harness import free_port
+        port = free_port("::1")
+        self.start(["--listen", "[::1]:%d" % port], tls_port=False)
+        rc, out = self.swaks("--server", "[::1]:%d" % port)
+        self.assertEqual(rc, 0, out)
+        [(msg, env)] = self.records()
+        self.assertRegex(msg.decode(), received_re("client.test", "::1", "SMTP"))
+
+    def test_systemd_socket_activation(self):
+        # Two sockets passed as fds 3 and 4, the second named "smtps": implicit TLS.
+        import subprocess as sp
+        from smtpd_harness import FAKEQ, SMTPD
+        plain = socket.socket()
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(16)
+        tls = socket.socket()
+        tls.bind(("127.0.0.1", 0))
+        tls.listen(16)
+        log = open(os.path.join(self.dir, "activated.log"), "wb")
+        script = ('exec 3<&%d 4<&%d; LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=smtp:smtps '
+                  'exec %s --qmail-home %s --qmail-queue %s'
+                  % (plain.fileno(), tls.fileno(), SMTPD, self.home.path, FAKEQ))
+        env = dict(os.environ, FAKEQ_DIR=self.qdir)
+        proc = sp.Popen(["sh", "-c", script], pass_fds=(plain.fileno(), tls.fileno()),
+                        stdout=log, stderr=log, env=env)
+        self.addCleanup(lambda: (proc.terminate(), proc.wait()))
+        logpath = os.path.join(self.dir, "activated.log")
+        wait_for(lambda: "started" in open(logpath).read(), what="activated agent")
+        self.assertIn("(tls)", open(logpath).read())
+        rc, out = self.swaks(port=plain.getsockname()[1])
+        self.assertEqual(rc, 0, out)
+        rc, out = self.swaks("--tlsc", port=tls.getsockname()[1])
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(len(self.records()), 2)
+
+    def test_per_listener_cipher_override(self):
+        from harness import free_port
+        port = free_port("127.0.0.1")
+        self.home.write("tlsserverciphers", "TLS_AES_256_GCM_SHA384\n")
+        self.start(["--listen", "127.0.0.1:%d,ciphers=TLS_CHACHA20_POLY1305_SHA256" % port])
+        for p, want in ((self.agent.port, "TLS_AES_256_GCM_SHA384"),
+                        (port, "TLS_CHACHA20_POLY1305_SHA256")):
+            c = self.connect(port=p)
+            c.reply()
+            c.cmd("STARTTLS")
+            c.starttls(client_context(self.certs.ca.cert_path))
+            self.assertEqual(c.sock.cipher()[0], want)
+
+    def test_invalid_listener_option(self):
+        with self.assertRaises(AssertionError) as e:
+            self.start(["--listen", "127.0.0.1:0,starttls"])
+        self.assertIn('unknown option "starttls"', str(e.exception))
+
+
 class CommandsTest(SmtpdTestCase):
     def test_reply_texts(self):
         self.home.write("badmailfrom", "spam@bad.test\n@worse.test\n")
