@@ -138,19 +138,45 @@ def run_shim(socket_path, home, argv, message=b"Subject: t\n\nhello\n", pipe=Fal
     return p.stdout, p.stderr, p.returncode
 
 
+def free_port_tcp_and_udp(host="127.0.0.1"):
+    """A port free for both TCP and UDP: a UDP-free port may still carry TCP TIME_WAIT entries,
+    and servers such as dnsmasq bind both without SO_REUSEADDR."""
+    for _ in range(100):
+        port = free_port(host, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            try:
+                t.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no port free for both TCP and UDP")
+
+
 class Dnsmasq:
     """dnsmasq answering fixed records on 127.0.0.1, no upstream."""
 
     def __init__(self, records):
-        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+        self.port = free_port_tcp_and_udp("127.0.0.1")
         cmd = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
                "--listen-address=127.0.0.1", "--bind-interfaces", "--port=%d" % self.port,
                "--local=/test/", "--cache-size=0", "--log-facility=-", "--user=root",
                "--pid-file="] + list(records)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.2)
+        wait_for(lambda: self.proc.poll() is not None or self._answers(), what="dnsmasq")
         if self.proc.poll() is not None:
             raise AssertionError("dnsmasq failed: " + self.proc.stderr.read().decode())
+
+    def _answers(self):
+        """True once dnsmasq answers a query (any answer) on its port."""
+        query = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                 b"\x05ready\x04test\x00\x00\x01\x00\x01")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(query, ("127.0.0.1", self.port))
+                return s.recv(512)[:2] == b"\x12\x34"
+            except OSError:
+                return False
 
     def stop(self):
         self.proc.terminate()
