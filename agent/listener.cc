@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
-#include <asio/ip/v6_only.hpp>
 #include <asio/detached.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -26,9 +26,13 @@ absl::StatusOr<ListenerSpec> parseListenerSpec(const std::string& s) {
   auto parts = text::split(s, ',');
   spec.address = std::string(parts[0]);
   for (size_t i = 1; i < parts.size(); ++i) {
-    if (parts[i] == "tls") spec.implicitTls = true;
-    else if (text::startsWithIgnoreCase(parts[i], "ciphers=")) spec.ciphers = std::string(parts[i].substr(8));
-    else return absl::InvalidArgumentError(text::cat("--listen ", s, ": unknown option \"", parts[i], "\""));
+    if (parts[i] == "tls")
+      spec.implicitTls = true;
+    else if (text::startsWithIgnoreCase(parts[i], "ciphers="))
+      spec.ciphers = std::string(parts[i].substr(8));
+    else
+      return absl::InvalidArgumentError(
+          text::cat("--listen ", s, ": unknown option \"", parts[i], "\""));
   }
   return spec;
 }
@@ -39,9 +43,11 @@ Listeners::Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn par
 absl::Status Listeners::bind(const ListenerSpec& spec) {
   size_t colon = spec.address.rfind(':');
   if (colon == std::string::npos)
-    return absl::InvalidArgumentError(text::cat("listener ", spec.address, ": expected ADDRESS:PORT"));
+    return absl::InvalidArgumentError(
+        text::cat("listener ", spec.address, ": expected ADDRESS:PORT"));
   std::string host = spec.address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   std::error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec) return absl::InvalidArgumentError(text::cat("listener ", spec.address, ": bad address"));
@@ -79,11 +85,14 @@ absl::StatusOr<int> Listeners::adoptSystemdSockets() {
     sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
-      return absl::InvalidArgumentError(text::cat("socket activation: fd ", fd, " is not a socket"));
+      return absl::InvalidArgumentError(
+          text::cat("socket activation: fd ", fd, " is not a socket"));
     auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
     std::error_code ec;
     acc->assign(ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
-    if (ec) return absl::InvalidArgumentError(text::cat("socket activation: fd ", fd, ": ", ec.message()));
+    if (ec)
+      return absl::InvalidArgumentError(
+          text::cat("socket activation: fd ", fd, ": ", ec.message()));
     auto l = std::make_unique<Listener>();
     l->spec.implicitTls = name.size() >= 5 && (name.substr(name.size() - 5) == "smtps" ||
                                                name.substr(name.size() - 3) == "tls");

@@ -67,20 +67,31 @@ int main(int argc, char** argv) {
         die(a + ": not a number: " + s);
       return std::atol(s.c_str());
     };
-    if (a == "--listen") listenArgs.push_back(value());
-    else if (a == "--qmail-home") home = value();
-    else if (a == "--qmail-queue") queue = value();
-    else if (a == "--user") user = value();
-    else if (a == "--max-connections") limits.maxConnections = static_cast<int>(number());
-    else if (a == "--max-per-client") limits.maxPerClient = static_cast<int>(number());
-    else if (a == "--max-line") sessionLimits.maxLine = static_cast<size_t>(number());
-    else if (a == "--max-recipients") sessionLimits.maxRecipients = static_cast<size_t>(number());
-    else if (a == "--max-message") sessionLimits.maxMessage = static_cast<size_t>(number());
-    else if (a == "--threads") threads = std::max(1L, number());
+    if (a == "--listen")
+      listenArgs.push_back(value());
+    else if (a == "--qmail-home")
+      home = value();
+    else if (a == "--qmail-queue")
+      queue = value();
+    else if (a == "--user")
+      user = value();
+    else if (a == "--max-connections")
+      limits.maxConnections = static_cast<int>(number());
+    else if (a == "--max-per-client")
+      limits.maxPerClient = static_cast<int>(number());
+    else if (a == "--max-line")
+      sessionLimits.maxLine = static_cast<size_t>(number());
+    else if (a == "--max-recipients")
+      sessionLimits.maxRecipients = static_cast<size_t>(number());
+    else if (a == "--max-message")
+      sessionLimits.maxMessage = static_cast<size_t>(number());
+    else if (a == "--threads")
+      threads = std::max(1L, number());
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else die("unknown option " + a + "\n" + kUsage);
+    } else
+      die("unknown option " + a + "\n" + kUsage);
   }
   if (queue.empty()) queue = home + "/bin/qmail-queue";
   signal(SIGPIPE, SIG_IGN);

@@ -110,7 +110,8 @@ asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home
   if (pidfd >= 0) {
     asio::posix::stream_descriptor exited(ex, pidfd);
     std::error_code ec;
-    co_await exited.async_wait(asio::posix::descriptor_base::wait_read, redirect_error(use_awaitable, ec));
+    co_await exited.async_wait(asio::posix::descriptor_base::wait_read,
+                               redirect_error(use_awaitable, ec));
   }
   asio::steady_timer t(ex);
   for (;;) {
@@ -124,8 +125,10 @@ asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home
     std::error_code ec;
     co_await t.async_wait(redirect_error(use_awaitable, ec));
   }
-  if (WIFSIGNALED(status)) r.crashed = true;
-  else r.exitCode = WEXITSTATUS(status);
+  if (WIFSIGNALED(status))
+    r.crashed = true;
+  else
+    r.exitCode = WEXITSTATUS(status);
   co_return r;
 }
 
@@ -133,28 +136,49 @@ std::string queueReply(const QueueResult& r, std::time_t now) {
   if (!r.started) return "451 qqt failure (#4.3.0)";
   if (r.crashed) return "451 qq crashed (#4.3.0)";
   switch (r.exitCode) {
-    case -2: return "451 qq waitpid surprise (#4.3.0)";
+    case -2:
+      return "451 qq waitpid surprise (#4.3.0)";
     case 0:
       if (!r.writeError) return text::cat("250 ok ", static_cast<long long>(now), " qp ", r.pid);
       return "451 qq read error (#4.3.0)";
     case 115:
-    case 11: return "554 envelope address too long for qq (#5.1.3)";
-    case 31: return "554 mail server permanently rejected message (#5.3.0)";
-    case 51: return "451 qq out of memory (#4.3.0)";
-    case 52: return "451 qq timeout (#4.3.0)";
-    case 53: return "451 qq write error or disk full (#4.3.0)";
-    case 54: return "451 qq read error (#4.3.0)";
-    case 55: return "451 qq unable to read configuration (#4.3.0)";
-    case 56: return "451 qq trouble making network connection (#4.3.0)";
-    case 61: return "451 qq trouble in home directory (#4.3.0)";
-    case 62: case 63: case 64: case 65: case 66:
+    case 11:
+      return "554 envelope address too long for qq (#5.1.3)";
+    case 31:
+      return "554 mail server permanently rejected message (#5.3.0)";
+    case 51:
+      return "451 qq out of memory (#4.3.0)";
+    case 52:
+      return "451 qq timeout (#4.3.0)";
+    case 53:
+      return "451 qq write error or disk full (#4.3.0)";
+    case 54:
+      return "451 qq read error (#4.3.0)";
+    case 55:
+      return "451 qq unable to read configuration (#4.3.0)";
+    case 56:
+      return "451 qq trouble making network connection (#4.3.0)";
+    case 61:
+      return "451 qq trouble in home directory (#4.3.0)";
+    case 62:
+    case 63:
+    case 64:
+    case 65:
+    case 66:
       return "451 qq trouble creating files in queue (#4.3.0)";
-    case 71: return "451 mail server temporarily rejected message (#4.3.0)";
-    case 72: return "451 connection to mail server timed out (#4.4.1)";
-    case 73: return "451 connection to mail server rejected (#4.4.1)";
-    case 74: return "451 communication with mail server failed (#4.4.2)";
-    case 81: case 91: return "451 qq internal bug (#4.3.0)";
-    case 120: return "451 unable to exec qq (#4.3.0)";
+    case 71:
+      return "451 mail server temporarily rejected message (#4.3.0)";
+    case 72:
+      return "451 connection to mail server timed out (#4.4.1)";
+    case 73:
+      return "451 connection to mail server rejected (#4.4.1)";
+    case 74:
+      return "451 communication with mail server failed (#4.4.2)";
+    case 81:
+    case 91:
+      return "451 qq internal bug (#4.3.0)";
+    case 120:
+      return "451 unable to exec qq (#4.3.0)";
     default:
       if (r.exitCode >= 11 && r.exitCode <= 40) return "554 qq permanent problem (#5.3.0)";
       return "451 qq temporary problem (#4.3.0)";

@@ -15,9 +15,9 @@
 namespace qtls::agent {
 
 struct QueueResult {
-  bool started = false;    // pipes and fork worked
-  bool crashed = false;    // killed by a signal
-  bool writeError = false; // the message or envelope could not be written whole
+  bool started = false;     // pipes and fork worked
+  bool crashed = false;     // killed by a signal
+  bool writeError = false;  // the message or envelope could not be written whole
   int exitCode = -1;
   pid_t pid = 0;
 };

@@ -37,7 +37,8 @@ std::string receivedLine(std::string_view remotehost, std::string_view helo,
                          std::string_view remoteip, std::string_view local,
                          std::string_view protocol, std::time_t when) {
   std::string out = "Received: from " + safe(remotehost);
-  if (!helo.empty() && !text::equalsIgnoreCase(helo, remotehost)) out += " (HELO " + safe(helo) + ")";
+  if (!helo.empty() && !text::equalsIgnoreCase(helo, remotehost))
+    out += " (HELO " + safe(helo) + ")";
   out += " (" + safe(remoteip) + ")\n  by " + safe(local) + " with ";
   out.append(protocol);
   out += "; " + date822(when) + "\n";

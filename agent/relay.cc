@@ -41,7 +41,8 @@ CertDecision checkClientCertificate(SSL* ssl, const std::set<std::string>& tlscl
     return d;
   }
   int idx = X509_NAME_get_index_by_NID(subject, NID_pkcs9_emailAddress, -1);
-  const ASN1_STRING* s = idx >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)) : nullptr;
+  const ASN1_STRING* s =
+      idx >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)) : nullptr;
   if (s == nullptr || ASN1_STRING_length(s) <= 0) {
     d.reason = "contains no email address";
     return d;

@@ -48,9 +48,12 @@ bool parseAddress(std::string_view arg, std::string& address, std::string& rest)
       continue;
     }
     if (!quoted && c == terminator) break;
-    if (c == '\\') esc = true;
-    else if (c == '"') quoted = !quoted;
-    else address.push_back(c);
+    if (c == '\\')
+      esc = true;
+    else if (c == '"')
+      quoted = !quoted;
+    else
+      address.push_back(c);
   }
   rest = std::string(i < arg.size() ? arg.substr(i + 1) : std::string_view());
   if (address.size() > 900) return false;
@@ -87,8 +90,10 @@ size_t DataReader::feed(std::string_view in) {
         }
         [[fallthrough]];
       case 1:  // in a line
-        if (c == '\r') s_ = 2;
-        else if (c == '\n') state_ = State::kBareLf;
+        if (c == '\r')
+          s_ = 2;
+        else if (c == '\n')
+          state_ = State::kBareLf;
         else {
           emit(c);
           s_ = 1;
@@ -105,8 +110,10 @@ size_t DataReader::feed(std::string_view in) {
         }
         break;
       case 3:  // '.' at line start
-        if (c == '\r') s_ = 4;
-        else if (c == '\n') state_ = State::kBareLf;
+        if (c == '\r')
+          s_ = 4;
+        else if (c == '\n')
+          state_ = State::kBareLf;
         else {
           emit(c);
           s_ = 1;
@@ -163,7 +170,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ehlo(std::string_view arg);
   void mail(std::string_view arg);
   void rcpt(std::string_view arg);
-  asio::awaitable<bool> data();  // false: close the session
+  asio::awaitable<bool> data();      // false: close the session
   asio::awaitable<bool> starttls();  // after the checks: 220, handshake, state reset
   std::string protocol() const;
   void logSession(std::string_view end);
@@ -204,8 +211,10 @@ void Session::armFor(std::chrono::seconds t) {
 asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& ec) {
   arm();
   size_t got;
-  if (tls_) got = co_await tls_->async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
-  else got = co_await sock_.async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
+  if (tls_)
+    got = co_await tls_->async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
+  else
+    got = co_await sock_.async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
   timer_.cancel();
   co_return got;
 }
@@ -214,8 +223,10 @@ asio::awaitable<bool> Session::flush() {
   if (out_.empty()) co_return true;
   std::error_code ec;
   arm();
-  if (tls_) co_await asio::async_write(*tls_, asio::buffer(out_), redirect_error(use_awaitable, ec));
-  else co_await asio::async_write(sock_, asio::buffer(out_), redirect_error(use_awaitable, ec));
+  if (tls_)
+    co_await asio::async_write(*tls_, asio::buffer(out_), redirect_error(use_awaitable, ec));
+  else
+    co_await asio::async_write(sock_, asio::buffer(out_), redirect_error(use_awaitable, ec));
   timer_.cancel();
   out_.clear();
   co_return !ec && !timedOut_;
@@ -340,12 +351,14 @@ void Session::rcpt(std::string_view arg) {
       certTried_ = true;
       if (cert_.allowed) relayUsed_ = "cert";
     }
-    if (cert_.allowed) allowed = true;
+    if (cert_.allowed)
+      allowed = true;
     else {
       ++refusedRelay_;
-      reply(text::cat("553 sorry, that domain isn't in my list of allowed rcpthosts; no valid cert "
-                      "for gatewaying",
-                      cert_.reason.empty() ? "" : ": " + cert_.reason, " (#5.7.1)"));
+      reply(
+          text::cat("553 sorry, that domain isn't in my list of allowed rcpthosts; no valid cert "
+                    "for gatewaying",
+                    cert_.reason.empty() ? "" : ": " + cert_.reason, " (#5.7.1)"));
       return;
     }
   }
@@ -402,11 +415,11 @@ asio::awaitable<bool> Session::data() {
   } else if (reader.overflow()) {
     result = "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
   } else {
-    std::string message = receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(),
-                                       std::time(nullptr));
+    std::string message =
+        receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr));
     message += reader.message();
-    QueueResult q = co_await runQmailQueue(p_.qmailQueue, cfg_.home, message,
-                                           envelopeBytes(sender_, rcpts_));
+    QueueResult q =
+        co_await runQmailQueue(p_.qmailQueue, cfg_.home, message, envelopeBytes(sender_, rcpts_));
     result = queueReply(q, std::time(nullptr));
     if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
   }
@@ -445,9 +458,9 @@ void Session::logSession(std::string_view end) {
       verify = "none";
     }
   }
-  log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener,
-                      " tls=", tlsDesc, " cert=", log::value(certDesc), " verify=",
-                      log::value(verify), " relay=", relayUsed_, " relay_refused=", refusedRelay_,
+  log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener, " tls=", tlsDesc,
+                      " cert=", log::value(certDesc), " verify=", log::value(verify),
+                      " relay=", relayUsed_, " relay_refused=", refusedRelay_,
                       " accepted=", accepted_, " injected_bytes=", injected_, " end=", end));
 }
 
@@ -491,7 +504,8 @@ asio::awaitable<void> Session::run() {
     }
     size_t sp = line.find(' ');
     std::string verb = text::lower(std::string_view(line).substr(0, sp));
-    std::string_view arg = sp == std::string::npos ? std::string_view() : std::string_view(line).substr(sp + 1);
+    std::string_view arg =
+        sp == std::string::npos ? std::string_view() : std::string_view(line).substr(sp + 1);
     if (verb == "helo") {
       helo_ = std::string(arg);
       resetTransaction();
@@ -530,10 +544,14 @@ asio::awaitable<void> Session::run() {
       // never executed (CVE-2011-0411 class), also when STARTTLS is refused, as qmail-tls does.
       injected_ += in_.size();
       in_.clear();
-      if (!arg.empty()) reply("501 Syntax error (no parameters allowed) (#5.5.4)");
-      else if (tls_) reply("502 unimplemented (#5.5.1)");
-      else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr) reply("454 TLS missing certificate (#4.3.0)");
-      else if (!co_await starttls()) break;
+      if (!arg.empty())
+        reply("501 Syntax error (no parameters allowed) (#5.5.4)");
+      else if (tls_)
+        reply("502 unimplemented (#5.5.1)");
+      else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr)
+        reply("454 TLS missing certificate (#4.3.0)");
+      else if (!co_await starttls())
+        break;
     } else {
       reply("502 unimplemented (#5.5.1)");
     }

@@ -13,14 +13,14 @@
 namespace qtls::agent {
 
 struct SessionLimits {
-  size_t maxLine = 4096;        // command line bytes; longer lines get 500 and are discarded
-  size_t maxRecipients = 1000;  // then 452
-  size_t maxMessage = 64 << 20; // hard cap when databytes is 0; then 552
+  size_t maxLine = 4096;         // command line bytes; longer lines get 500 and are discarded
+  size_t maxRecipients = 1000;   // then 452
+  size_t maxMessage = 64 << 20;  // hard cap when databytes is 0; then 552
 };
 
 struct SessionParams {
   SmtpdConfigConstSharedPtr config;
-  std::string qmailQueue;       // program to run
+  std::string qmailQueue;  // program to run
   SessionLimits limits;
   bool implicitTls = false;
   std::string listenerCiphers;  // per-listener cipher override, "" = tlsserverciphers

@@ -80,9 +80,13 @@ absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
   if (!me.ok()) return me.status();
   auto greeting = control::readLine(dir + "/smtpgreeting");
   if (!greeting.ok()) return greeting.status();
-  if (greeting->has_value()) cfg->greeting = **greeting;
-  else if (me->has_value()) cfg->greeting = **me;
-  else return absl::FailedPreconditionError(text::cat("neither ", dir, "/smtpgreeting nor ", dir, "/me exists"));
+  if (greeting->has_value())
+    cfg->greeting = **greeting;
+  else if (me->has_value())
+    cfg->greeting = **me;
+  else
+    return absl::FailedPreconditionError(
+        text::cat("neither ", dir, "/smtpgreeting nor ", dir, "/me exists"));
   cfg->localName = me->has_value() ? **me : cfg->greeting;
 
   auto timeout = control::readInt(dir + "/timeoutsmtpd", 1200);
@@ -102,7 +106,9 @@ absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
   if (relay->has_value()) {
     for (const auto& l : **relay) {
       auto c = parseCidr(l);
-      if (!c) return absl::InvalidArgumentError(text::cat(dir, "/relayclients: invalid address or range \"", l, "\""));
+      if (!c)
+        return absl::InvalidArgumentError(
+            text::cat(dir, "/relayclients: invalid address or range \"", l, "\""));
       cfg->relayClients.push_back(*c);
     }
   }

@@ -28,16 +28,16 @@ std::optional<Cidr> parseCidr(const std::string& s);
 
 struct SmtpdConfig {
   std::string home, controlDir;
-  std::string greeting;  // control/smtpgreeting, else control/me
-  std::string localName; // "by" name in Received: control/me (tcpserver -l convention)
-  long timeout = 1200;   // control/timeoutsmtpd
-  long databytes = 0;    // control/databytes, 0 = no limit
+  std::string greeting;   // control/smtpgreeting, else control/me
+  std::string localName;  // "by" name in Received: control/me (tcpserver -l convention)
+  long timeout = 1200;    // control/timeoutsmtpd
+  long databytes = 0;     // control/databytes, 0 = no limit
   bool haveRcpthosts = false;
-  std::set<std::string> rcpthosts;     // rcpthosts + morercpthosts, lowercased
-  std::set<std::string> badmailfrom;   // lowercased
-  std::vector<Cidr> relayClients;      // control/relayclients
-  bool certRelay = false;              // tlsclients exists and clientca.pem loaded
-  std::set<std::string> tlsclients;    // lowercased
+  std::set<std::string> rcpthosts;    // rcpthosts + morercpthosts, lowercased
+  std::set<std::string> badmailfrom;  // lowercased
+  std::vector<Cidr> relayClients;     // control/relayclients
+  bool certRelay = false;             // tlsclients exists and clientca.pem loaded
+  std::set<std::string> tlsclients;   // lowercased
   // TLS contexts by listener cipher override ("" = control/tlsserverciphers); empty map when
   // control/servercert.pem does not exist.
   std::map<std::string, std::shared_ptr<tls::ServerContexts>> tls;

@@ -27,8 +27,9 @@ using policy::TlsLevel;
 struct TlsPlan {
   policy::Decision decision;
   const policy::TableEntry* entry = nullptr;
-  std::string sentence;  // "control/tlshosts/<fqdn>.pem exists" or "control/tlspolicy line N requires L"
-  std::string caLabel;   // CA file as reports name it
+  std::string
+      sentence;  // "control/tlshosts/<fqdn>.pem exists" or "control/tlspolicy line N requires L"
+  std::string caLabel;             // CA file as reports name it
   std::vector<std::string> names;  // accepted certificate names (verify)
   tls::ClientContextSpec spec;
 };
@@ -110,7 +111,7 @@ class Session {
 
   // Log fields.
   std::string relay_, levelRequested_ = "-", levelAchieved_ = "none", tlsVersion_ = "-",
-      cipher_ = "-", verify_ = "-", policySource_ = "-";
+                      cipher_ = "-", verify_ = "-", policySource_ = "-";
 
  private:
   asio::awaitable<bool> talk(const Target& t, unsigned port);
@@ -140,9 +141,9 @@ class Session {
 void Session::died(const SmtpConn::ReadResult* rr) {
   polite_ = false;
   if (rr != nullptr && !rr->ec && !rr->protocolError.empty()) {
-    report_.finish('Z', text::cat("Connected to ", ip_, " but the reply was malformed (",
-                                  rr->protocolError, "). ",
-                                  afterDot_ ? "Possible duplicate! " : "", "(#4.4.2)\n"));
+    report_.finish(
+        'Z', text::cat("Connected to ", ip_, " but the reply was malformed (", rr->protocolError,
+                       "). ", afterDot_ ? "Possible duplicate! " : "", "(#4.4.2)\n"));
     return;
   }
   report_.finish('Z', diedText(ip_, afterDot_));
@@ -423,8 +424,8 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
     std::error_code ec = co_await conn->connect(ep, std::chrono::seconds(cfg_.timeoutConnect));
     if (ec) {
       log::info(text::cat("remote connect relay=", t.fqdn.empty() ? "-" : t.fqdn, "[",
-                          t.address.to_string(), "]:", targets.port, " error=",
-                          log::value(ec.message())));
+                          t.address.to_string(), "]:", targets.port,
+                          " error=", log::value(ec.message())));
       continue;
     }
     conn_ = conn;
@@ -433,8 +434,10 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
     relay_ = text::cat(t.fqdn.empty() ? "-" : t.fqdn, "[", ip_, "]:", targets.port);
     // qmail never tries another MX once a TCP connection is up, whatever happens later.
     co_await talk(t, targets.port);
-    if (polite_) out_.openConn = conn_;
-    else conn_->close();
+    if (polite_)
+      out_.openConn = conn_;
+    else
+      conn_->close();
     co_return;
   }
   report_.finish('Z', kNoConn);
@@ -447,23 +450,26 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
   const auto start = std::chrono::steady_clock::now();
   const RemoteConfig& cfg = *deps.config;
   std::optional<control::Route> route = cfg.routes.lookup(req.host);
-  TargetList targets = co_await findTargets(*deps.resolver, req.host, route, deps.mxPort, *deps.ipme);
+  TargetList targets =
+      co_await findTargets(*deps.resolver, req.host, route, deps.mxPort, *deps.ipme);
   Session session(deps, req, out);
-  if (targets.failKind != 0) out.report.finish(targets.failKind, targets.failText);
-  else co_await session.run(targets);
+  if (targets.failKind != 0)
+    out.report.finish(targets.failKind, targets.failText);
+  else
+    co_await session.run(targets);
 
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char delay[32];
   std::snprintf(delay, sizeof delay, "%.3f", secs);
   std::string result = out.report.finalText();
-  out.logLine = text::cat(
-      "delivery domain=", log::value(req.host), " rcpts=", req.recipients.size(),
-      " relay=", session.relay_.empty() ? "-" : log::value(session.relay_),
-      " policy=", session.policySource_, " level=", session.levelRequested_, "/",
-      session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
-      " verify=", session.verify_, " status=", std::string(1, out.report.finalKind()),
-      " delay=", delay, " result=", log::value(result));
+  out.logLine =
+      text::cat("delivery domain=", log::value(req.host), " rcpts=", req.recipients.size(),
+                " relay=", session.relay_.empty() ? "-" : log::value(session.relay_),
+                " policy=", session.policySource_, " level=", session.levelRequested_, "/",
+                session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
+                " verify=", session.verify_, " status=", std::string(1, out.report.finalKind()),
+                " delay=", delay, " result=", log::value(result));
   co_return out;
 }
 

@@ -75,8 +75,10 @@ ssize_t receiveChunk(int sock, std::string& data, int& fd) {
     for (size_t i = 0; i < count; ++i) {
       int passed;
       std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-      if (fd < 0) fd = passed;
-      else ::close(passed);  // only one descriptor is expected
+      if (fd < 0)
+        fd = passed;
+      else
+        ::close(passed);  // only one descriptor is expected
     }
   }
   data.append(buf, static_cast<size_t>(n));
@@ -116,7 +118,10 @@ bool parseRequest(std::string_view data, DeliveryRequest& req, std::string& why)
 }
 
 Intake::Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps)
-    : io_(io), path_(std::move(socketPath)), allowed_(std::move(allowed)), deps_(std::move(deps)),
+    : io_(io),
+      path_(std::move(socketPath)),
+      allowed_(std::move(allowed)),
+      deps_(std::move(deps)),
       acceptor_(io) {}
 
 absl::Status Intake::start() {
@@ -218,8 +223,8 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   struct stat st;
   if (!parseRequest(data, req, why)) {
     log::warn(text::cat("intake: malformed request from uid=", cred.uid, ": ", why));
-    co_await answer(text::cat("Zqtls-remoted: malformed request: ", why, ". (#4.3.0)\n",
-                              std::string(1, '\0')));
+    co_await answer(
+        text::cat("Zqtls-remoted: malformed request: ", why, ". (#4.3.0)\n", std::string(1, '\0')));
     co_return;
   }
   if (msg.fd < 0 || fstat(msg.fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -62,14 +62,22 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die(a + " needs a value\n" + kUsage);
       return argv[++i];
     };
-    if (a == "--qmail-home") home = value();
-    else if (a == "--socket") socketPath = value();
-    else if (a == "--allow-user") users.push_back(value());
-    else if (a == "--dns-server") dnsOpts.servers = value();
-    else if (a == "--dns-timeout-ms") dnsOpts.timeoutMs = std::atoi(value().c_str());
-    else if (a == "--mx-port") mxPort = static_cast<unsigned>(std::atoi(value().c_str()));
-    else if (a == "--threads") threads = std::max(1, std::atoi(value().c_str()));
-    else if (a == "--verbose") log::setMinSeverity(log::Severity::kDebug);
+    if (a == "--qmail-home")
+      home = value();
+    else if (a == "--socket")
+      socketPath = value();
+    else if (a == "--allow-user")
+      users.push_back(value());
+    else if (a == "--dns-server")
+      dnsOpts.servers = value();
+    else if (a == "--dns-timeout-ms")
+      dnsOpts.timeoutMs = std::atoi(value().c_str());
+    else if (a == "--mx-port")
+      mxPort = static_cast<unsigned>(std::atoi(value().c_str()));
+    else if (a == "--threads")
+      threads = std::max(1, std::atoi(value().c_str()));
+    else if (a == "--verbose")
+      log::setMinSeverity(log::Severity::kDebug);
     else if (a == "--ipme-exclude") {
       std::error_code ec;
       auto addr = asio::ip::make_address(value(), ec);
@@ -125,8 +133,8 @@ int main(int argc, char** argv) {
         log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
                              std::string(s.message())));
       else
-        log::info(text::cat("reload: control files loaded, generation ",
-                            store.current()->generation));
+        log::info(
+            text::cat("reload: control files loaded, generation ", store.current()->generation));
       std::lock_guard<std::mutex> lock(ipmeMu);
       ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
       signals.async_wait(onSignal);
@@ -138,7 +146,8 @@ int main(int argc, char** argv) {
     auto timer = std::make_shared<asio::steady_timer>(io);
     auto start = std::chrono::steady_clock::now();
     std::function<void(std::error_code)> poll = [&, timer, start](std::error_code) {
-      if (intake.active() == 0 || std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
+      if (intake.active() == 0 ||
+          std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
         io.stop();
         return;
       }

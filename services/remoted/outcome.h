@@ -55,6 +55,7 @@ inline constexpr char kPartialLine[] =
     "SMTP cannot transfer messages with partial final lines. (#5.6.2)\n";
 inline constexpr char kReadMessage[] = "Unable to read message. (#4.3.0)\n";
 inline constexpr char kControl[] = "Unable to read control files. (#4.3.0)\n";
-std::string permDnsText(std::string_view host);  // "...couldn't find any host named <h>. (#5.1.2)\n"
+std::string permDnsText(
+    std::string_view host);  // "...couldn't find any host named <h>. (#5.1.2)\n"
 
 }  // namespace qtls::remoted

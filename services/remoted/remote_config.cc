@@ -24,8 +24,7 @@ absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string
           text::cat("neither ", dir, "/helohost nor ", dir, "/me exists"));
     cfg->helohost = **me;
   }
-  if (cfg->helohost.empty() ||
-      cfg->helohost.find_first_of("\r\n") != std::string::npos)
+  if (cfg->helohost.empty() || cfg->helohost.find_first_of("\r\n") != std::string::npos)
     return absl::InvalidArgumentError(text::cat(dir, "/helohost: empty or invalid host name"));
 
   auto routes = control::readList(dir + "/smtproutes");

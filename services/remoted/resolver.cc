@@ -61,8 +61,10 @@ void onAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
       r.addresses.push_back(asio::ip::address_v6(b));
     }
   }
-  if (ps != ARES_SUCCESS) r.status = classify(ps);
-  else if (r.mx.empty() && r.addresses.empty()) r.status = DnsStatus::kHard;
+  if (ps != ARES_SUCCESS)
+    r.status = classify(ps);
+  else if (r.mx.empty() && r.addresses.empty())
+    r.status = DnsStatus::kHard;
   q->cb(std::move(r));
 }
 
@@ -78,7 +80,8 @@ absl::StatusOr<std::unique_ptr<Resolver>> Resolver::create(const Options& option
   opts.timeout = options.timeoutMs;
   opts.tries = options.tries;
   opts.flags = ARES_FLAG_NOSEARCH;
-  int st = ares_init_options(&r->channel_, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
+  int st =
+      ares_init_options(&r->channel_, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
   if (st != ARES_SUCCESS)
     return absl::InternalError(text::cat("dns: c-ares channel: ", ares_strerror(st)));
   if (!options.servers.empty()) {
@@ -127,7 +130,8 @@ void Resolver::run() {
     }
     for (auto& p : batch) {
       int t = p.type == Type::kMx ? ns_t_mx : p.type == Type::kA ? ns_t_a : ns_t_aaaa;
-      ares_query(channel_, p.name.c_str(), ns_c_in, t, onAnswer, new Query{p.type, std::move(p.cb)});
+      ares_query(channel_, p.name.c_str(), ns_c_in, t, onAnswer,
+                 new Query{p.type, std::move(p.cb)});
     }
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     int bits = ares_getsock(channel_, socks, ARES_GETSOCK_MAXNUM);

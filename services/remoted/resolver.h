@@ -6,8 +6,8 @@
 #include <ares.h>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/async_result.hpp>
 #include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/post.hpp>
 #include <deque>
@@ -35,7 +35,7 @@ struct MxRecord {
 
 struct DnsResult {
   DnsStatus status = DnsStatus::kSoft;
-  std::vector<MxRecord> mx;                 // for MX queries
+  std::vector<MxRecord> mx;                  // for MX queries
   std::vector<asio::ip::address> addresses;  // for A and AAAA queries
 };
 

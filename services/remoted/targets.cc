@@ -67,17 +67,20 @@ asio::awaitable<DnsResult> lookupAddresses(Resolver& resolver, const std::string
   DnsResult out;
   out.addresses = a.addresses;
   out.addresses.insert(out.addresses.end(), aaaa.addresses.begin(), aaaa.addresses.end());
-  if (!out.addresses.empty()) out.status = DnsStatus::kOk;
-  else if (a.status == DnsStatus::kHard && aaaa.status == DnsStatus::kHard) out.status = DnsStatus::kHard;
-  else out.status = DnsStatus::kSoft;
+  if (!out.addresses.empty())
+    out.status = DnsStatus::kOk;
+  else if (a.status == DnsStatus::kHard && aaaa.status == DnsStatus::kHard)
+    out.status = DnsStatus::kHard;
+  else
+    out.status = DnsStatus::kSoft;
   co_return out;
 }
 
 }  // namespace
 
 asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& host,
-                                        const std::optional<control::Route>& route,
-                                        unsigned mxPort, const IpMe& ipme) {
+                                        const std::optional<control::Route>& route, unsigned mxPort,
+                                        const IpMe& ipme) {
   TargetList out;
   out.port = route ? route->port : mxPort;
   out.routed = route.has_value();

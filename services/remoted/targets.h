@@ -47,7 +47,7 @@ std::optional<asio::ip::address> parseIpLiteral(const std::string& s);
 void orderByPreference(std::vector<MxRecord>& mx, std::mt19937& rng);
 
 asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& host,
-                                        const std::optional<control::Route>& route,
-                                        unsigned mxPort, const IpMe& ipme);
+                                        const std::optional<control::Route>& route, unsigned mxPort,
+                                        const IpMe& ipme);
 
 }  // namespace qtls::remoted

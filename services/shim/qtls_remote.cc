@@ -97,7 +97,8 @@ int messageFd() {
       off += w;
     }
   }
-  if (lseek(fd, 0, SEEK_SET) != 0) finish(std::string("ZUnable to read message. (#4.3.0)\n") + '\0');
+  if (lseek(fd, 0, SEEK_SET) != 0)
+    finish(std::string("ZUnable to read message. (#4.3.0)\n") + '\0');
   return fd;
 }
 
@@ -193,7 +194,8 @@ int main(int argc, char** argv) {
 
   const char* home = getenv("QMAILHOME");
   if (home == nullptr || *home == '\0') home = "/var/qmail";
-  if (chdir(home) == -1) finish(std::string("ZUnable to switch to home directory. (#4.3.0)\n") + '\0');
+  if (chdir(home) == -1)
+    finish(std::string("ZUnable to switch to home directory. (#4.3.0)\n") + '\0');
   const char* sp = getenv("QTLS_REMOTED_SOCKET");
   if (sp != nullptr && *sp != '\0') socketPath = sp;
 

@@ -4,7 +4,9 @@
 
 int main(void) {
   char buf[65536];
-  while (read(0, buf, sizeof buf) > 0) {}
-  while (read(1, buf, sizeof buf) > 0) {}
+  while (read(0, buf, sizeof buf) > 0) {
+  }
+  while (read(1, buf, sizeof buf) > 0) {
+  }
   return 0;
 }

@@ -76,8 +76,10 @@ static asio::awaitable<void> client(const Options& o, SSL_CTX* ctx, Clock::time_
   auto ex = co_await asio::this_coro::executor;
   if (o.mode == "idle") {
     auto c = std::make_shared<remoted::SmtpConn>(ex);
-    if (co_await openTls(c, ctx, o.port)) ++idleReady;
-    else ++t.errors;
+    if (co_await openTls(c, ctx, o.port))
+      ++idleReady;
+    else
+      ++t.errors;
     asio::steady_timer hold(ex, end);
     co_await hold.async_wait(asio::use_awaitable);
     co_return;
@@ -105,11 +107,16 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
-    if (a == "--port") o.port = static_cast<unsigned short>(std::stoi(v));
-    else if (a == "--clients") o.clients = std::stoi(v);
-    else if (a == "--seconds") o.seconds = std::stod(v);
-    else if (a == "--mode") o.mode = v;
-    else if (a == "--size") o.size = std::stoul(v);
+    if (a == "--port")
+      o.port = static_cast<unsigned short>(std::stoi(v));
+    else if (a == "--clients")
+      o.clients = std::stoi(v);
+    else if (a == "--seconds")
+      o.seconds = std::stod(v);
+    else if (a == "--mode")
+      o.mode = v;
+    else if (a == "--size")
+      o.size = std::stoul(v);
   }
   tls::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
@@ -125,7 +132,8 @@ int main(int argc, char** argv) {
   }
   wire += ".\r\n";
   auto start = Clock::now();
-  auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   for (int i = 0; i < o.clients; ++i)
     asio::co_spawn(io, client(o, ctx.get(), end, t, wire, idleReady), asio::detached);
   // Idle mode: report once every connection is up, then keep them open until the end.
@@ -146,8 +154,9 @@ int main(int argc, char** argv) {
   io.run();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   if (o.mode != "idle")
-    std::printf("mode=%s clients=%d seconds=%.1f sessions=%ld (%.1f/s) messages=%ld (%.1f/s) errors=%ld\n",
-                o.mode.c_str(), o.clients, secs, t.sessions, t.sessions / secs, t.messages,
-                t.messages / secs, t.errors);
+    std::printf(
+        "mode=%s clients=%d seconds=%.1f sessions=%ld (%.1f/s) messages=%ld (%.1f/s) errors=%ld\n",
+        o.mode.c_str(), o.clients, secs, t.sessions, t.sessions / secs, t.messages,
+        t.messages / secs, t.errors);
   return t.errors == 0 ? 0 : 1;
 }

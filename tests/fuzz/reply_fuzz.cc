@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (used > size) __builtin_trap();
   if (p.state() == qtls::smtp::ReplyParser::State::kDone) {
     const auto& r = p.reply();
-    if (r.code < 0 || r.code > 999 || r.text.size() > qtls::smtp::kMaxKeptReplyText) __builtin_trap();
+    if (r.code < 0 || r.code > 999 || r.text.size() > qtls::smtp::kMaxKeptReplyText)
+      __builtin_trap();
     (void)qtls::smtp::ehloKeywords(r);
   }
   return 0;

@@ -36,10 +36,18 @@ int main(int argc, char** argv) {
     for (int e = 0; e < edits; ++e) {
       size_t pos = s.empty() ? 0 : rng() % (s.size() + 1);
       switch (rng() % 4) {
-        case 0: s.insert(pos, 1, static_cast<char>(rng() % 256)); break;
-        case 1: s.insert(pos, 1, dict[rng() % (sizeof dict - 1)]); break;
-        case 2: if (!s.empty() && pos < s.size()) s.erase(pos, 1 + rng() % 4); break;
-        case 3: if (!s.empty() && pos < s.size()) s[pos] = static_cast<char>(rng() % 256); break;
+        case 0:
+          s.insert(pos, 1, static_cast<char>(rng() % 256));
+          break;
+        case 1:
+          s.insert(pos, 1, dict[rng() % (sizeof dict - 1)]);
+          break;
+        case 2:
+          if (!s.empty() && pos < s.size()) s.erase(pos, 1 + rng() % 4);
+          break;
+        case 3:
+          if (!s.empty() && pos < s.size()) s[pos] = static_cast<char>(rng() % 256);
+          break;
       }
     }
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());

@@ -12,11 +12,16 @@ std::atomic<int> minSeverity{static_cast<int>(Severity::kInfo)};
 
 const char* word(Severity s) {
   switch (s) {
-    case Severity::kDebug: return "debug";
-    case Severity::kInfo: return "info";
-    case Severity::kWarning: return "warning";
-    case Severity::kError: return "error";
-    case Severity::kFatal: return "fatal";
+    case Severity::kDebug:
+      return "debug";
+    case Severity::kInfo:
+      return "info";
+    case Severity::kWarning:
+      return "warning";
+    case Severity::kError:
+      return "error";
+    case Severity::kFatal:
+      return "fatal";
   }
   return "info";
 }

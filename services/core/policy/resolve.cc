@@ -7,12 +7,18 @@ namespace qtls::policy {
 
 std::string_view sourceName(Source s) {
   switch (s) {
-    case Source::kTlspolicy: return "tlspolicy";
-    case Source::kNoName: return "ip-literal";
-    case Source::kTlshostsPem: return "tlshosts";
-    case Source::kExhaustiveList: return "exhaustivelist";
-    case Source::kNotlshosts: return "notlshosts";
-    case Source::kDefault: return "default";
+    case Source::kTlspolicy:
+      return "tlspolicy";
+    case Source::kNoName:
+      return "ip-literal";
+    case Source::kTlshostsPem:
+      return "tlshosts";
+    case Source::kExhaustiveList:
+      return "exhaustivelist";
+    case Source::kNotlshosts:
+      return "notlshosts";
+    case Source::kDefault:
+      return "default";
   }
   return "default";
 }

@@ -20,8 +20,8 @@ enum class Source {
 std::string_view sourceName(Source s);
 
 struct Inputs {
-  bool targetHasName = true;           // false for IP-literal targets
-  const TableEntry* table = nullptr;   // tlspolicy entry for the delivery domain
+  bool targetHasName = true;          // false for IP-literal targets
+  const TableEntry* table = nullptr;  // tlspolicy entry for the delivery domain
   bool tlshostsPem = false;
   bool exhaustiveList = false;
   bool notlshosts = false;

@@ -5,11 +5,16 @@ namespace qtls::policy {
 
 std::string_view levelName(TlsLevel level) {
   switch (level) {
-    case TlsLevel::kNone: return "none";
-    case TlsLevel::kMay: return "may";
-    case TlsLevel::kEncrypt: return "encrypt";
-    case TlsLevel::kVerify: return "verify";
-    case TlsLevel::kFingerprint: return "fingerprint";
+    case TlsLevel::kNone:
+      return "none";
+    case TlsLevel::kMay:
+      return "may";
+    case TlsLevel::kEncrypt:
+      return "encrypt";
+    case TlsLevel::kVerify:
+      return "verify";
+    case TlsLevel::kFingerprint:
+      return "fingerprint";
   }
   return "none";
 }

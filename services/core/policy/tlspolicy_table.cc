@@ -4,7 +4,6 @@
 #include <openssl/ssl.h>
 
 #include "util/text.h"
-#include "util/text.h"
 
 namespace qtls::policy {
 namespace {
@@ -39,7 +38,8 @@ bool safeHostName(std::string_view name) {
   if (name.empty() || name.size() > 253 || name[0] == '.') return false;
   char prev = '.';
   for (char c : name) {
-    bool ok = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) || c == '-' || c == '_' || c == '.';
+    bool ok = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) ||
+              c == '-' || c == '_' || c == '.';
     if (!ok) return false;
     if (c == '.' && prev == '.') return false;
     prev = c;
@@ -56,8 +56,7 @@ absl::StatusOr<TlsPolicyTable> TlsPolicyTable::parse(std::string_view content,
     auto fail = [&](std::string_view why) {
       return absl::InvalidArgumentError(text::cat(file, " line ", lineNo, ": ", why));
     };
-    std::vector<std::string_view> words =
-        text::splitAny(line, " \t\r");
+    std::vector<std::string_view> words = text::splitAny(line, " \t\r");
     if (words.empty() || words[0][0] == '#') continue;
     if (words.size() < 2) return fail("expected \"<domain> <level> [attr=value ...]\"");
     TableEntry e;
@@ -66,11 +65,11 @@ absl::StatusOr<TlsPolicyTable> TlsPolicyTable::parse(std::string_view content,
     if (!safeKey(e.key)) return fail(text::cat("invalid destination \"", words[0], "\""));
     if (table.entries_.count(e.key))
       return fail(text::cat("duplicate destination \"", e.key, "\" (first on line ",
-                               table.entries_[e.key].line, ")"));
+                            table.entries_[e.key].line, ")"));
     auto level = parseLevel(words[1]);
     if (!level)
       return fail(text::cat("unknown level \"", words[1],
-                               "\" (expected none, may, encrypt, verify or fingerprint)"));
+                            "\" (expected none, may, encrypt, verify or fingerprint)"));
     e.level = *level;
     for (size_t i = 2; i < words.size(); ++i) {
       size_t eq = words[i].find('=');
@@ -99,11 +98,16 @@ absl::StatusOr<TlsPolicyTable> TlsPolicyTable::parse(std::string_view content,
           return fail(text::cat(attr, "= needs a SHA-256 digest in hex (64 digits)"));
         e.pins.push_back(p);
       } else if (attr == "min_version") {
-        if (value == "TLS1.2") e.minVersion = TLS1_2_VERSION;
-        else if (value == "TLS1.3") e.minVersion = TLS1_3_VERSION;
-        else if (value == "TLS1.0") e.minVersion = TLS1_VERSION;
-        else if (value == "TLS1.1") e.minVersion = TLS1_1_VERSION;
-        else return fail(text::cat("unknown min_version \"", value, "\" (TLS1.0 to TLS1.3)"));
+        if (value == "TLS1.2")
+          e.minVersion = TLS1_2_VERSION;
+        else if (value == "TLS1.3")
+          e.minVersion = TLS1_3_VERSION;
+        else if (value == "TLS1.0")
+          e.minVersion = TLS1_VERSION;
+        else if (value == "TLS1.1")
+          e.minVersion = TLS1_1_VERSION;
+        else
+          return fail(text::cat("unknown min_version \"", value, "\" (TLS1.0 to TLS1.3)"));
       } else {
         return fail(text::cat("unknown attribute \"", attr, "\""));
       }

@@ -23,13 +23,13 @@ struct Pin {
 };
 
 struct TableEntry {
-  std::string key;                  // lowercased: "example.com", ".example.com" or "*"
-  int line = 0;                     // line number in the file, for messages
+  std::string key;  // lowercased: "example.com", ".example.com" or "*"
+  int line = 0;     // line number in the file, for messages
   TlsLevel level = TlsLevel::kMay;
-  std::string ca;                   // verify: CA file; empty = the system trust store
-  std::vector<std::string> match;   // verify: names accepted; empty = the MX host name
-  std::vector<Pin> pins;            // fingerprint: at least one
-  int minVersion = 0;               // TLS1_2_VERSION etc.; 0 = the daemon's default
+  std::string ca;                  // verify: CA file; empty = the system trust store
+  std::vector<std::string> match;  // verify: names accepted; empty = the MX host name
+  std::vector<Pin> pins;           // fingerprint: at least one
+  int minVersion = 0;              // TLS1_2_VERSION etc.; 0 = the daemon's default
 };
 
 class TlsPolicyTable {

@@ -11,8 +11,18 @@ bool needsQuoting(std::string_view local) {
     unsigned char c = static_cast<unsigned char>(local[i]);
     if (c >= 128 || c < 33 || c == 127) return true;
     switch (c) {
-      case '"': case '(': case ')': case ',': case ':': case ';': case '<': case '>':
-      case '@': case '[': case '\\': case ']':
+      case '"':
+      case '(':
+      case ')':
+      case ',':
+      case ':':
+      case ';':
+      case '<':
+      case '>':
+      case '@':
+      case '[':
+      case '\\':
+      case ']':
         return true;
       case '.':
         if (i + 1 < local.size() && local[i + 1] == '.') return true;

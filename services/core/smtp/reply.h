@@ -16,8 +16,8 @@ inline constexpr size_t kMaxKeptReplyText = 5000;
 inline constexpr size_t kMaxReplyBytes = 64 * 1024;
 
 struct Reply {
-  int code = 0;       // 100..599
-  std::string text;   // every line, CR removed, each ending in '\n'; at most kMaxKeptReplyText
+  int code = 0;      // 100..599
+  std::string text;  // every line, CR removed, each ending in '\n'; at most kMaxKeptReplyText
 };
 
 // Incremental parser: feed() bytes as they arrive; once done() the reply is complete.

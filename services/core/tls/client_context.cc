@@ -4,8 +4,8 @@
 #include <openssl/err.h>
 #include <sys/stat.h>
 
-#include "util/text.h"
 #include "tls/errors.h"
+#include "util/text.h"
 
 namespace qtls::tls {
 namespace {
@@ -48,9 +48,9 @@ absl::Status applyClientSettings(SSL_CTX* ctx, const std::string& ciphers,
 
 std::string ClientContextSpec::key() const {
   return text::cat("ca=", caFile, "@", caFile.empty() ? "" : fileIdentity(caFile),
-                      " sys=", systemCa, " min=", minVersion, " ciphers=", ciphers,
-                      " cert=", clientCertFile, "@",
-                      clientCertFile.empty() ? "" : fileIdentity(clientCertFile));
+                   " sys=", systemCa, " min=", minVersion, " ciphers=", ciphers,
+                   " cert=", clientCertFile, "@",
+                   clientCertFile.empty() ? "" : fileIdentity(clientCertFile));
 }
 
 absl::StatusOr<SslCtxSharedPtr> buildClientContext(const ClientContextSpec& spec) {
@@ -74,8 +74,7 @@ absl::StatusOr<SslCtxSharedPtr> buildClientContext(const ClientContextSpec& spec
   } else {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   }
-  if (auto s = applyClientSettings(ctx.get(), spec.ciphers, spec.clientCertFile); !s.ok())
-    return s;
+  if (auto s = applyClientSettings(ctx.get(), spec.ciphers, spec.clientCertFile); !s.ok()) return s;
   return shareCtx(std::move(ctx));
 }
 

@@ -3,8 +3,8 @@
 
 #include <openssl/x509v3.h>
 
-#include "util/text.h"
 #include "tls/ssl_ptr.h"
+#include "util/text.h"
 
 namespace qtls::tls {
 
@@ -23,8 +23,8 @@ bool matchName(std::string_view pattern, std::string_view fqdn) {
 
 NameResult checkCertificateName(X509* cert, std::string_view fqdn) {
   NameResult out;
-  GeneralNamesPtr gens(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  GeneralNamesPtr gens(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   bool sawDns = false;
   if (gens) {
     for (int i = 0; i < sk_GENERAL_NAME_num(gens.get()); ++i) {

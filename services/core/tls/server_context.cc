@@ -15,7 +15,7 @@ namespace {
 int acceptForLaterCheck(int, X509_STORE_CTX*) { return 1; }
 
 struct InfoStackFree {
-  void operator()(STACK_OF(X509_INFO)* s) const { sk_X509_INFO_pop_free(s, X509_INFO_free); }
+  void operator()(STACK_OF(X509_INFO) * s) const { sk_X509_INFO_pop_free(s, X509_INFO_free); }
 };
 
 int onServerName(SSL* ssl, int*, void* arg) {
@@ -31,10 +31,12 @@ int onServerName(SSL* ssl, int*, void* arg) {
 
 absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file) {
   BioPtr bio(BIO_new_file(file.c_str(), "r"));
-  if (!bio) return absl::InvalidArgumentError(text::cat("tls: reading ", file, ": ", drainErrors()));
+  if (!bio)
+    return absl::InvalidArgumentError(text::cat("tls: reading ", file, ": ", drainErrors()));
   std::unique_ptr<STACK_OF(X509_INFO), InfoStackFree> infos(
       PEM_X509_INFO_read_bio(bio.get(), nullptr, nullptr, nullptr));
-  if (!infos) return absl::InvalidArgumentError(text::cat("tls: parsing ", file, ": ", drainErrors()));
+  if (!infos)
+    return absl::InvalidArgumentError(text::cat("tls: parsing ", file, ": ", drainErrors()));
   std::vector<X509*> certs;
   std::vector<EVP_PKEY*> keys;
   for (int i = 0; i < sk_X509_INFO_num(infos.get()); ++i) {
@@ -42,12 +44,13 @@ absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file) {
     if (info->x509) certs.push_back(info->x509);
     if (info->x_pkey && info->x_pkey->dec_pkey) keys.push_back(info->x_pkey->dec_pkey);
   }
-  if (certs.empty()) return absl::InvalidArgumentError(text::cat("tls: ", file, ": no certificate"));
+  if (certs.empty())
+    return absl::InvalidArgumentError(text::cat("tls: ", file, ": no certificate"));
   if (keys.empty()) return absl::InvalidArgumentError(text::cat("tls: ", file, ": no private key"));
   struct Pair {
     X509* leaf;
     EVP_PKEY* key;
-    STACK_OF(X509)* chain;
+    STACK_OF(X509) * chain;
   };
   std::vector<Pair> pairs;
   std::vector<X509*> orphans;  // chain certificates seen before any leaf

@@ -14,10 +14,10 @@
 namespace qtls::tls {
 
 struct ServerTlsSpec {
-  std::string certFile;     // servercert.pem
-  std::string ciphers;      // tlsserverciphers joined with ':'; empty = OpenSSL default
-  int minVersion = 0;       // 0 = TLS 1.2
-  std::string clientCaFile; // clientca.pem; empty = never ask for a client certificate
+  std::string certFile;       // servercert.pem
+  std::string ciphers;        // tlsserverciphers joined with ':'; empty = OpenSSL default
+  int minVersion = 0;         // 0 = TLS 1.2
+  std::string clientCaFile;   // clientca.pem; empty = never ask for a client certificate
   std::string clientCrlFile;  // clientcrl.pem; empty = no revocation checks
 };
 

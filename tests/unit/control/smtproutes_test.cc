@@ -6,8 +6,8 @@ namespace qtls::control {
 namespace {
 
 TEST(SmtpRoutes, ExactSuffixCatchAllAndOrder) {
-  SmtpRoutes r({"example.com:relay1.net", ".example.com:relay2.net:2525",
-                ":fallback.net", "noroute.example.com:", "junk line without colon"});
+  SmtpRoutes r({"example.com:relay1.net", ".example.com:relay2.net:2525", ":fallback.net",
+                "noroute.example.com:", "junk line without colon"});
   EXPECT_EQ(r.lookup("example.com")->relay, "relay1.net");
   EXPECT_EQ(r.lookup("example.com")->port, 25u);
   auto sub = r.lookup("a.b.example.com");
@@ -20,8 +20,8 @@ TEST(SmtpRoutes, ExactSuffixCatchAllAndOrder) {
 }
 
 TEST(SmtpRoutes, CaseInsensitiveLastDuplicateWinsAndPorts) {
-  SmtpRoutes r({"Example.COM:first", "example.com:second:465", "x.org:[192.0.2.1]:",
-                "y.org:relay:abc"});
+  SmtpRoutes r(
+      {"Example.COM:first", "example.com:second:465", "x.org:[192.0.2.1]:", "y.org:relay:abc"});
   auto e = r.lookup("EXAMPLE.com");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->relay, "second");

@@ -13,8 +13,10 @@ TEST(TlsPolicyTable, ParsesEveryAttribute) {
       "example.com  verify  ca=/etc/ssl/ex.pem  match=mx.example.com:*.example.net  "
       "min_version=TLS1.3\n"
       ".example.org encrypt\n"
-      "pinned.test fingerprint fingerprint=sha256:" + fp + " spki=" + fp + "\n"
-      "* may\n",
+      "pinned.test fingerprint fingerprint=sha256:" +
+          fp + " spki=" + fp +
+          "\n"
+          "* may\n",
       "control/tlspolicy");
   ASSERT_TRUE(t.ok()) << t.status();
   const TableEntry* e = t->lookup("EXAMPLE.com.");
@@ -52,11 +54,13 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"a.com secure\n",
             "control/tlspolicy line 1: unknown level \"secure\" (expected none, may, encrypt, "
             "verify or fingerprint)"},
-        Bad{"../etc/passwd verify\n", "control/tlspolicy line 1: invalid destination \"../etc/passwd\""},
+        Bad{"../etc/passwd verify\n",
+            "control/tlspolicy line 1: invalid destination \"../etc/passwd\""},
         Bad{"a/b.com may\n", "control/tlspolicy line 1: invalid destination \"a/b.com\""},
         Bad{"a.com may\nA.COM none\n",
             "control/tlspolicy line 2: duplicate destination \"a.com\" (first on line 1)"},
-        Bad{"a.com may ca=/x.pem\n", "control/tlspolicy line 1: ca= is only valid with level verify"},
+        Bad{"a.com may ca=/x.pem\n",
+            "control/tlspolicy line 1: ca= is only valid with level verify"},
         Bad{"a.com verify ca=x.pem\n", "control/tlspolicy line 1: ca= needs an absolute path"},
         Bad{"a.com verify match=a..b\n", "control/tlspolicy line 1: invalid match name \"a..b\""},
         Bad{"a.com fingerprint\n",

@@ -70,13 +70,14 @@ TEST(Texts, TlsFailures) {
             "192.0.2.7.\nRemote host said: 454 no tls\n");
   EXPECT_EQ(tlsText("TLS connect failed", "Connection timed out", true, kIp),
             "TLS connect failed: Connection timed out; connected to 192.0.2.7.\n");
-  EXPECT_EQ(tlsText("TLS unable to verify server with " + pem, "certificate has expired", true, kIp),
-            "TLS unable to verify server with control/tlshosts/mx.example.com.pem: certificate has "
-            "expired; connected to 192.0.2.7.\n");
-  EXPECT_EQ(tlsText("TLS unable to verify server mx.example.com", "no certificate provided", true,
-                    kIp),
-            "TLS unable to verify server mx.example.com: no certificate provided; connected to "
-            "192.0.2.7.\n");
+  EXPECT_EQ(
+      tlsText("TLS unable to verify server with " + pem, "certificate has expired", true, kIp),
+      "TLS unable to verify server with control/tlshosts/mx.example.com.pem: certificate has "
+      "expired; connected to 192.0.2.7.\n");
+  EXPECT_EQ(
+      tlsText("TLS unable to verify server mx.example.com", "no certificate provided", true, kIp),
+      "TLS unable to verify server mx.example.com: no certificate provided; connected to "
+      "192.0.2.7.\n");
   EXPECT_EQ(tlsText("TLS unable to verify server mx.example.com",
                     "certificate contains no valid commonName", true, kIp),
             "TLS unable to verify server mx.example.com: certificate contains no valid commonName; "
@@ -92,7 +93,8 @@ TEST(Texts, TlsFailures) {
 }
 
 TEST(Texts, DnsAndFixed) {
-  EXPECT_EQ(permDnsText("nx.example"), "Sorry, I couldn't find any host named nx.example. (#5.1.2)\n");
+  EXPECT_EQ(permDnsText("nx.example"),
+            "Sorry, I couldn't find any host named nx.example. (#5.1.2)\n");
   EXPECT_EQ(permDnsText(std::string("a b\x01", 4)),
             "Sorry, I couldn't find any host named a?b?. (#5.1.2)\n");
   EXPECT_STREQ(kAmbigMx,

@@ -35,9 +35,7 @@ TEST(BodyEncoder, LfToCrlfAndDotStuffing) {
   EXPECT_EQ(encode(".\n"), "..\r\n.\r\n");
 }
 
-TEST(BodyEncoder, CrIsSentUnchanged) {
-  EXPECT_EQ(encode("a\r\nb\rc\n"), "a\r\r\nb\rc\r\n.\r\n");
-}
+TEST(BodyEncoder, CrIsSentUnchanged) { EXPECT_EQ(encode("a\r\nb\rc\n"), "a\r\r\nb\rc\r\n.\r\n"); }
 
 TEST(BodyEncoder, PartialFinalLineIsRefused) {
   bool ok = true;
