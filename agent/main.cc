@@ -5,13 +5,11 @@
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <thread>
 
+#include "daemon/serve.h"
 #include "listener.h"
 #include "log/log.h"
 #include "smtpd_config.h"
@@ -132,36 +130,6 @@ int main(int argc, char** argv) {
     if (setuid(0) == 0) die("--user " + user + ": privileges could be regained");
   }
 
-  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
-  std::function<void(std::error_code, int)> onSignal = [&](std::error_code ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      if (auto s = store.reload(home, cipherVariants); !s.ok())
-        log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
-                             std::string(s.message())));
-      else
-        log::info(text::cat("reload: control files and certificates loaded, generation ",
-                            store.current()->generation));
-      signals.async_wait(onSignal);
-      return;
-    }
-    log::info(text::cat("stopping: ", listeners.active(), " sessions open"));
-    listeners.stop();
-    auto timer = std::make_shared<asio::steady_timer>(io);
-    auto start = std::chrono::steady_clock::now();
-    std::function<void(std::error_code)> poll = [&, timer, start](std::error_code) {
-      if (listeners.active() == 0 ||
-          std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) {
-        io.stop();
-        return;
-      }
-      timer->expires_after(std::chrono::milliseconds(100));
-      timer->async_wait(poll);
-    };
-    poll({});
-  };
-  signals.async_wait(onSignal);
-
   listeners.start();
   std::string where;
   for (const auto& s : listeners.specs())
@@ -170,10 +138,21 @@ int main(int argc, char** argv) {
   log::info(text::cat("qtls-smtpd started listen=", where, " home=", home, " starttls=",
                       cfg->tlsFor("") ? "yes" : "no", " certrelay=", cfg->certRelay ? "yes" : "no",
                       " rcpthosts=", cfg->haveRcpthosts ? "yes" : "MISSING(open relay)"));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : pool) t.join();
+  daemon::ServeOptions serve;
+  serve.threads = threads;
+  serve.drain = std::chrono::seconds(30);
+  serve.reload = [&] {
+    if (auto s = store.reload(home, cipherVariants); !s.ok())
+      log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
+                           std::string(s.message())));
+    else
+      log::info(text::cat("reload: control files and certificates loaded, generation ",
+                          store.current()->generation));
+  };
+  serve.stopAccepting = [&] { listeners.stop(); };
+  serve.inFlight = [&] { return listeners.active(); };
+  serve.inFlightWhat = "sessions open";
+  daemon::serve(io, serve);
   log::info("qtls-smtpd stopped");
   return 0;
 }

@@ -3,14 +3,12 @@
 #include <signal.h>
 
 #include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "daemon/serve.h"
 #include "intake.h"
 #include "log/log.h"
 #include "remote_config.h"
@@ -125,45 +123,24 @@ int main(int argc, char** argv) {
   });
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
 
-  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
-  std::function<void(std::error_code, int)> onSignal = [&](std::error_code ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      if (auto s = store.reload(home); !s.ok())
-        log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
-                             std::string(s.message())));
-      else
-        log::info(
-            text::cat("reload: control files loaded, generation ", store.current()->generation));
-      std::lock_guard<std::mutex> lock(ipmeMu);
-      ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
-      signals.async_wait(onSignal);
-      return;
-    }
-    // SIGTERM: stop taking deliveries, let the ones in flight finish (up to 60 s).
-    log::info(text::cat("stopping: ", intake.active(), " deliveries in flight"));
-    intake.stop();
-    auto timer = std::make_shared<asio::steady_timer>(io);
-    auto start = std::chrono::steady_clock::now();
-    std::function<void(std::error_code)> poll = [&, timer, start](std::error_code) {
-      if (intake.active() == 0 ||
-          std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
-        io.stop();
-        return;
-      }
-      timer->expires_after(std::chrono::milliseconds(100));
-      timer->async_wait(poll);
-    };
-    poll({});
-  };
-  signals.async_wait(onSignal);
-
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
                       " generation=", store.current()->generation, " threads=", threads));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : pool) t.join();
+  daemon::ServeOptions serve;
+  serve.threads = threads;
+  serve.reload = [&] {
+    if (auto s = store.reload(home); !s.ok())
+      log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
+                           std::string(s.message())));
+    else
+      log::info(
+          text::cat("reload: control files loaded, generation ", store.current()->generation));
+    std::lock_guard<std::mutex> lock(ipmeMu);
+    ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
+  };
+  serve.stopAccepting = [&] { intake.stop(); };
+  serve.inFlight = [&] { return intake.active(); };
+  serve.inFlightWhat = "deliveries in flight";
+  daemon::serve(io, serve);
   log::info("qtls-remoted stopped");
   return 0;
 }

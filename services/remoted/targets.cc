@@ -87,42 +87,21 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
   std::vector<Target> all;
   const std::string& name = route ? route->relay : host;
 
+  auto fail = [&out](char kind, std::string text) {
+    out.failKind = kind;
+    out.failText = std::move(text);
+    return out;
+  };
+  // A relay, or a domain without MX records, is resolved by name with preference 0.
+  bool byName = route.has_value();
   if (auto ip = parseIpLiteral(name)) {
     all.push_back({*ip, "", 0});
-  } else if (route) {
-    DnsResult r = co_await lookupAddresses(resolver, name);
-    if (r.status == DnsStatus::kHard) {
-      out.failKind = 'D';
-      out.failText = permDnsText(name);
-      co_return out;
-    }
-    if (r.status != DnsStatus::kOk) {
-      out.failKind = 'Z';
-      out.failText = kTempDns;
-      co_return out;
-    }
-    for (const auto& a : r.addresses) all.push_back({a, name, 0});
-  } else {
+    byName = false;
+  } else if (!route) {
     DnsResult mx = co_await resolver.asyncQuery(name, Resolver::Type::kMx, asio::use_awaitable);
-    if (mx.status == DnsStatus::kSoft) {
-      out.failKind = 'Z';
-      out.failText = kTempDns;
-      co_return out;
-    }
+    if (mx.status == DnsStatus::kSoft) co_return fail('Z', kTempDns);
     if (mx.status == DnsStatus::kHard) {
-      // No MX: the name itself, preference 0.
-      DnsResult r = co_await lookupAddresses(resolver, name);
-      if (r.status == DnsStatus::kHard) {
-        out.failKind = 'D';
-        out.failText = permDnsText(name);
-        co_return out;
-      }
-      if (r.status != DnsStatus::kOk) {
-        out.failKind = 'Z';
-        out.failText = kTempDns;
-        co_return out;
-      }
-      for (const auto& a : r.addresses) all.push_back({a, name, 0});
+      byName = true;
     } else {
       static thread_local std::mt19937 rng(std::random_device{}());
       orderByPreference(mx.mx, rng);
@@ -136,12 +115,14 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
         if (r.status == DnsStatus::kSoft) soft = true;  // remembered; the others still count
         for (const auto& a : r.addresses) all.push_back({a, m.host, m.preference});
       }
-      if (all.empty()) {
-        out.failKind = soft ? 'Z' : 'D';
-        out.failText = soft ? kTempDns : kNoMx;
-        co_return out;
-      }
+      if (all.empty()) co_return fail(soft ? 'Z' : 'D', soft ? kTempDns : kNoMx);
     }
+  }
+  if (byName) {
+    DnsResult r = co_await lookupAddresses(resolver, name);
+    if (r.status == DnsStatus::kHard) co_return fail('D', permDnsText(name));
+    if (r.status != DnsStatus::kOk) co_return fail('Z', kTempDns);
+    for (const auto& a : r.addresses) all.push_back({a, name, 0});
   }
 
   // Not delivering to myself: only preferences strictly below the best one of mine are tried;
