@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io;
+  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   SmtpdConfigStore store;
   std::vector<ListenerSpec> specs;
   for (const auto& l : listenArgs) {
@@ -152,7 +153,7 @@ int main(int argc, char** argv) {
   serve.stopAccepting = [&] { listeners.stop(); };
   serve.inFlight = [&] { return listeners.active(); };
   serve.inFlightWhat = "sessions open";
-  daemon::serve(io, serve);
+  runner.run(serve);
   log::info("qtls-smtpd stopped");
   return 0;
 }

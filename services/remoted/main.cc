@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
   }
 
   signal(SIGPIPE, SIG_IGN);
+  asio::io_context io;
+  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   ConfigStore store;
   if (auto s = store.reload(home); !s.ok()) die(std::string(s.message()));
   auto resolver = Resolver::create(dnsOpts);
@@ -108,7 +110,6 @@ int main(int argc, char** argv) {
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   std::mutex ipmeMu;
 
-  asio::io_context io;
   Resolver* res = resolver->get();
   Intake intake(io, socketPath, allowed, [&]() {
     DeliveryDeps d;
@@ -140,7 +141,7 @@ int main(int argc, char** argv) {
   serve.stopAccepting = [&] { intake.stop(); };
   serve.inFlight = [&] { return intake.active(); };
   serve.inFlightWhat = "deliveries in flight";
-  daemon::serve(io, serve);
+  runner.run(serve);
   log::info("qtls-remoted stopped");
   return 0;
 }

@@ -232,6 +232,19 @@ class DnsTest(RemoteTestCase):
 
 
 class ReloadTest(RemoteTestCase):
+    def test_sighup_right_after_start_does_not_kill(self):
+        p = self.peer()
+        self.route("example.test", p)
+        d = self.start_daemon()  # returns as soon as the socket exists
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.deliver(("example.test", "a@b", "u@example.test")).startswith(b"r\0K"))
+        self.assertIsNone(d.proc.poll())
+
+    def test_socket_removed_on_stop(self):
+        d = self.start_daemon()
+        d.stop()
+        self.assertFalse(os.path.exists(d.socket))
+
     def test_sighup_rereads_and_keeps_last_good_state(self):
         p1 = self.peer(host="127.0.0.2")
         p2 = self.peer(host="127.0.0.3")

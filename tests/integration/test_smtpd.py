@@ -123,6 +123,13 @@ class ListenerTest(SmtpdTestCase):
             c.starttls(client_context(self.certs.ca.cert_path))
             self.assertEqual(c.sock.cipher()[0], want)
 
+    def test_sighup_right_after_start_does_not_kill(self):
+        agent = self.start()
+        agent.proc.send_signal(signal.SIGHUP)
+        rc, out = self.swaks()
+        self.assertEqual(rc, 0, out)
+        self.assertIsNone(agent.proc.poll())
+
     def test_invalid_listener_option(self):
         with self.assertRaises(AssertionError) as e:
             self.start(["--listen", "127.0.0.1:0,starttls"])

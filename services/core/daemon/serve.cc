@@ -3,7 +3,6 @@
 
 #include <signal.h>
 
-#include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <memory>
 #include <thread>
@@ -14,8 +13,11 @@
 
 namespace qtls::daemon {
 
-void serve(asio::io_context& io, const ServeOptions& o) {
-  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+Runner::Runner(asio::io_context& io) : io_(io), signals_(io, SIGHUP, SIGTERM, SIGINT) {}
+
+void Runner::run(const ServeOptions& o) {
+  asio::io_context& io = io_;
+  asio::signal_set& signals = signals_;
   asio::steady_timer drainTimer(io);
   std::chrono::steady_clock::time_point stopStart;
   std::function<void(std::error_code)> drainPoll = [&](std::error_code) {

@@ -1,9 +1,11 @@
 // The event loop both daemons run: `threads` threads on one io_context; SIGHUP calls reload();
 // SIGTERM or SIGINT calls stopAccepting(), waits until inFlight() is 0 (at most `drain`), then
-// stops. Returns when the loop has stopped.
+// stops. The signals are caught from the Runner's construction on, so a daemon constructs it
+// before it publishes its socket: a SIGHUP sent right after start must not kill it.
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -19,6 +21,15 @@ struct ServeOptions {
   std::string inFlightWhat = "in flight";  // for the stopping log line
 };
 
-void serve(asio::io_context& io, const ServeOptions& options);
+class Runner {
+ public:
+  explicit Runner(asio::io_context& io);
+  // Runs the loop until stopped; signals that arrived earlier are handled first.
+  void run(const ServeOptions& options);
+
+ private:
+  asio::io_context& io_;
+  asio::signal_set signals_;
+};
 
 }  // namespace qtls::daemon
