@@ -398,6 +398,20 @@ class TlsTest(SmtpdTestCase):
             key = re.search(r"Server public key is (\d+) bit", p.stdout).group(1)
             self.assertEqual(key, "256" if want == "ec" else "2048")
 
+    def test_open_session_keeps_its_snapshot_across_reload(self):
+        agent = self.start()
+        old = self.connect()
+        old.reply()
+        self.home.write("servercert.pem", open(self.rsa_free_alt.pem_path).read(), 0o600)
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "generation 2" in agent.read_log(), what="reload")
+        new = self.connect()
+        new.reply()
+        for c, name in ((old, b"agent.test"), (new, b"other.test")):
+            self.assertEqual(c.cmd("STARTTLS"), "220 ready for tls")
+            c.starttls(client_context(verify=False))
+            self.assertIn(name, c.sock.getpeercert(binary_form=True))
+
     def test_reload_certificate_and_refuse_invalid(self):
         agent = self.start()
         self.home.write("servercert.pem", open(self.rsa_free_alt.pem_path).read(), 0o600)
