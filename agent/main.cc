@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "log/log.h"
 #include "smtpd_config.h"
+#include "util/flags.h"
 #include "util/text.h"
 
 using namespace qtls;
@@ -47,44 +48,29 @@ int main(int argc, char** argv) {
   ConnectionLimits limits;
   SessionLimits sessionLimits;
   int threads = 2;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    size_t eq = a.find('=');
-    if (eq != std::string::npos && a.rfind("--", 0) == 0) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    }
-    auto value = [&]() -> std::string {
-      if (eq != std::string::npos) return v;
-      if (i + 1 >= argc) die(a + " needs a value\n" + kUsage);
-      return argv[++i];
-    };
-    auto number = [&]() -> long {
-      std::string s = value();
-      if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-        die(a + ": not a number: " + s);
-      return std::atol(s.c_str());
-    };
+  FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
+  while (f.next()) {
+    const std::string& a = f.name();
     if (a == "--listen")
-      listenArgs.push_back(value());
+      listenArgs.push_back(f.value());
     else if (a == "--qmail-home")
-      home = value();
+      home = f.value();
     else if (a == "--qmail-queue")
-      queue = value();
+      queue = f.value();
     else if (a == "--user")
-      user = value();
+      user = f.value();
     else if (a == "--max-connections")
-      limits.maxConnections = static_cast<int>(number());
+      limits.maxConnections = static_cast<int>(f.number());
     else if (a == "--max-per-client")
-      limits.maxPerClient = static_cast<int>(number());
+      limits.maxPerClient = static_cast<int>(f.number());
     else if (a == "--max-line")
-      sessionLimits.maxLine = static_cast<size_t>(number());
+      sessionLimits.maxLine = static_cast<size_t>(f.number());
     else if (a == "--max-recipients")
-      sessionLimits.maxRecipients = static_cast<size_t>(number());
+      sessionLimits.maxRecipients = static_cast<size_t>(f.number());
     else if (a == "--max-message")
-      sessionLimits.maxMessage = static_cast<size_t>(number());
+      sessionLimits.maxMessage = static_cast<size_t>(f.number());
     else if (a == "--threads")
-      threads = std::max(1L, number());
+      threads = std::max(1L, f.number());
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -14,6 +14,7 @@
 #include "remote_config.h"
 #include "resolver.h"
 #include "targets.h"
+#include "util/flags.h"
 #include "util/text.h"
 
 using namespace qtls;
@@ -47,38 +48,29 @@ int main(int argc, char** argv) {
   Resolver::Options dnsOpts;
   unsigned mxPort = 25;
   int threads = 2;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string v;
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    }
-    auto value = [&]() -> std::string {
-      if (eq != std::string::npos) return v;
-      if (i + 1 >= argc) die(a + " needs a value\n" + kUsage);
-      return argv[++i];
-    };
+  FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
+  while (f.next()) {
+    const std::string& a = f.name();
     if (a == "--qmail-home")
-      home = value();
+      home = f.value();
     else if (a == "--socket")
-      socketPath = value();
+      socketPath = f.value();
     else if (a == "--allow-user")
-      users.push_back(value());
+      users.push_back(f.value());
     else if (a == "--dns-server")
-      dnsOpts.servers = value();
+      dnsOpts.servers = f.value();
     else if (a == "--dns-timeout-ms")
-      dnsOpts.timeoutMs = std::atoi(value().c_str());
+      dnsOpts.timeoutMs = static_cast<int>(f.number());
     else if (a == "--mx-port")
-      mxPort = static_cast<unsigned>(std::atoi(value().c_str()));
+      mxPort = static_cast<unsigned>(f.number());
     else if (a == "--threads")
-      threads = std::max(1, std::atoi(value().c_str()));
+      threads = std::max(1, static_cast<int>(f.number()));
     else if (a == "--verbose")
       log::setMinSeverity(log::Severity::kDebug);
     else if (a == "--ipme-exclude") {
+      std::string v = f.value();
       std::error_code ec;
-      auto addr = asio::ip::make_address(value(), ec);
+      auto addr = asio::ip::make_address(v, ec);
       if (ec) die("--ipme-exclude: not an IP address: " + v);
       ipmeExclude.push_back(addr);
     } else if (a == "--help" || a == "-h") {
