@@ -117,7 +117,8 @@ class Session {
   asio::awaitable<bool> talk(const Target& t, unsigned port);
   asio::awaitable<bool> startTls(const Target& t, const TlsPlan& plan, bool implicit,
                                  bool& tlsDone);
-  asio::awaitable<bool> command(std::string_view line, SmtpConn::ReadResult& rr);
+  asio::awaitable<bool> command(std::string_view line, SmtpConn::ReadResult& rr,
+                                bool extraAllowed = false);
   bool verifyPeer(const TlsPlan& plan);
   void died(const SmtpConn::ReadResult* rr = nullptr);
   void quit(char kind, std::string_view prepend, std::string_view append, const smtp::Reply* r) {
@@ -149,12 +150,15 @@ void Session::died(const SmtpConn::ReadResult* rr) {
   report_.finish('Z', diedText(ip_, afterDot_));
 }
 
-asio::awaitable<bool> Session::command(std::string_view line, SmtpConn::ReadResult& rr) {
+asio::awaitable<bool> Session::command(std::string_view line, SmtpConn::ReadResult& rr,
+                                       bool extraAllowed) {
   if (auto ec = co_await conn_->write(line)) {
     died();
     co_return false;
   }
   rr = co_await conn_->readReply();
+  if (rr.ok() && !extraAllowed && conn_->buffered() > 0)
+    rr.protocolError = "more than one reply at once";  // e.g. an injected extra 250 to RCPT
   if (!rr.ok()) {
     died(&rr);
     co_return false;
@@ -256,7 +260,8 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
 
   if (!implicit) {
     SmtpConn::ReadResult rr;
-    if (!co_await command("STARTTLS\r\n", rr)) co_return false;
+    // Bytes after the 220 are discarded by handshake() (reply injection), not refused here.
+    if (!co_await command("STARTTLS\r\n", rr, true)) co_return false;
     if (rr.reply.code != 220) {
       if (!required) co_return true;  // plain text, with the first EHLO's answer
       tlsFail(text::cat("STARTTLS rejected while ", plan.sentence), "", false,
@@ -408,7 +413,9 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
     died(&rr);
     co_return false;
   }
-  if (rr.reply.code >= 400) {
+  // K only for a 2xx to the final dot: qmail took any code below 400, which would turn a 1xx or
+  // a stray 354 into a false delivery (docs/compatibility.md).
+  if (rr.reply.code < 200 || rr.reply.code >= 300) {
     quit(rr.reply.code >= 500 ? 'D' : 'Z', "", " failed after I sent the message", &rr.reply);
     co_return false;
   }

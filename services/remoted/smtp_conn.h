@@ -43,6 +43,9 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   // returned through `discarded`.
   asio::awaitable<std::error_code> handshake(tls::SslPtr ssl, size_t& discarded);
   SSL* ssl() const;
+  // Bytes received after the last reply and not yet read: a server that answers a command we
+  // did not send (we never pipeline) is breaking the protocol.
+  size_t buffered() const { return buf_.size(); }
   bool timedOut() const { return timedOut_; }
 
   // Polite close in the background: QUIT, wait briefly for its reply, TLS close_notify.

@@ -110,6 +110,23 @@ class DialogueTest(RemoteTestCase):
                 self.assertEqual(out, ("r\0%s127.0.0.2 failed after I sent the message.\n"
                                        "Remote host said: %s\n\0" % (kind, text)).encode())
 
+    def test_only_2xx_after_the_dot_is_success(self):
+        # qmail-remote took any code below 400; a 1xx or 3xx is not an acceptance.
+        for text in ("354 send more", "199 thinking"):
+            with self.subTest(text=text):
+                self.tearDown(); self.setUp()
+                p, out = self.run_case({"replies": {"dot": text}})
+                self.assertEqual(out, ("r\0Z127.0.0.2 failed after I sent the message.\n"
+                                       "Remote host said: %s\n\0" % text).encode())
+
+    def test_extra_reply_is_a_protocol_error(self):
+        # An extra 250 sent with the RCPT reply would otherwise answer DATA, and the real 354
+        # would be read as the reply to the final dot.
+        p, out = self.run_case({"replies": {"rcpt": "250 ok\r\n250 ok"}})
+        self.assertEqual(out, b"ZConnected to 127.0.0.2 but the reply was malformed (more than one "
+                              b"reply at once). (#4.4.2)\n\0")
+        self.assertNotIn("DATA", p.transcript)
+
     def test_multiline_reply_text(self):
         p, out = self.run_case({"replies": {"dot": "250-first\r\n250 second"}})
         self.assertEqual(out, b"r\0K127.0.0.2 accepted message.\nRemote host said: 250-first\n"

@@ -266,6 +266,12 @@ class TlsPolicyTableTest(TlsTestCase):
         self.assertEqual(self.go(p), OK)
         self.assertIn("verify=ok", self.log_line())
 
+    def test_verify_match_wildcard(self):
+        self.home.write("tlspolicy", "example.test verify ca=%s match=*.test\n"
+                        % self.certs.ca.cert_path)
+        p = self.tls_peer(self.good)  # certificate for mx.test
+        self.assertEqual(self.go(p), OK)
+
     def test_verify_match_failure(self):
         self.home.write("tlspolicy", "example.test verify ca=%s match=third.test\n"
                         % self.certs.ca.cert_path)

@@ -21,6 +21,17 @@ bool matchName(std::string_view pattern, std::string_view fqdn) {
   return false;
 }
 
+bool matchWanted(std::string_view certName, std::string_view wanted) {
+  if (matchName(certName, wanted)) return true;
+  if (wanted.size() <= 2 || wanted.substr(0, 2) != "*.") return false;
+  if (certName.find('\0') != std::string_view::npos) return false;
+  size_t dot = certName.find('.');
+  if (dot == std::string_view::npos || dot == 0) return false;
+  std::string_view label = certName.substr(0, dot);
+  if (label.find('*') != std::string_view::npos && label != "*") return false;
+  return text::equalsIgnoreCase(certName.substr(dot), wanted.substr(1));
+}
+
 NameResult checkCertificateName(X509* cert, std::string_view fqdn) {
   NameResult out;
   GeneralNamesPtr gens(
@@ -34,7 +45,7 @@ NameResult checkCertificateName(X509* cert, std::string_view fqdn) {
       const ASN1_IA5STRING* s = gn->d.dNSName;
       std::string_view name(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                             static_cast<size_t>(ASN1_STRING_length(s)));
-      if (matchName(name, fqdn)) return out;
+      if (matchWanted(name, fqdn)) return out;
     }
   }
   if (sawDns) {
@@ -54,7 +65,7 @@ NameResult checkCertificateName(X509* cert, std::string_view fqdn) {
   }
   out.cn.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                 static_cast<size_t>(ASN1_STRING_length(s)));
-  if (matchName(out.cn, fqdn)) {
+  if (matchWanted(out.cn, fqdn)) {
     out.cn.clear();
     return out;
   }

@@ -14,6 +14,10 @@ namespace qtls::tls {
 // Case-insensitive match of one certificate name (`pattern`) against `fqdn`.
 bool matchName(std::string_view pattern, std::string_view fqdn);
 
+// Like matchName, and `wanted` may itself be "*.rest" (a control/tlspolicy match= entry): then
+// any certificate name with exactly one label before "rest" matches, as does "*.rest" itself.
+bool matchWanted(std::string_view certName, std::string_view wanted);
+
 enum class NameCheck {
   kMatch,
   kNoMatchingSan,  // had dNSName SANs, none matched
@@ -26,6 +30,7 @@ struct NameResult {
   std::string cn;  // the CN compared, when result is kCnMismatch
 };
 
+// `fqdn` may be a "*.rest" policy pattern (see matchWanted).
 NameResult checkCertificateName(X509* cert, std::string_view fqdn);
 
 }  // namespace qtls::tls

@@ -30,6 +30,17 @@ TEST(MatchName, LoneStarAndNulNeverMatch) {
   EXPECT_FALSE(matchName("mx.example.com", std::string_view("mx.example.com\0", 15)));
 }
 
+TEST(MatchWanted, PolicyWildcards) {
+  EXPECT_TRUE(matchWanted("mx1.example.com", "*.example.com"));
+  EXPECT_TRUE(matchWanted("*.example.com", "*.example.com"));
+  EXPECT_TRUE(matchWanted("MX1.Example.COM", "*.example.com"));
+  EXPECT_FALSE(matchWanted("example.com", "*.example.com"));
+  EXPECT_FALSE(matchWanted("a.b.example.com", "*.example.com"));
+  EXPECT_FALSE(matchWanted("a*.example.com", "*.example.com"));
+  EXPECT_TRUE(matchWanted("mx.example.com", "mx.example.com"));
+  EXPECT_FALSE(matchWanted("*.example.com", "example.com"));
+}
+
 X509Ptr makeCert(const char* cn, std::vector<std::string> dnsSans,
                  std::vector<std::string> otherSans = {}) {
   X509Ptr cert(X509_new());
@@ -70,6 +81,14 @@ TEST(CheckCertificateName, CnUsedOnlyWithoutDnsSan) {
   auto r = checkCertificateName(c.get(), "mx.example.net");
   EXPECT_EQ(r.result, NameCheck::kCnMismatch);
   EXPECT_EQ(r.cn, "mx.example.com");
+}
+
+TEST(CheckCertificateName, PolicyWildcardAgainstSanAndCn) {
+  auto san = makeCert(nullptr, {"mx1.example.com"});
+  EXPECT_EQ(checkCertificateName(san.get(), "*.example.com").result, NameCheck::kMatch);
+  auto cn = makeCert("mx2.example.com", {}, {});
+  EXPECT_EQ(checkCertificateName(cn.get(), "*.example.com").result, NameCheck::kMatch);
+  EXPECT_EQ(checkCertificateName(cn.get(), "*.example.net").result, NameCheck::kCnMismatch);
 }
 
 TEST(CheckCertificateName, NoSanNoCn) {
