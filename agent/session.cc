@@ -160,6 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void arm() { armFor(std::chrono::seconds(cfg_.timeout)); }
   void armFor(std::chrono::seconds t);
+  void disarm();
   void resetTransaction() {
     haveMail_ = false;
     badFrom_ = false;
@@ -179,6 +180,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   asio::steady_timer timer_;
   bool timedOut_ = false;
+  uint64_t armed_ = 0;
   SessionParams p_;
   const SmtpdConfig& cfg_;
   std::string in_, out_;
@@ -196,16 +198,24 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t injected_ = 0;
 };
 
+// As in remoted's SmtpConn: weak pointer for lifetime, arming number so that a deadline
+// handler queued just as its operation finished does not cancel the next one.
 void Session::armFor(std::chrono::seconds t) {
+  const uint64_t armed = ++armed_;
   timer_.expires_after(t);
-  timer_.async_wait([weak = weak_from_this()](std::error_code ec) {
+  timer_.async_wait([weak = weak_from_this(), armed](std::error_code ec) {
     if (ec) return;
-    if (auto self = weak.lock()) {
-      self->timedOut_ = true;
-      std::error_code ignored;
-      self->sock_.cancel(ignored);
-    }
+    auto self = weak.lock();
+    if (!self || self->armed_ != armed) return;
+    self->timedOut_ = true;
+    std::error_code ignored;
+    self->sock_.cancel(ignored);
   });
+}
+
+void Session::disarm() {
+  ++armed_;
+  timer_.cancel();
 }
 
 asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& ec) {
@@ -215,7 +225,7 @@ asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& 
     got = co_await tls_->async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
   else
     got = co_await sock_.async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
-  timer_.cancel();
+  disarm();
   co_return got;
 }
 
@@ -227,7 +237,7 @@ asio::awaitable<bool> Session::flush() {
     co_await asio::async_write(*tls_, asio::buffer(out_), redirect_error(use_awaitable, ec));
   else
     co_await asio::async_write(sock_, asio::buffer(out_), redirect_error(use_awaitable, ec));
-  timer_.cancel();
+  disarm();
   out_.clear();
   co_return !ec && !timedOut_;
 }
@@ -272,7 +282,7 @@ asio::awaitable<bool> Session::handshake() {
   std::error_code ec;
   arm();
   co_await tls_->async_handshake(asio::ssl::stream_base::server, redirect_error(use_awaitable, ec));
-  timer_.cancel();
+  disarm();
   if (ec || timedOut_) {
     std::string why = timedOut_ ? "timeout" : ec.message();
     std::string queued = tls::drainErrors();
@@ -535,7 +545,7 @@ asio::awaitable<void> Session::run() {
         // clients simply close the connection after 221.
         armFor(std::chrono::seconds(1));
         co_await tls_->async_shutdown(redirect_error(use_awaitable, ec));
-        timer_.cancel();
+        disarm();
       }
       logSession("quit");
       break;

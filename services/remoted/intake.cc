@@ -117,12 +117,14 @@ bool parseRequest(std::string_view data, DeliveryRequest& req, std::string& why)
   return true;
 }
 
-Intake::Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps)
+Intake::Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps,
+               int maxDeliveries)
     : io_(io),
       path_(std::move(socketPath)),
       allowed_(std::move(allowed)),
       deps_(std::move(deps)),
-      acceptor_(io) {}
+      acceptor_(io),
+      maxDeliveries_(maxDeliveries) {}
 
 absl::Status Intake::start() {
   // Bound and listening under a temporary name, then renamed into place: the path only ever
@@ -171,11 +173,14 @@ asio::awaitable<void> Intake::acceptLoop() {
 }
 
 asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
-  ++active_;
+  // The counter is shared, not a member reference: if the drain at shutdown times out, the
+  // io_context destroys this frame after the Intake is gone.
+  std::shared_ptr<std::atomic<int>> active = active_;
+  ++*active;
   struct Done {
-    std::atomic<int>& a;
-    ~Done() { --a; }
-  } done{active_};
+    std::shared_ptr<std::atomic<int>> a;
+    ~Done() { --*a; }
+  } done{active};
   std::error_code ec;
   auto answer = [&](const std::string& report) -> asio::awaitable<void> {
     std::error_code wec;
@@ -186,16 +191,36 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
+  // A refused or surplus client's request is read and thrown away (never buffered), so that
+  // the answer reaches it; only an allowed client's request is kept.
+  std::string refusal;
+  if (!allowed_.count(cred.uid)) {
+    log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
+                        ": not in the allow-list (--allow-user)"));
+    refusal = text::cat("Zqtls-remoted refused uid ", cred.uid,
+                        ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0'));
+  } else if (*active > maxDeliveries_) {
+    log::warn(text::cat("intake: ", maxDeliveries_, " deliveries in progress, deferring one"));
+    refusal =
+        text::cat("Zqtls-remoted has ", maxDeliveries_,
+                  " deliveries in progress (--max-deliveries). (#4.3.0)\n", std::string(1, '\0'));
+  }
 
-  // The request: the first bytes carry the message fd; read everything up to EOF.
+  // The request: the first bytes carry the message fd; read everything up to EOF, within 30 s.
+  // The watchdog's handler checks a shared flag before touching the socket: a handler already
+  // queued when cancel() runs would otherwise close it mid-delivery, or after this frame ended.
   Fd msg;
   std::string data;
+  auto reading = std::make_shared<bool>(true);
+  struct Stop {
+    std::shared_ptr<bool> r;
+    ~Stop() { *r = false; }
+  } stop{reading};
   asio::steady_timer deadline(sock.get_executor(), std::chrono::seconds(30));
-  deadline.async_wait([&sock](std::error_code e) {
-    if (!e) {
-      std::error_code ignored;
-      sock.close(ignored);
-    }
+  deadline.async_wait([&sock, reading](std::error_code e) {
+    if (e || !*reading) return;
+    std::error_code ignored;
+    sock.close(ignored);
   });
   for (;;) {
     co_await sock.async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
@@ -204,19 +229,17 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n < 0) co_return;
     if (n == 0) break;
+    if (!refusal.empty()) data.clear();
     if (data.size() > proto::kMaxRequest) {
+      *reading = false;
       co_await answer(std::string("Zqtls-remoted: request too large. (#4.3.0)\n") + '\0');
       co_return;
     }
   }
+  *reading = false;
   deadline.cancel();
-  // The uid is checked after the request was read, so that the refusal always reaches the shim
-  // (closing with its request unread would reset the connection and lose the explanation).
-  if (!allowed_.count(cred.uid)) {
-    log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
-                        ": not in the allow-list (--allow-user)"));
-    co_await answer(text::cat("Zqtls-remoted refused uid ", cred.uid,
-                              ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0')));
+  if (!refusal.empty()) {
+    co_await answer(refusal);
     co_return;
   }
 

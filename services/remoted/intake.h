@@ -20,12 +20,13 @@ namespace qtls::remoted {
 class Intake {
  public:
   using DepsFn = std::function<DeliveryDeps()>;
-  Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps);
+  Intake(asio::io_context& io, std::string socketPath, std::set<uid_t> allowed, DepsFn deps,
+         int maxDeliveries = 1000);
 
   // Binds (replacing a stale socket file) and starts accepting.
   absl::Status start();
   void stop();
-  int active() const { return active_.load(); }
+  int active() const { return active_->load(); }
 
  private:
   asio::awaitable<void> acceptLoop();
@@ -36,7 +37,8 @@ class Intake {
   std::set<uid_t> allowed_;
   DepsFn deps_;
   asio::local::stream_protocol::acceptor acceptor_;
-  std::atomic<int> active_{0};
+  int maxDeliveries_;
+  std::shared_ptr<std::atomic<int>> active_ = std::make_shared<std::atomic<int>>(0);
 };
 
 // Parses a request payload: netstrings "qtls-remote/1", host, sender, recipient...

@@ -31,6 +31,7 @@ const char kUsage[] =
     "  --dns-timeout-ms N    per-try DNS timeout (default 3000)\n"
     "  --mx-port N           port for MX and A deliveries (default 25)\n"
     "  --ipme-exclude ADDR   local address not treated as \"me\"; repeatable\n"
+    "  --max-deliveries N    concurrent deliveries; more are deferred with Z (default 1000)\n"
     "  --threads N           delivery threads (default 2)\n"
     "  --verbose             debug logging\n";
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   Resolver::Options dnsOpts;
   unsigned mxPort = 25;
   int threads = 2;
+  int maxDeliveries = 1000;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
       dnsOpts.timeoutMs = static_cast<int>(f.number());
     else if (a == "--mx-port")
       mxPort = static_cast<unsigned>(f.number());
+    else if (a == "--max-deliveries")
+      maxDeliveries = std::max(1, static_cast<int>(f.number()));
     else if (a == "--threads")
       threads = std::max(1, static_cast<int>(f.number()));
     else if (a == "--verbose")
@@ -103,17 +107,20 @@ int main(int argc, char** argv) {
   std::mutex ipmeMu;
 
   Resolver* res = resolver->get();
-  Intake intake(io, socketPath, allowed, [&]() {
-    DeliveryDeps d;
-    d.config = store.current();
-    d.resolver = res;
-    {
-      std::lock_guard<std::mutex> lock(ipmeMu);
-      d.ipme = ipme;
-    }
-    d.mxPort = mxPort;
-    return d;
-  });
+  Intake intake(
+      io, socketPath, allowed,
+      [&]() {
+        DeliveryDeps d;
+        d.config = store.current();
+        d.resolver = res;
+        {
+          std::lock_guard<std::mutex> lock(ipmeMu);
+          d.ipme = ipme;
+        }
+        d.mxPort = mxPort;
+        return d;
+      },
+      maxDeliveries);
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
 
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,

@@ -17,19 +17,27 @@ SmtpConn::~SmtpConn() = default;
 // The watchdog closes the socket when an operation outlives its deadline; the pending
 // operation then fails and the caller sees timedOut(). It holds a weak pointer so that a
 // deadline firing after the connection is gone touches nothing.
+// The watchdog closes the socket when an operation outlives its deadline; the pending
+// operation then fails and the caller sees timedOut(). It holds a weak pointer so that a
+// deadline firing after the connection is gone touches nothing, and an arming number so that
+// a handler already queued when the operation finished does not close a healthy connection.
 void SmtpConn::arm() {
+  const uint64_t armed = ++armed_;
   timer_.expires_after(timeout_);
-  timer_.async_wait([weak = weak_from_this()](std::error_code ec) {
+  timer_.async_wait([weak = weak_from_this(), armed](std::error_code ec) {
     if (ec) return;
-    if (auto self = weak.lock()) {
-      self->timedOut_ = true;
-      std::error_code ignored;
-      self->sock_.close(ignored);
-    }
+    auto self = weak.lock();
+    if (!self || self->armed_ != armed) return;
+    self->timedOut_ = true;
+    std::error_code ignored;
+    self->sock_.close(ignored);
   });
 }
 
-void SmtpConn::disarm() { timer_.cancel(); }
+void SmtpConn::disarm() {
+  ++armed_;
+  timer_.cancel();
+}
 
 asio::awaitable<std::error_code> SmtpConn::connect(const asio::ip::tcp::endpoint& ep,
                                                    std::chrono::seconds timeout) {

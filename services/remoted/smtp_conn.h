@@ -63,6 +63,7 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   std::chrono::seconds timeout_{1200};
   std::string buf_;  // received, not yet parsed
   bool timedOut_ = false;
+  uint64_t armed_ = 0;  // which arm() a firing deadline belongs to
 };
 
 }  // namespace qtls::remoted

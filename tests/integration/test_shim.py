@@ -114,6 +114,18 @@ class ShimTest(RemoteTestCase):
         self.assertEqual(p.transcript, [])
         self.assertIn("intake: refused uid=0", self.daemon.read_log())
 
+    def test_too_many_deliveries_are_deferred(self):
+        p = self.peer(stall="data")
+        self.route("example.test", p)
+        d = self.start_daemon(args=["--max-deliveries", "1"])
+        first = threading.Thread(target=run_shim, args=(d.socket, self.home, self.ARGV),
+                                 kwargs={"timeout": 120}, daemon=True)
+        first.start()
+        wait_for(lambda: "DATA" in p.transcript, what="first delivery at DATA")
+        out = self.deliver(self.ARGV)
+        self.assertEqual(out, b"Zqtls-remoted has 1 deliveries in progress (--max-deliveries). "
+                              b"(#4.3.0)\n\0")
+
     def test_message_from_a_pipe(self):
         p = self.peer()
         self.route("example.test", p)
