@@ -60,17 +60,17 @@ int main(int argc, char** argv) {
     else if (a == "--user")
       user = f.value();
     else if (a == "--max-connections")
-      limits.maxConnections = static_cast<int>(f.number());
+      limits.maxConnections = static_cast<int>(f.number(1, 1000000));
     else if (a == "--max-per-client")
-      limits.maxPerClient = static_cast<int>(f.number());
+      limits.maxPerClient = static_cast<int>(f.number(1, 1000000));
     else if (a == "--max-line")
-      sessionLimits.maxLine = static_cast<size_t>(f.number());
+      sessionLimits.maxLine = static_cast<size_t>(f.number(512, 1 << 20));
     else if (a == "--max-recipients")
-      sessionLimits.maxRecipients = static_cast<size_t>(f.number());
+      sessionLimits.maxRecipients = static_cast<size_t>(f.number(1, 1000000));
     else if (a == "--max-message")
       sessionLimits.maxMessage = static_cast<size_t>(f.number());
     else if (a == "--threads")
-      threads = std::max(1L, f.number());
+      threads = static_cast<int>(f.number(1, 256));
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;

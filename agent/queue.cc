@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -38,9 +39,10 @@ namespace {
 using asio::redirect_error;
 using asio::use_awaitable;
 
-asio::awaitable<bool> writeAndClose(asio::posix::stream_descriptor& d, std::string_view data) {
+template <typename Buffers>
+asio::awaitable<bool> writeAndClose(asio::posix::stream_descriptor& d, const Buffers& data) {
   std::error_code ec;
-  co_await asio::async_write(d, asio::buffer(data), redirect_error(use_awaitable, ec));
+  co_await asio::async_write(d, data, redirect_error(use_awaitable, ec));
   d.close(ec);
   co_return !ec;
 }
@@ -48,7 +50,8 @@ asio::awaitable<bool> writeAndClose(asio::posix::stream_descriptor& d, std::stri
 }  // namespace
 
 asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home,
-                                           std::string_view message, std::string_view envelope) {
+                                           std::string_view header, std::string_view body,
+                                           std::string_view envelope) {
   QueueResult r;
   auto ex = co_await asio::this_coro::executor;
   int msgPipe[2], envPipe[2];
@@ -98,8 +101,9 @@ asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home
   asio::posix::stream_descriptor msgOut(ex, msgPipe[1]), envOut(ex, envPipe[1]);
   // qmail-queue reads the whole message before the envelope; after a failed write nothing more
   // is written, so the envelope is incomplete and qmail-queue queues nothing.
+  const std::array<asio::const_buffer, 2> message = {asio::buffer(header), asio::buffer(body)};
   bool ok = co_await writeAndClose(msgOut, message);
-  if (ok) ok = co_await writeAndClose(envOut, envelope);
+  if (ok) ok = co_await writeAndClose(envOut, asio::buffer(envelope));
   std::error_code ignored;
   msgOut.close(ignored);
   envOut.close(ignored);

@@ -25,8 +25,10 @@ struct QueueResult {
 // "F<sender>\0T<rcpt>\0...\0"
 std::string envelopeBytes(std::string_view sender, const std::vector<std::string>& recipients);
 
+// The message is `header` (the Received line) followed by `body`, written without joining them.
 asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home,
-                                           std::string_view message, std::string_view envelope);
+                                           std::string_view header, std::string_view body,
+                                           std::string_view envelope);
 
 // The SMTP reply for a result (qmail's qmail_close mapping): "250 ok <time> qp <pid>" only for
 // exit 0 with everything written; "554 ..." for permanent and "451 ..." for temporary failures.

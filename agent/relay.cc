@@ -31,10 +31,7 @@ CertDecision checkClientCertificate(SSL* ssl, const std::set<std::string>& tlscl
   CertDecision d;
   tls::X509Ptr cert(SSL_get1_peer_certificate(ssl));
   if (!cert) return d;  // no certificate: refused without a reason
-  char buf[512];
   X509_NAME* subject = X509_get_subject_name(cert.get());
-  X509_NAME_oneline(subject, buf, sizeof buf);
-  d.subject = buf;
   long v = SSL_get_verify_result(ssl);
   if (v != X509_V_OK) {
     d.reason = X509_verify_cert_error_string(v);

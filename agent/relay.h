@@ -21,10 +21,9 @@ bool badMailFrom(const SmtpdConfig& cfg, std::string_view address);
 
 struct CertDecision {
   bool allowed = false;
-  std::string email;    // the certificate's emailAddress, when allowed
-  std::string reason;   // why not: X509 error text, "contains no email address", ...; "" when
-                        // the client sent no certificate
-  std::string subject;  // one-line subject DN, for the log
+  std::string email;   // the certificate's emailAddress, when allowed
+  std::string reason;  // why not: X509 error text, "contains no email address", ...; "" when
+                       // the client sent no certificate
 };
 
 // Checks the client certificate of a finished handshake: chain verified against clientca.pem

@@ -134,12 +134,6 @@ size_t DataReader::feed(std::string_view in) {
 
 namespace {
 
-std::string ipText(const asio::ip::address& raw) {
-  if (raw.is_v6() && raw.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, raw.to_v6()).to_string();
-  return raw.to_string();
-}
-
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(asio::ip::tcp::socket sock, SessionParams p)
@@ -425,11 +419,10 @@ asio::awaitable<bool> Session::data() {
   } else if (reader.overflow()) {
     result = "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
   } else {
-    std::string message =
+    const std::string received =
         receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr));
-    message += reader.message();
-    QueueResult q =
-        co_await runQmailQueue(p_.qmailQueue, cfg_.home, message, envelopeBytes(sender_, rcpts_));
+    QueueResult q = co_await runQmailQueue(p_.qmailQueue, cfg_.home, received, reader.message(),
+                                           envelopeBytes(sender_, rcpts_));
     result = queueReply(q, std::time(nullptr));
     if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
   }
@@ -477,7 +470,7 @@ void Session::logSession(std::string_view end) {
 asio::awaitable<void> Session::run() {
   std::error_code ec;
   auto ep = sock_.remote_endpoint(ec);
-  remoteIp_ = ec ? "unknown" : ipText(ep.address());
+  remoteIp_ = ec ? "unknown" : unmapped(ep.address()).to_string();
   sock_.set_option(asio::ip::tcp::no_delay(true), ec);
   if (!ec)
     for (const auto& c : cfg_.relayClients)

@@ -8,10 +8,14 @@
 
 namespace qtls::agent {
 
-bool Cidr::contains(const asio::ip::address& raw) const {
-  asio::ip::address a = raw;
+asio::ip::address unmapped(const asio::ip::address& a) {
   if (a.is_v6() && a.to_v6().is_v4_mapped())
-    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return a;
+}
+
+bool Cidr::contains(const asio::ip::address& raw) const {
+  const asio::ip::address a = unmapped(raw);
   if (a.is_v4() != network.is_v4()) return false;
   auto bytesOf = [](const asio::ip::address& x) {
     std::vector<unsigned char> b;

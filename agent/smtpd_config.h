@@ -23,6 +23,9 @@ struct Cidr {
   int prefix = 0;
   bool contains(const asio::ip::address& a) const;
 };
+// An IPv4-mapped IPv6 address (from a dual-stack listener) as the IPv4 address it is.
+asio::ip::address unmapped(const asio::ip::address& a);
+
 // "192.0.2.0/24", "2001:db8::/32" or a plain address.
 std::optional<Cidr> parseCidr(const std::string& s);
 

@@ -76,13 +76,6 @@ std::string sslErrorText(const std::error_code& ec, bool timedOut) {
   return ec.message();
 }
 
-std::string safeText(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 33 || static_cast<unsigned char>(c) > 126) c = '?';
-  return out;
-}
-
 // Pins are SHA-256 digests of the DER certificate or of the DER SubjectPublicKeyInfo (the
 // form DANE and HPKP use; X509_pubkey_digest would hash only the key bits).
 bool pinMatches(X509* cert, const std::vector<policy::Pin>& pins) {
@@ -222,7 +215,7 @@ bool Session::verifyPeer(const TlsPlan& plan) {
       tlsFail(what, "certificate contains no valid commonName", true);
       break;
     case tls::NameCheck::kCnMismatch:
-      tlsFail(what, text::cat("received certificate for ", safeText(first.cn)), true);
+      tlsFail(what, text::cat("received certificate for ", printable(first.cn)), true);
       break;
     default:
       tlsFail(what, "certificate contains no matching dNSNnames", true);  // (sic), as qmail-tls

@@ -62,13 +62,13 @@ int main(int argc, char** argv) {
     else if (a == "--dns-server")
       dnsOpts.servers = f.value();
     else if (a == "--dns-timeout-ms")
-      dnsOpts.timeoutMs = static_cast<int>(f.number());
+      dnsOpts.timeoutMs = static_cast<int>(f.number(1, 600000));
     else if (a == "--mx-port")
-      mxPort = static_cast<unsigned>(f.number());
+      mxPort = static_cast<unsigned>(f.number(1, 65535));
     else if (a == "--max-deliveries")
-      maxDeliveries = std::max(1, static_cast<int>(f.number()));
+      maxDeliveries = static_cast<int>(f.number(1, 1000000));
     else if (a == "--threads")
-      threads = std::max(1, static_cast<int>(f.number()));
+      threads = static_cast<int>(f.number(1, 256));
     else if (a == "--verbose")
       log::setMinSeverity(log::Severity::kDebug);
     else if (a == "--ipme-exclude") {

@@ -50,11 +50,15 @@ std::string diedText(std::string_view ip, bool afterDot, std::string_view detail
   return out;
 }
 
-std::string permDnsText(std::string_view host) {
-  std::string shown(host);
-  for (char& c : shown)
+std::string printable(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
     if (static_cast<unsigned char>(c) < 33 || static_cast<unsigned char>(c) > 126) c = '?';
-  return text::cat("Sorry, I couldn't find any host named ", shown, ". (#5.1.2)\n");
+  return out;
+}
+
+std::string permDnsText(std::string_view host) {
+  return text::cat("Sorry, I couldn't find any host named ", printable(host), ". (#5.1.2)\n");
 }
 
 }  // namespace qtls::remoted

@@ -17,7 +17,6 @@ class Report {
   void recipient(char kind, std::string_view text);
   void finish(char kind, std::string_view text);
 
-  bool finished() const { return finalKind_ != 0; }
   char finalKind() const { return finalKind_; }
   const std::string& finalText() const { return finalText_; }
   const std::string& bytes() const { return bytes_; }
@@ -54,8 +53,10 @@ inline constexpr char kNoConn[] =
 inline constexpr char kPartialLine[] =
     "SMTP cannot transfer messages with partial final lines. (#5.6.2)\n";
 inline constexpr char kReadMessage[] = "Unable to read message. (#4.3.0)\n";
-inline constexpr char kControl[] = "Unable to read control files. (#4.3.0)\n";
-std::string permDnsText(
-    std::string_view host);  // "...couldn't find any host named <h>. (#5.1.2)\n"
+// "Sorry, I couldn't find any host named <host>. (#5.1.2)\n"
+std::string permDnsText(std::string_view host);
+
+// Bytes outside 33..126 shown as '?', as qmail-remote shows untrusted names in reports.
+std::string printable(std::string_view s);
 
 }  // namespace qtls::remoted

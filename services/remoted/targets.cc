@@ -83,7 +83,6 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
                                         const IpMe& ipme) {
   TargetList out;
   out.port = route ? route->port : mxPort;
-  out.routed = route.has_value();
   std::vector<Target> all;
   const std::string& name = route ? route->relay : host;
 

@@ -24,7 +24,6 @@ struct Target {
 struct TargetList {
   std::vector<Target> targets;  // in the order to try
   unsigned port = 25;
-  bool routed = false;
   char failKind = 0;  // 'Z' or 'D' when no target can be tried; failText says why
   std::string failText;
 };

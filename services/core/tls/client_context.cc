@@ -4,15 +4,12 @@
 #include <openssl/err.h>
 #include <sys/stat.h>
 
+#include "tls/context_common.h"
 #include "tls/errors.h"
 #include "util/text.h"
 
 namespace qtls::tls {
 namespace {
-
-// Verification results are checked after the handshake, so that each failure has its own
-// qmail-tls report text; a failed check never lets the delivery continue.
-int acceptForLaterCheck(int, X509_STORE_CTX*) { return 1; }
 
 std::string fileIdentity(const std::string& path) {
   struct stat st;
@@ -22,17 +19,7 @@ std::string fileIdentity(const std::string& path) {
 
 absl::Status applyClientSettings(SSL_CTX* ctx, const std::string& ciphers,
                                  const std::string& clientCertFile) {
-  if (!ciphers.empty()) {
-    // One string serves both lists, as in qmail-tls; it must be valid for at least one of
-    // them, and an invalid string is an error instead of being silently ignored.
-    ERR_clear_error();
-    bool ok12 = SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) == 1;
-    bool ok13 = SSL_CTX_set_ciphersuites(ctx, ciphers.c_str()) == 1;
-    ERR_clear_error();
-    if (!ok12 && !ok13)
-      return absl::InvalidArgumentError(
-          text::cat("control/tlsclientciphers: no cipher in \"", ciphers, "\" is known"));
-  }
+  if (auto s = setCipherString(ctx, ciphers, "control/tlsclientciphers"); !s.ok()) return s;
   if (!clientCertFile.empty()) {
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx, clientCertFile.c_str()) != 1 ||

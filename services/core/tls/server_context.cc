@@ -6,13 +6,12 @@
 
 #include <vector>
 
+#include "tls/context_common.h"
 #include "tls/errors.h"
 #include "util/text.h"
 
 namespace qtls::tls {
 namespace {
-
-int acceptForLaterCheck(int, X509_STORE_CTX*) { return 1; }
 
 struct InfoStackFree {
   void operator()(STACK_OF(X509_INFO) * s) const { sk_X509_INFO_pop_free(s, X509_INFO_free); }
@@ -95,15 +94,7 @@ absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec) {
   SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof kSidCtx - 1);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
   if (auto s = loadCertificateFile(ctx.get(), spec.certFile); !s.ok()) return s;
-  if (!spec.ciphers.empty()) {
-    ERR_clear_error();
-    bool ok12 = SSL_CTX_set_cipher_list(ctx.get(), spec.ciphers.c_str()) == 1;
-    bool ok13 = SSL_CTX_set_ciphersuites(ctx.get(), spec.ciphers.c_str()) == 1;
-    ERR_clear_error();
-    if (!ok12 && !ok13)
-      return absl::InvalidArgumentError(
-          text::cat("tls: cipher list \"", spec.ciphers, "\" names no known cipher"));
-  }
+  if (auto s = setCipherString(ctx.get(), spec.ciphers, "tls: server ciphers"); !s.ok()) return s;
   if (!spec.clientCaFile.empty()) {
     if (SSL_CTX_load_verify_locations(ctx.get(), spec.clientCaFile.c_str(), nullptr) != 1)
       return absl::InvalidArgumentError(
@@ -129,14 +120,6 @@ void ServerContexts::installSniCallback() {
   if (!defaultCtx) return;
   SSL_CTX_set_tlsext_servername_callback(defaultCtx.get(), onServerName);
   SSL_CTX_set_tlsext_servername_arg(defaultCtx.get(), this);
-}
-
-std::string describeCertificate(SSL_CTX* ctx) {
-  X509* cert = SSL_CTX_get0_certificate(ctx);
-  if (cert == nullptr) return "-";
-  char buf[256];
-  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
-  return buf;
 }
 
 }  // namespace qtls::tls

@@ -37,12 +37,10 @@ class ServerContexts {
   SslCtxSharedPtr defaultCtx;
   std::map<std::string, SslCtxSharedPtr> byName;  // lowercased SNI name
 
-  // Installs the servername callback on defaultCtx (and each SNI context); `this` must outlive
-  // every SSL made from them, which holding the ServerContexts in the snapshot guarantees.
+  // Installs the servername callback on defaultCtx (SNI is read from the first context only);
+  // `this` must outlive every SSL made from it, which holding the ServerContexts in the
+  // snapshot guarantees.
   void installSniCallback();
 };
-
-// Earliest notAfter among the certificates of a context (for expiry metrics and logs).
-std::string describeCertificate(SSL_CTX* ctx);
 
 }  // namespace qtls::tls

@@ -33,11 +33,16 @@ class FlagReader {
     return argv_[++i_];
   }
 
-  long number() {
+  // A decimal number within [min, max].
+  long number(long min = 0, long max = 1L << 40) {
     std::string v = value();
     if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
       fail_(name_ + ": not a number: " + v);
-    return std::stol(v);
+    long n = std::stol(v);
+    if (n < min || n > max)
+      fail_(name_ + ": " + v + " is out of range (" + std::to_string(min) + " to " +
+            std::to_string(max) + ")");
+    return n;
   }
 
  private:
