@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/use_awaitable.hpp>
 #include <cstring>
 
@@ -60,10 +61,13 @@ void orderByPreference(std::vector<MxRecord>& mx, std::mt19937& rng) {
 
 namespace {
 
+using namespace asio::experimental::awaitable_operators;
+
 // A and AAAA for one name, IPv4 first (qmail-remote was IPv4-only; IPv6 follows).
 asio::awaitable<DnsResult> lookupAddresses(Resolver& resolver, const std::string& name) {
-  DnsResult a = co_await resolver.asyncQuery(name, Resolver::Type::kA, asio::use_awaitable);
-  DnsResult aaaa = co_await resolver.asyncQuery(name, Resolver::Type::kAaaa, asio::use_awaitable);
+  // Both queries in flight at once.
+  auto [a, aaaa] = co_await (resolver.asyncQuery(name, Resolver::Type::kA, asio::use_awaitable) &&
+                             resolver.asyncQuery(name, Resolver::Type::kAaaa, asio::use_awaitable));
   DnsResult out;
   out.addresses = a.addresses;
   out.addresses.insert(out.addresses.end(), aaaa.addresses.begin(), aaaa.addresses.end());

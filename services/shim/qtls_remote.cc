@@ -138,30 +138,53 @@ void sendRequest(int sock, const std::string& req, int fd) {
   }
 }
 
-// Reads exactly n bytes, waiting at most `idle` seconds for each chunk. Returns false at EOF.
-bool readExact(int sock, char* p, size_t n, int idleSeconds) {
-  while (n > 0) {
-    struct pollfd pfd = {sock, POLLIN, 0};
-    int pr = poll(&pfd, 1, idleSeconds * 1000);
-    if (pr < 0) {
-      if (errno == EINTR) continue;
-      daemonTrouble("lost contact with", strerror(errno));
+// Buffered reading of the daemon's answer: one read() per chunk, not per byte, each waiting at
+// most `idle` seconds.
+class Reader {
+ public:
+  Reader(int fd, int idleSeconds) : fd_(fd), idle_(idleSeconds) {}
+
+  // Copies exactly n bytes to p. Returns false at EOF.
+  bool read(char* p, size_t n) {
+    while (n > 0) {
+      if (pos_ == len_ && !fill()) return false;
+      size_t take = len_ - pos_ < n ? len_ - pos_ : n;
+      memcpy(p, buf_ + pos_, take);
+      pos_ += take;
+      p += take;
+      n -= take;
     }
-    if (pr == 0) {
-      std::string why = "no answer for " + std::to_string(idleSeconds) + " seconds";
-      daemonTrouble("timed out waiting for", why.c_str());
-    }
-    ssize_t r = ::read(sock, p, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      daemonTrouble("lost contact with", strerror(errno));
-    }
-    if (r == 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
+    return true;
   }
-  return true;
-}
+
+ private:
+  bool fill() {
+    for (;;) {
+      struct pollfd pfd = {fd_, POLLIN, 0};
+      int pr = poll(&pfd, 1, idle_ * 1000);
+      if (pr < 0) {
+        if (errno == EINTR) continue;
+        daemonTrouble("lost contact with", strerror(errno));
+      }
+      if (pr == 0) {
+        std::string why = "no answer for " + std::to_string(idle_) + " seconds";
+        daemonTrouble("timed out waiting for", why.c_str());
+      }
+      ssize_t r = ::read(fd_, buf_, sizeof buf_);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        daemonTrouble("lost contact with", strerror(errno));
+      }
+      pos_ = 0;
+      len_ = static_cast<size_t>(r);
+      return r > 0;
+    }
+  }
+
+  int fd_, idle_;
+  char buf_[4096];
+  size_t pos_ = 0, len_ = 0;
+};
 
 // Checks that `out` is what qmail-remote may print: zero or more recipient records (r, h or
 // s, at most one per recipient) and then exactly one K, Z or D record, each ending in NUL.
@@ -222,7 +245,7 @@ int main(int argc, char** argv) {
   sendRequest(sock, req, msgFd);
   shutdown(sock, SHUT_WR);
 
-  const int idle = idleTimeout();
+  Reader in(sock, idleTimeout());
   const size_t recipients = static_cast<size_t>(argc - 3);
   for (;;) {
     // Netstring length: up to 7 digits, then ':'.
@@ -230,7 +253,7 @@ int main(int argc, char** argv) {
     size_t len = 0;
     int digits = 0;
     for (;;) {
-      if (!readExact(sock, &c, 1, idle))
+      if (!in.read(&c, 1))
         daemonTrouble("connection closed before an answer from",
                       digits == 0 ? "daemon stopped or crashed" : "answer cut short");
       if (c == ':' && digits > 0) break;
@@ -239,7 +262,7 @@ int main(int argc, char** argv) {
     }
     if (len == 0 || len > kMaxAnswerFrame) daemonTrouble("malformed answer from", nullptr);
     std::string frame(len + 1, '\0');
-    if (!readExact(sock, frame.data(), len + 1, idle))
+    if (!in.read(frame.data(), len + 1))
       daemonTrouble("connection closed before an answer from", "answer cut short");
     if (frame[len] != ',') daemonTrouble("malformed answer from", nullptr);
     frame.resize(len);
