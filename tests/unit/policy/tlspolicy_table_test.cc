@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <ostream>
+
 namespace qtls::policy {
 namespace {
 
@@ -37,6 +40,19 @@ struct Bad {
   const char* message;
 };
 
+// Stable, readable test names for ctest: the expected message, squeezed to identifier chars.
+void PrintTo(const Bad& b, std::ostream* os) { *os << b.message; }
+std::string caseName(const ::testing::TestParamInfo<Bad>& info) {
+  std::string m = std::string(info.param.message).substr(std::string("control/tlspolicy ").size());
+  std::string out;
+  for (char c : m)
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out.push_back(c);
+    else if (!out.empty() && out.back() != '_')
+      out.push_back('_');
+  return out.substr(0, 60);
+}
+
 class TlsPolicyTableErrors : public ::testing::TestWithParam<Bad> {};
 
 TEST_P(TlsPolicyTableErrors, RefusedWithFileLineAndReason) {
@@ -70,7 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"a.com verify min_version=SSL3\n",
             "control/tlspolicy line 1: unknown min_version \"SSL3\" (TLS1.0 to TLS1.3)"},
         Bad{"a.com verify colour=blue\n", "control/tlspolicy line 1: unknown attribute \"colour\""},
-        Bad{"a.com verify ca\n", "control/tlspolicy line 1: expected attr=value, got \"ca\""}));
+        Bad{"a.com verify ca\n", "control/tlspolicy line 1: expected attr=value, got \"ca\""}),
+    caseName);
 
 TEST(SafeHostName, RefusesPathTricks) {
   EXPECT_TRUE(safeHostName("mx.example.com"));
