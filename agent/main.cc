@@ -12,7 +12,9 @@
 #include "daemon/serve.h"
 #include "listener.h"
 #include "log/log.h"
+#include "metrics.h"
 #include "smtpd_config.h"
+#include "stats/http_endpoint.h"
 #include "util/flags.h"
 #include "util/text.h"
 
@@ -33,7 +35,8 @@ const char kUsage[] =
     "  --max-line N            command line bytes (default 4096)\n"
     "  --max-recipients N      per message (default 1000)\n"
     "  --max-message N         bytes, when control/databytes is 0 (default 67108864)\n"
-    "  --threads N             event-loop threads (default 2)\n";
+    "  --threads N             event-loop threads (default 2)\n"
+    "  --metrics-listen H:P    Prometheus /metrics address (default 127.0.0.1:9742; none = off)\n";
 
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "qtls-smtpd: fatal: %s\n", msg.c_str());
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
   ConnectionLimits limits;
   SessionLimits sessionLimits;
   int threads = 2;
+  std::string metricsListen = "127.0.0.1:9742";
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
@@ -69,6 +73,8 @@ int main(int argc, char** argv) {
       sessionLimits.maxRecipients = static_cast<size_t>(f.number(1, 1000000));
     else if (a == "--max-message")
       sessionLimits.maxMessage = static_cast<size_t>(f.number());
+    else if (a == "--metrics-listen")
+      metricsListen = f.value();
     else if (a == "--threads")
       threads = static_cast<int>(f.number(1, 256));
     else if (a == "--help" || a == "-h") {
@@ -93,13 +99,26 @@ int main(int argc, char** argv) {
   for (const auto& s : specs) cipherVariants.insert(s.ciphers);
 
   // Keys and certificates are read here, before privileges are dropped.
+  stats::Registry registry;
+  AgentMetrics metrics(registry);
+  metrics.buildInfo.with({"qtls-smtpd", QTLS_VERSION}).set(1);
+  auto noteConfig = [&] {
+    auto cfg = store.current();
+    metrics.policyUpdates.with({"applied"}).add(1);
+    metrics.policyGeneration().set(static_cast<double>(cfg->generation));
+    if (const auto* t = cfg->tlsFor(""))
+      metrics.certExpiry.with({"servercert"})
+          .set(static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())));
+  };
   if (auto s = store.reload(home, cipherVariants); !s.ok()) die(std::string(s.message()));
+  noteConfig();
 
   Listeners listeners(io, limits, [&]() {
     SessionParams p;
     p.config = store.current();
     p.qmailQueue = queue;
     p.limits = sessionLimits;
+    p.metrics = &metrics;
     return p;
   });
   auto adopted = listeners.adoptSystemdSockets();
@@ -117,6 +136,15 @@ int main(int argc, char** argv) {
     if (setuid(0) == 0) die("--user " + user + ": privileges could be regained");
   }
 
+  // Metrics are an aid, not a reason to refuse mail: a port in use is logged, not fatal.
+  stats::HttpEndpoint endpoint(registry);
+  if (metricsListen != "none") {
+    auto where = endpoint.start(metricsListen);
+    if (where.ok())
+      log::info(text::cat("metrics listen=", *where));
+    else
+      log::error(std::string(where.status().message()));
+  }
   listeners.start();
   std::string where;
   for (const auto& s : listeners.specs())
@@ -129,12 +157,15 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(30);
   serve.reload = [&] {
-    if (auto s = store.reload(home, cipherVariants); !s.ok())
+    if (auto s = store.reload(home, cipherVariants); !s.ok()) {
+      metrics.policyUpdates.with({"refused"}).add(1);
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
                            std::string(s.message())));
-    else
+    } else {
+      noteConfig();
       log::info(text::cat("reload: control files and certificates loaded, generation ",
                           store.current()->generation));
+    }
   };
   serve.stopAccepting = [&] { listeners.stop(); };
   serve.inFlight = [&] { return listeners.active(); };

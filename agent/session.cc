@@ -140,6 +140,7 @@ class Session : public std::enable_shared_from_this<Session> {
       : sock_(std::move(sock)), timer_(sock_.get_executor()), p_(std::move(p)), cfg_(*p_.config) {}
 
   asio::awaitable<void> run();
+  bool usedTls() const { return tls_ != nullptr; }
 
  private:
   enum class Line { kOk, kEof, kTimeout, kTooLong, kError };
@@ -277,6 +278,7 @@ asio::awaitable<bool> Session::handshake() {
   arm();
   co_await tls_->async_handshake(asio::ssl::stream_base::server, redirect_error(use_awaitable, ec));
   disarm();
+  if (p_.metrics) p_.metrics->starttls.with({ec || timedOut_ ? "failed" : "ok"}).add(1);
   if (ec || timedOut_) {
     std::string why = timedOut_ ? "timeout" : ec.message();
     std::string queued = tls::drainErrors();
@@ -353,6 +355,7 @@ void Session::rcpt(std::string_view arg) {
     if (!certTried_) {
       cert_ = checkClientCertificate(tls_->native_handle(), cfg_.tlsclients);
       certTried_ = true;
+      if (p_.metrics) p_.metrics->certRelay.with({cert_.allowed ? "allowed" : "refused"}).add(1);
       if (cert_.allowed) relayUsed_ = "cert";
     }
     if (cert_.allowed)
@@ -426,6 +429,12 @@ asio::awaitable<bool> Session::data() {
     result = queueReply(q, std::time(nullptr));
     if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
   }
+  if (p_.metrics)
+    p_.metrics->messages
+        .with({result[0] == '2'   ? "accepted"
+               : result[0] == '4' ? "temporary"
+                                  : "permanent"})
+        .add(1);
   resetTransaction();
   reply(result);
   co_return true;
@@ -565,8 +574,20 @@ asio::awaitable<void> Session::run() {
 }  // namespace
 
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params) {
+  AgentMetrics* m = params.metrics;
+  const bool implicit = params.implicitTls;
+  struct Open {  // a guard: a session may be destroyed mid-way at shutdown
+    AgentMetrics* m;
+    explicit Open(AgentMetrics* metrics) : m(metrics) {
+      if (m) m->sessionsOpen().add(1);
+    }
+    ~Open() {
+      if (m) m->sessionsOpen().add(-1);
+    }
+  } open(m);
   auto s = std::make_shared<Session>(std::move(socket), std::move(params));
   co_await s->run();
+  if (m) m->sessions.with({implicit ? "implicit" : s->usedTls() ? "starttls" : "plain"}).add(1);
 }
 
 }  // namespace qtls::agent

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <string>
 
+#include "metrics.h"
 #include "smtpd_config.h"
 
 namespace qtls::agent {
@@ -23,8 +24,9 @@ struct SessionParams {
   std::string qmailQueue;  // program to run
   SessionLimits limits;
   bool implicitTls = false;
-  std::string listenerCiphers;  // per-listener cipher override, "" = tlsserverciphers
-  std::string listener;         // label for the log
+  std::string listenerCiphers;      // per-listener cipher override, "" = tlsserverciphers
+  std::string listener;             // label for the log
+  AgentMetrics* metrics = nullptr;  // may be null
 };
 
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params);

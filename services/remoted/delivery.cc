@@ -98,7 +98,7 @@ bool pinMatches(X509* cert, const std::vector<policy::Pin>& pins) {
 class Session {
  public:
   Session(const DeliveryDeps& deps, const DeliveryRequest& req, DeliveryResult& out)
-      : cfg_(*deps.config), req_(req), out_(out), report_(out.report) {}
+      : cfg_(*deps.config), req_(req), out_(out), report_(out.report), metrics_(deps.metrics) {}
 
   asio::awaitable<void> run(const TargetList& targets);
 
@@ -126,6 +126,7 @@ class Session {
   const DeliveryRequest& req_;
   DeliveryResult& out_;
   Report& report_;
+  RemoteMetrics* metrics_;
   std::shared_ptr<SmtpConn> conn_;
   std::string ip_;
   bool afterDot_ = false;
@@ -263,7 +264,16 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
     }
   }
   size_t discarded = 0;
+  const auto handshakeStart = std::chrono::steady_clock::now();
   std::error_code ec = co_await conn_->handshake(std::move(ssl), discarded);
+  if (metrics_) {
+    metrics_->handshakeSeconds().observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - handshakeStart).count());
+    metrics_->handshakes
+        .with({std::string(policy::levelName(plan.decision.level)), ec ? "failed" : "ok",
+               ec ? "none" : SSL_get_version(conn_->ssl())})
+        .add(1);
+  }
   if (discarded > 0)
     log::warn(text::cat("remote relay=", relay_, " sent ", discarded,
                         " bytes before the TLS handshake; discarded (reply injection)"));
@@ -448,6 +458,15 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
 asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req) {
   DeliveryResult out;
   const auto start = std::chrono::steady_clock::now();
+  struct InFlight {  // a guard, since a delivery whose shim went away is destroyed mid-way
+    RemoteMetrics* m;
+    explicit InFlight(RemoteMetrics* metrics) : m(metrics) {
+      if (m) m->inFlight().add(1);
+    }
+    ~InFlight() {
+      if (m) m->inFlight().add(-1);
+    }
+  } inFlight(deps.metrics);
   const RemoteConfig& cfg = *deps.config;
   std::optional<control::Route> route = cfg.routes.lookup(req.host);
   TargetList targets =
@@ -460,6 +479,15 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
 
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (deps.metrics) {
+    const char kind = out.report.finalKind();
+    deps.metrics->deliveries
+        .with({kind == 'K'   ? "success"
+               : kind == 'D' ? "permanent"
+                             : "temporary"})
+        .add(1);
+    deps.metrics->deliverySeconds().observe(secs);
+  }
   char delay[32];
   std::snprintf(delay, sizeof delay, "%.3f", secs);
   std::string result = out.report.finalText();

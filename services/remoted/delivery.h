@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics.h"
 #include "outcome.h"
 #include "remote_config.h"
 #include "resolver.h"
@@ -27,6 +28,7 @@ struct DeliveryDeps {
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;
+  RemoteMetrics* metrics = nullptr;  // may be null (tests)
 };
 
 struct DeliveryResult {

@@ -11,8 +11,10 @@
 #include "daemon/serve.h"
 #include "intake.h"
 #include "log/log.h"
+#include "metrics.h"
 #include "remote_config.h"
 #include "resolver.h"
+#include "stats/http_endpoint.h"
 #include "targets.h"
 #include "util/flags.h"
 #include "util/text.h"
@@ -33,6 +35,7 @@ const char kUsage[] =
     "  --ipme-exclude ADDR   local address not treated as \"me\"; repeatable\n"
     "  --max-deliveries N    concurrent deliveries; more are deferred with Z (default 1000)\n"
     "  --threads N           delivery threads (default 2)\n"
+    "  --metrics-listen H:P  Prometheus /metrics address (default 127.0.0.1:9741; none = off)\n"
     "  --verbose             debug logging\n";
 
 [[noreturn]] void die(const std::string& msg) {
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
   unsigned mxPort = 25;
   int threads = 2;
   int maxDeliveries = 1000;
+  std::string metricsListen = "127.0.0.1:9741";
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
@@ -69,6 +73,8 @@ int main(int argc, char** argv) {
       maxDeliveries = static_cast<int>(f.number(1, 1000000));
     else if (a == "--threads")
       threads = static_cast<int>(f.number(1, 256));
+    else if (a == "--metrics-listen")
+      metricsListen = f.value();
     else if (a == "--verbose")
       log::setMinSeverity(log::Severity::kDebug);
     else if (a == "--ipme-exclude") {
@@ -100,7 +106,12 @@ int main(int argc, char** argv) {
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   ConfigStore store;
+  stats::Registry registry;
+  RemoteMetrics metrics(registry);
+  metrics.buildInfo.with({"qtls-remoted", QTLS_VERSION}).set(1);
   if (auto s = store.reload(home); !s.ok()) die(std::string(s.message()));
+  metrics.policyUpdates.with({"applied"}).add(1);
+  metrics.policyGeneration().set(static_cast<double>(store.current()->generation));
   auto resolver = Resolver::create(dnsOpts);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
@@ -118,10 +129,20 @@ int main(int argc, char** argv) {
           d.ipme = ipme;
         }
         d.mxPort = mxPort;
+        d.metrics = &metrics;
         return d;
       },
       maxDeliveries);
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
+  // Metrics are an aid, not a reason to stop delivering mail: a port in use is logged.
+  stats::HttpEndpoint endpoint(registry);
+  if (metricsListen != "none") {
+    auto where = endpoint.start(metricsListen);
+    if (where.ok())
+      log::info(text::cat("metrics listen=", *where));
+    else
+      log::error(std::string(where.status().message()));
+  }
 
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
                       " generation=", store.current()->generation, " threads=", threads));

@@ -38,6 +38,13 @@ def wait_for(predicate, timeout=10.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def metrics_address(log):
+    """The host:port a daemon's /metrics endpoint bound, from its start-up log."""
+    import re
+    m = re.search(r"metrics listen=(\S+)", log)
+    return m.group(1) if m else None
+
+
 def rspawn(out, status):
     """qmail-rspawn's report() (spec 1.3): what qmail-send finally sees."""
     if status < 0:
@@ -99,7 +106,7 @@ class Remoted:
         self.socket = os.path.join(root, "remoted.sock")
         self.log_path = os.path.join(root, "remoted.log")
         cmd = [REMOTED, "--qmail-home", home.path, "--socket", self.socket,
-               "--allow-user", allow, "--dns-timeout-ms", "500"]
+               "--allow-user", allow, "--dns-timeout-ms", "500", "--metrics-listen", "127.0.0.1:0"]
         if dns_port:
             cmd += ["--dns-server", "127.0.0.1:%d" % dns_port]
         cmd += list(args)
@@ -113,6 +120,9 @@ class Remoted:
     def read_log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
+
+    def metrics_address(self):
+        return metrics_address(self.read_log())
 
     def stop(self):
         if self.proc.poll() is None:

@@ -23,7 +23,7 @@ class Agent:
         self.tls_port = free_port("127.0.0.1") if tls_port else None
         self.log_path = os.path.join(root, "smtpd-%d.log" % self.port)
         cmd = [SMTPD, "--qmail-home", home.path, "--qmail-queue", queue,
-               "--listen", "127.0.0.1:%d" % self.port]
+               "--listen", "127.0.0.1:%d" % self.port, "--metrics-listen", "127.0.0.1:0"]
         if self.tls_port:
             cmd += ["--listen", "127.0.0.1:%d,tls" % self.tls_port]
         cmd += list(args)

@@ -116,6 +116,13 @@ absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec) {
   return shareCtx(std::move(ctx));
 }
 
+long long certificateNotAfter(SSL_CTX* ctx) {
+  X509* cert = ctx ? SSL_CTX_get0_certificate(ctx) : nullptr;
+  struct tm tm;
+  if (cert == nullptr || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return -1;
+  return static_cast<long long>(timegm(&tm));
+}
+
 void ServerContexts::installSniCallback() {
   if (!defaultCtx) return;
   SSL_CTX_set_tlsext_servername_callback(defaultCtx.get(), onServerName);

@@ -31,6 +31,9 @@ absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file);
 // relay decision, so a client without a certificate still gets a session.
 absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec);
 
+// notAfter of the context's certificate as Unix time, or -1 when it has none.
+long long certificateNotAfter(SSL_CTX* ctx);
+
 // The default context plus contexts for SNI names; selected by a servername callback.
 class ServerContexts {
  public:

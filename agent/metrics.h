@@ -1,0 +1,42 @@
+// qtls-smtpd's metrics, declared in one place (docs/metrics.md). Labels come from closed sets.
+#pragma once
+
+#include "stats/metrics.h"
+
+namespace qtls::agent {
+
+struct AgentMetrics {
+  explicit AgentMetrics(stats::Registry& r)
+      : sessions(r.counter("qtls_agent_sessions_total",
+                           "Finished inbound sessions by TLS mode (plain, starttls, implicit).",
+                           {"tls_mode"})),
+        starttls(r.counter("qtls_agent_starttls_total", "STARTTLS and implicit TLS handshakes.",
+                           {"result"})),
+        certRelay(r.counter("qtls_agent_client_cert_relay_total",
+                            "Client-certificate relay checks by decision.", {"decision"})),
+        messages(r.counter("qtls_agent_messages_total",
+                           "Messages after the final dot: accepted (qmail-queue exit 0), "
+                           "temporary or permanent refusal.",
+                           {"result"})),
+        sessionsOpen(r.gauge("qtls_agent_sessions_open", "Inbound sessions open now.")),
+        certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
+                           "notAfter of the server certificate in force, Unix time.", {"cert"})),
+        policyGeneration(
+            r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
+        policyUpdates(r.counter("qtls_policy_updates_total",
+                                "Configuration loads (start and SIGHUP) by result.", {"result"})),
+        buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
+                          {"program", "version"})) {}
+
+  stats::Family& sessions;
+  stats::Family& starttls;
+  stats::Family& certRelay;
+  stats::Family& messages;
+  stats::Family& sessionsOpen;
+  stats::Family& certExpiry;
+  stats::Family& policyGeneration;
+  stats::Family& policyUpdates;
+  stats::Family& buildInfo;
+};
+
+}  // namespace qtls::agent

@@ -1,0 +1,38 @@
+// The /metrics HTTP endpoint.
+#include "stats/http_endpoint.h"
+
+#include <httplib.h>
+
+#include "util/text.h"
+
+namespace qtls::stats {
+
+HttpEndpoint::HttpEndpoint(Registry& registry) : registry_(registry) {}
+HttpEndpoint::~HttpEndpoint() { stop(); }
+
+absl::StatusOr<std::string> HttpEndpoint::start(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos)
+    return absl::InvalidArgumentError(
+        text::cat("metrics listener \"", listen, "\": expected HOST:PORT"));
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  int port = std::atoi(listen.c_str() + colon + 1);
+  server_ = std::make_unique<httplib::Server>();
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry_.render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  int bound =
+      port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  if (bound < 0)
+    return absl::UnavailableError(text::cat("metrics listener ", listen, ": cannot bind"));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return text::cat(listen.substr(0, colon), ":", bound);
+}
+
+void HttpEndpoint::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace qtls::stats

@@ -1,0 +1,70 @@
+// Prometheus metrics: counters, gauges and histograms declared once per component, with label
+// values from closed sets (never a domain, address or recipient), rendered in the text
+// exposition format. Updates are lock-free on existing series; a new label combination takes a
+// short lock once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace qtls::stats {
+
+enum class Kind { kCounter, kGauge, kHistogram };
+
+class Series {
+ public:
+  explicit Series(const std::vector<double>* buckets);
+  void add(double v);      // counter/gauge
+  void set(double v);      // gauge
+  void observe(double v);  // histogram
+
+ private:
+  friend class Registry;
+  std::atomic<double> value_{0};
+  const std::vector<double>* buckets_;
+  std::unique_ptr<std::atomic<uint64_t>[]> bucketCounts_;
+  std::atomic<uint64_t> count_{0};
+};
+
+class Family {
+ public:
+  // Label values in the order of the family's label names.
+  Series& with(const std::vector<std::string>& labelValues);
+  Series& operator()() { return with({}); }
+
+ private:
+  friend class Registry;
+  std::string name_, help_;
+  Kind kind_ = Kind::kCounter;
+  std::vector<std::string> labels_;
+  std::vector<double> buckets_;
+  std::mutex mu_;
+  std::map<std::vector<std::string>, std::unique_ptr<Series>> series_;
+};
+
+class Registry {
+ public:
+  Family& counter(const std::string& name, const std::string& help,
+                  std::vector<std::string> labels = {});
+  Family& gauge(const std::string& name, const std::string& help,
+                std::vector<std::string> labels = {});
+  Family& histogram(const std::string& name, const std::string& help, std::vector<double> buckets,
+                    std::vector<std::string> labels = {});
+  std::string render();
+
+ private:
+  Family& add(const std::string& name, const std::string& help, Kind kind,
+              std::vector<std::string> labels, std::vector<double> buckets);
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Family>> families_;
+};
+
+// Latency buckets in seconds, from 1 ms to 2 minutes.
+const std::vector<double>& latencyBuckets();
+
+}  // namespace qtls::stats

@@ -1,0 +1,38 @@
+// qtls-remoted's metrics, declared in one place (docs/metrics.md). Labels come from closed sets.
+#pragma once
+
+#include "stats/metrics.h"
+
+namespace qtls::remoted {
+
+struct RemoteMetrics {
+  explicit RemoteMetrics(stats::Registry& r)
+      : deliveries(r.counter("qtls_remote_deliveries_total",
+                             "Deliveries by outcome (the K/Z/D report qmail received).",
+                             {"result"})),
+        deliverySeconds(r.histogram("qtls_remote_delivery_duration_seconds",
+                                    "Time from request to report.", stats::latencyBuckets())),
+        handshakes(r.counter("qtls_remote_tls_handshakes_total",
+                             "Outbound TLS handshakes by requested level, result and version.",
+                             {"level", "result", "version"})),
+        handshakeSeconds(r.histogram("qtls_remote_tls_handshake_duration_seconds",
+                                     "Outbound TLS handshake time.", stats::latencyBuckets())),
+        inFlight(r.gauge("qtls_remote_deliveries_in_flight", "Deliveries in progress.")),
+        policyGeneration(
+            r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
+        policyUpdates(r.counter("qtls_policy_updates_total",
+                                "Configuration loads (start and SIGHUP) by result.", {"result"})),
+        buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
+                          {"program", "version"})) {}
+
+  stats::Family& deliveries;
+  stats::Family& deliverySeconds;
+  stats::Family& handshakes;
+  stats::Family& handshakeSeconds;
+  stats::Family& inFlight;
+  stats::Family& policyGeneration;
+  stats::Family& policyUpdates;
+  stats::Family& buildInfo;
+};
+
+}  // namespace qtls::remoted
