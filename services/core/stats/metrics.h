@@ -1,7 +1,7 @@
 // Prometheus metrics: counters, gauges and histograms declared once per component, with label
 // values from closed sets (never a domain, address or recipient), rendered in the text
-// exposition format. Updates are lock-free on existing series; a new label combination takes a
-// short lock once.
+// exposition format. Finding a series takes a short per-family lock (a few per delivery or
+// session); the values themselves are atomics.
 #pragma once
 
 #include <atomic>
