@@ -39,27 +39,31 @@ namespace {
 using asio::redirect_error;
 using asio::use_awaitable;
 
-template <typename Buffers>
-asio::awaitable<bool> writeAndClose(asio::posix::stream_descriptor& d, const Buffers& data) {
-  std::error_code ec;
-  co_await asio::async_write(d, data, redirect_error(use_awaitable, ec));
-  d.close(ec);
-  co_return !ec;
-}
-
 }  // namespace
 
-asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home,
-                                           std::string_view header, std::string_view body,
-                                           std::string_view envelope) {
-  QueueResult r;
-  auto ex = co_await asio::this_coro::executor;
+QueueJob::QueueJob(asio::any_io_executor ex) : ex_(ex), msgOut_(ex), envOut_(ex) {}
+QueueJob::~QueueJob() {
+  std::error_code ignored;
+  msgOut_.close(ignored);
+  envOut_.close(ignored);
+  // A job dropped without commit() or abort() (the session was destroyed at shutdown): the
+  // closed pipes make qmail-queue exit 54 without queueing; reap it without waiting here.
+  if (result_.pid > 0 && !reaped_) {
+    int status;
+    waitpid(result_.pid, &status, WNOHANG);
+  }
+}
+
+std::unique_ptr<QueueJob> QueueJob::start(asio::any_io_executor ex, const std::string& program,
+                                          const std::string& home) {
+  auto job = std::unique_ptr<QueueJob>(new QueueJob(ex));
+  QueueResult& r = job->result_;
   int msgPipe[2], envPipe[2];
-  if (pipe2(msgPipe, O_CLOEXEC) != 0) co_return r;
+  if (pipe2(msgPipe, O_CLOEXEC) != 0) return nullptr;
   if (pipe2(envPipe, O_CLOEXEC) != 0) {
     close(msgPipe[0]);
     close(msgPipe[1]);
-    co_return r;
+    return nullptr;
   }
   // posix_spawn (vfork semantics in glibc) rather than fork: copying the daemon's page tables
   // for every message cost more than the rest of the hand-off (measured: ~8 ms of system time
@@ -80,9 +84,10 @@ asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char* const argv[] = {program.data(), nullptr};
+  std::string prog = program;
+  char* const argv[] = {prog.data(), nullptr};
   pid_t pid = -1;
-  int err = posix_spawn(&pid, program.c_str(), &actions, &attr, argv, environ);
+  int err = posix_spawn(&pid, prog.c_str(), &actions, &attr, argv, environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(msgPipe[0]);
@@ -90,50 +95,78 @@ asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home
   if (err != 0) {
     close(msgPipe[1]);
     close(envPipe[1]);
-    if (err == ENOMEM || err == EAGAIN) co_return r;  // not started: "qqt failure"
+    if (err == ENOMEM || err == EAGAIN) return nullptr;  // not started: "qqt failure"
     struct stat st;
     r.started = true;
     r.exitCode = (::stat(home.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) ? 61 : 120;
-    co_return r;
+    job->failed_ = true;
+    job->reaped_ = true;
+    return job;
   }
   r.started = true;
   r.pid = pid;
-  asio::posix::stream_descriptor msgOut(ex, msgPipe[1]), envOut(ex, envPipe[1]);
-  // qmail-queue reads the whole message before the envelope; after a failed write nothing more
-  // is written, so the envelope is incomplete and qmail-queue queues nothing.
-  const std::array<asio::const_buffer, 2> message = {asio::buffer(header), asio::buffer(body)};
-  bool ok = co_await writeAndClose(msgOut, message);
-  if (ok) ok = co_await writeAndClose(envOut, asio::buffer(envelope));
-  std::error_code ignored;
-  msgOut.close(ignored);
-  envOut.close(ignored);
-  r.writeError = !ok;
+  job->msgOut_.assign(msgPipe[1]);
+  job->envOut_.assign(envPipe[1]);
+  return job;
+}
 
+asio::awaitable<bool> QueueJob::write(std::string_view bytes) {
+  if (failed_ || bytes.empty()) co_return !failed_;
+  std::error_code ec;
+  co_await asio::async_write(msgOut_, asio::buffer(bytes), redirect_error(use_awaitable, ec));
+  // qmail-queue stopped reading (it exited): nothing more is written, the envelope never goes.
+  if (ec) failed_ = true;
+  co_return !failed_;
+}
+
+asio::awaitable<QueueResult> QueueJob::commit(std::string_view envelope) {
+  std::error_code ec;
+  msgOut_.close(ec);  // qmail-queue reads the message to EOF before the envelope
+  if (!failed_) {
+    co_await asio::async_write(envOut_, asio::buffer(envelope), redirect_error(use_awaitable, ec));
+    if (ec) failed_ = true;
+  }
+  envOut_.close(ec);
+  result_.writeError = failed_;
+  co_await waitExit();
+  co_return result_;
+}
+
+asio::awaitable<void> QueueJob::abort() {
+  std::error_code ec;
+  msgOut_.close(ec);
+  envOut_.close(ec);  // no envelope: qmail-queue queues nothing (exit 54)
+  co_await waitExit();
+}
+
+asio::awaitable<void> QueueJob::waitExit() {
+  if (reaped_) co_return;
+  reaped_ = true;
+  const pid_t pid = result_.pid;
   int status = 0;
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd >= 0) {
-    asio::posix::stream_descriptor exited(ex, pidfd);
+    asio::posix::stream_descriptor exited(ex_, pidfd);
     std::error_code ec;
     co_await exited.async_wait(asio::posix::descriptor_base::wait_read,
                                redirect_error(use_awaitable, ec));
   }
-  asio::steady_timer t(ex);
+  asio::steady_timer t(ex_);
   for (;;) {
     pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) {
-      r.exitCode = -2;  // waitpid surprise
-      co_return r;
+      result_.exitCode = -2;  // waitpid surprise
+      co_return;
     }
     t.expires_after(std::chrono::milliseconds(5));  // kernels without pidfd_open
     std::error_code ec;
     co_await t.async_wait(redirect_error(use_awaitable, ec));
   }
   if (WIFSIGNALED(status))
-    r.crashed = true;
+    result_.crashed = true;
   else
-    r.exitCode = WEXITSTATUS(status);
-  co_return r;
+    result_.exitCode = WEXITSTATUS(status);
 }
 
 std::string queueReply(const QueueResult& r, std::time_t now) {

@@ -7,7 +7,9 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,10 +27,31 @@ struct QueueResult {
 // "F<sender>\0T<rcpt>\0...\0"
 std::string envelopeBytes(std::string_view sender, const std::vector<std::string>& recipients);
 
-// The message is `header` (the Received line) followed by `body`, written without joining them.
-asio::awaitable<QueueResult> runQmailQueue(std::string program, std::string home,
-                                           std::string_view header, std::string_view body,
-                                           std::string_view envelope);
+// One qmail-queue run, started when DATA is accepted, fed the message while it arrives, and
+// committed with the envelope only after a complete final dot (as qmail-smtpd does). Memory per
+// session is one chunk, not one message. abort() (or destruction) closes the message without an
+// envelope, and qmail-queue queues nothing.
+class QueueJob {
+ public:
+  // nullptr when pipes or the process could not be made ("451 qqt failure"); a program that
+  // cannot be run or a home that cannot be entered shows up as exit 120 / 61 at commit().
+  static std::unique_ptr<QueueJob> start(asio::any_io_executor ex, const std::string& program,
+                                         const std::string& home);
+  ~QueueJob();
+  // Appends to the message; false once qmail-queue stopped reading (nothing more is written).
+  asio::awaitable<bool> write(std::string_view bytes);
+  asio::awaitable<QueueResult> commit(std::string_view envelope);
+  asio::awaitable<void> abort();
+
+ private:
+  explicit QueueJob(asio::any_io_executor ex);
+  asio::awaitable<void> waitExit();
+
+  asio::any_io_executor ex_;
+  asio::posix::stream_descriptor msgOut_, envOut_;
+  QueueResult result_;
+  bool failed_ = false, reaped_ = false;
+};
 
 // The SMTP reply for a result (qmail's qmail_close mapping): "250 ok <time> qp <pid>" only for
 // exit 0 with everything written; "554 ..." for permanent and "451 ..." for temporary failures.

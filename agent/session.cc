@@ -387,45 +387,67 @@ asio::awaitable<bool> Session::data() {
     reply("503 RCPT first (#5.5.1)");
     co_return true;
   }
+  // qmail-queue starts now and receives the message as it arrives; the envelope follows only
+  // after a complete final dot, so an interrupted or refused message is never queued.
+  std::unique_ptr<QueueJob> job = QueueJob::start(sock_.get_executor(), p_.qmailQueue, cfg_.home);
+  if (!job) {
+    reply("451 qqt failure (#4.3.0)");
+    co_return true;
+  }
   reply("354 go ahead");
+  bool feeding = co_await job->write(
+      receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr)));
   size_t limit = cfg_.databytes > 0 ? static_cast<size_t>(cfg_.databytes) : p_.limits.maxMessage;
   DataReader reader(limit);
+  std::string end;  // why the session ends early, if it does
   for (;;) {
     size_t used = reader.feed(in_);
     in_.erase(0, used);
+    // Hop or size overflow: stop feeding (the message will be refused), keep reading to the dot.
+    if (reader.overflow() || reader.hops() >= 100) feeding = false;
+    if (reader.pending() >= 65536 || reader.state() != DataReader::State::kMore) {
+      std::string chunk = reader.take();
+      if (feeding) feeding = co_await job->write(chunk);
+    }
     if (reader.state() == DataReader::State::kDone) break;
     if (reader.state() == DataReader::State::kBareLf) {
       reply("451 See http://pobox.com/~djb/docs/smtplf.html.");
-      co_await flush();
-      logSession("bare-lf");
-      co_return false;
+      end = "bare-lf";
+      break;
     }
-    if (!co_await flush()) co_return false;
+    if (!co_await flush()) {
+      end = "eof-in-data";
+      break;
+    }
     char buf[65536];
     std::error_code ec;
     size_t n = co_await readSome(buf, sizeof buf, ec);
     if (timedOut_) {
       reply("451 timeout (#4.4.2)");
-      co_await flush();
-      logSession("timeout-in-data");
-      co_return false;
+      end = "timeout-in-data";
+      break;
     }
-    if (ec) {  // client gone in the middle of DATA: nothing is queued
-      logSession("eof-in-data");
-      co_return false;
+    if (ec) {  // client gone in the middle of DATA
+      end = "eof-in-data";
+      break;
     }
     in_.append(buf, n);
   }
+  if (!end.empty()) {
+    co_await job->abort();
+    co_await flush();
+    logSession(end);
+    co_return false;
+  }
   std::string result;
   if (reader.hops() >= 100) {
+    co_await job->abort();
     result = "554 too many hops, this message is looping (#5.4.6)";
   } else if (reader.overflow()) {
+    co_await job->abort();
     result = "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
   } else {
-    const std::string received =
-        receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr));
-    QueueResult q = co_await runQmailQueue(p_.qmailQueue, cfg_.home, received, reader.message(),
-                                           envelopeBytes(sender_, rcpts_));
+    QueueResult q = co_await job->commit(envelopeBytes(sender_, rcpts_));
     result = queueReply(q, std::time(nullptr));
     if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
   }

@@ -7,6 +7,7 @@
 #include <asio/ip/tcp.hpp>
 #include <cstddef>
 #include <string>
+#include <utility>
 
 #include "metrics.h"
 #include "smtpd_config.h"
@@ -46,7 +47,9 @@ class DataReader {
   // Consumes bytes from `in`; returns how many were used (stops right after the final dot line).
   size_t feed(std::string_view in);
   State state() const { return state_; }
-  const std::string& message() const { return message_; }
+  // The decoded bytes produced so far, handed over and forgotten (streamed to qmail-queue).
+  std::string take() { return std::exchange(message_, std::string()); }
+  size_t pending() const { return message_.size(); }
   bool overflow() const { return overflow_; }
   int hops() const { return hops_; }
 

@@ -527,6 +527,30 @@ class RobustnessTest(SmtpdTestCase):
         self.assertEqual(c.cmd("NOOP"), "250 ok")
         self.assertLess(self.agent.rss_kib(), 64 * 1024)
 
+    def test_large_message_is_streamed_not_held(self):
+        self.start()
+        def hwm():
+            with open("/proc/%d/status" % self.agent.proc.pid) as f:
+                return int([l for l in f if l.startswith("VmHWM:")][0].split()[1])
+        before = hwm()
+        c = self.connect()
+        c.reply()
+        c.cmd("MAIL FROM:<a@b.test>")
+        c.cmd("RCPT TO:<u@agent.test>")
+        self.assertEqual(c.cmd("DATA"), "354 go ahead")
+        line = b"x" * 998 + b"\r\n"
+        block = line * 1024  # 1 MiB
+        for _ in range(32):
+            c.send(block)
+        c.send(b".\r\n")
+        self.assertRegex(c.reply(), r"^250 ok \d+ qp \d+$")
+        [(msg, env)] = self.records()
+        self.assertTrue(msg.endswith(b"x" * 998 + b"\n"))
+        self.assertEqual(msg.count(b"\n"), 32 * 1024 + 2)  # + the two Received lines
+        grew = hwm() - before
+        print("\npeak RSS grew by %d KiB for a 32 MiB message" % grew)
+        self.assertLess(grew, 8 * 1024)
+
     def test_binary_garbage(self):
         self.start()
         c = self.connect()
