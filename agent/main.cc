@@ -101,11 +101,9 @@ int main(int argc, char** argv) {
   // Keys and certificates are read here, before privileges are dropped.
   stats::Registry registry;
   AgentMetrics metrics(registry);
-  metrics.buildInfo.with({"qtls-smtpd", QTLS_VERSION}).set(1);
   auto noteConfig = [&] {
     auto cfg = store.current();
-    metrics.policyUpdates.with({"applied"}).add(1);
-    metrics.policyGeneration().set(static_cast<double>(cfg->generation));
+    metrics.config.applied(cfg->generation);
     if (const auto* t = cfg->tlsFor(""))
       metrics.certExpiry.with({"servercert"})
           .set(static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())));
@@ -158,7 +156,7 @@ int main(int argc, char** argv) {
   serve.drain = std::chrono::seconds(30);
   serve.reload = [&] {
     if (auto s = store.reload(home, cipherVariants); !s.ok()) {
-      metrics.policyUpdates.with({"refused"}).add(1);
+      metrics.config.refused();
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
                            std::string(s.message())));
     } else {

@@ -1,6 +1,7 @@
 // qtls-smtpd's metrics, declared in one place (docs/metrics.md). Labels come from closed sets.
 #pragma once
 
+#include "stats/config_metrics.h"
 #include "stats/metrics.h"
 
 namespace qtls::agent {
@@ -21,12 +22,7 @@ struct AgentMetrics {
         sessionsOpen(r.gauge("qtls_agent_sessions_open", "Inbound sessions open now.")),
         certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
                            "notAfter of the server certificate in force, Unix time.", {"cert"})),
-        policyGeneration(
-            r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
-        policyUpdates(r.counter("qtls_policy_updates_total",
-                                "Configuration loads (start and SIGHUP) by result.", {"result"})),
-        buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
-                          {"program", "version"})) {}
+        config(r, "qtls-smtpd") {}
 
   stats::Family& sessions;
   stats::Family& starttls;
@@ -34,9 +30,7 @@ struct AgentMetrics {
   stats::Family& messages;
   stats::Family& sessionsOpen;
   stats::Family& certExpiry;
-  stats::Family& policyGeneration;
-  stats::Family& policyUpdates;
-  stats::Family& buildInfo;
+  stats::ConfigMetrics config;
 };
 
 }  // namespace qtls::agent

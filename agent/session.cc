@@ -10,6 +10,7 @@
 #include <asio/write.hpp>
 #include <chrono>
 
+#include "daemon/watchdog.h"
 #include "log/log.h"
 #include "queue.h"
 #include "received.h"
@@ -137,7 +138,10 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(asio::ip::tcp::socket sock, SessionParams p)
-      : sock_(std::move(sock)), timer_(sock_.get_executor()), p_(std::move(p)), cfg_(*p_.config) {}
+      : sock_(std::move(sock)),
+        watchdog_(sock_.get_executor()),
+        p_(std::move(p)),
+        cfg_(*p_.config) {}
 
   asio::awaitable<void> run();
   bool usedTls() const { return tls_ != nullptr; }
@@ -173,9 +177,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   asio::ip::tcp::socket sock_;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
-  asio::steady_timer timer_;
+  daemon::Watchdog watchdog_;
   bool timedOut_ = false;
-  uint64_t armed_ = 0;
   SessionParams p_;
   const SmtpdConfig& cfg_;
   std::string in_, out_;
@@ -193,25 +196,15 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t injected_ = 0;
 };
 
-// As in remoted's SmtpConn: weak pointer for lifetime, arming number so that a deadline
-// handler queued just as its operation finished does not cancel the next one.
 void Session::armFor(std::chrono::seconds t) {
-  const uint64_t armed = ++armed_;
-  timer_.expires_after(t);
-  timer_.async_wait([weak = weak_from_this(), armed](std::error_code ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self || self->armed_ != armed) return;
-    self->timedOut_ = true;
+  watchdog_.arm(weak_from_this(), t, [](Session& s) {
+    s.timedOut_ = true;
     std::error_code ignored;
-    self->sock_.cancel(ignored);
+    s.sock_.cancel(ignored);
   });
 }
 
-void Session::disarm() {
-  ++armed_;
-  timer_.cancel();
-}
+void Session::disarm() { watchdog_.disarm(); }
 
 asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& ec) {
   arm();

@@ -108,10 +108,8 @@ int main(int argc, char** argv) {
   ConfigStore store;
   stats::Registry registry;
   RemoteMetrics metrics(registry);
-  metrics.buildInfo.with({"qtls-remoted", QTLS_VERSION}).set(1);
   if (auto s = store.reload(home); !s.ok()) die(std::string(s.message()));
-  metrics.policyUpdates.with({"applied"}).add(1);
-  metrics.policyGeneration().set(static_cast<double>(store.current()->generation));
+  metrics.config.applied(store.current()->generation);
   auto resolver = Resolver::create(dnsOpts);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));

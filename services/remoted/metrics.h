@@ -1,6 +1,7 @@
 // qtls-remoted's metrics, declared in one place (docs/metrics.md). Labels come from closed sets.
 #pragma once
 
+#include "stats/config_metrics.h"
 #include "stats/metrics.h"
 
 namespace qtls::remoted {
@@ -18,21 +19,14 @@ struct RemoteMetrics {
         handshakeSeconds(r.histogram("qtls_remote_tls_handshake_duration_seconds",
                                      "Outbound TLS handshake time.", stats::latencyBuckets())),
         inFlight(r.gauge("qtls_remote_deliveries_in_flight", "Deliveries in progress.")),
-        policyGeneration(
-            r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
-        policyUpdates(r.counter("qtls_policy_updates_total",
-                                "Configuration loads (start and SIGHUP) by result.", {"result"})),
-        buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
-                          {"program", "version"})) {}
+        config(r, "qtls-remoted") {}
 
   stats::Family& deliveries;
   stats::Family& deliverySeconds;
   stats::Family& handshakes;
   stats::Family& handshakeSeconds;
   stats::Family& inFlight;
-  stats::Family& policyGeneration;
-  stats::Family& policyUpdates;
-  stats::Family& buildInfo;
+  stats::ConfigMetrics config;
 };
 
 }  // namespace qtls::remoted

@@ -11,33 +11,21 @@ namespace qtls::remoted {
 using asio::redirect_error;
 using asio::use_awaitable;
 
-SmtpConn::SmtpConn(asio::any_io_executor ex) : sock_(ex), timer_(ex) {}
+SmtpConn::SmtpConn(asio::any_io_executor ex) : sock_(ex), watchdog_(ex) {}
 SmtpConn::~SmtpConn() = default;
 
 // The watchdog closes the socket when an operation outlives its deadline; the pending
-// operation then fails and the caller sees timedOut(). It holds a weak pointer so that a
-// deadline firing after the connection is gone touches nothing.
-// The watchdog closes the socket when an operation outlives its deadline; the pending
-// operation then fails and the caller sees timedOut(). It holds a weak pointer so that a
-// deadline firing after the connection is gone touches nothing, and an arming number so that
-// a handler already queued when the operation finished does not close a healthy connection.
+// The watchdog closes the socket when an operation outlives its deadline; the pending operation
+// then fails and the caller sees timedOut().
 void SmtpConn::arm() {
-  const uint64_t armed = ++armed_;
-  timer_.expires_after(timeout_);
-  timer_.async_wait([weak = weak_from_this(), armed](std::error_code ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self || self->armed_ != armed) return;
-    self->timedOut_ = true;
+  watchdog_.arm(weak_from_this(), timeout_, [](SmtpConn& c) {
+    c.timedOut_ = true;
     std::error_code ignored;
-    self->sock_.close(ignored);
+    c.sock_.close(ignored);
   });
 }
 
-void SmtpConn::disarm() {
-  ++armed_;
-  timer_.cancel();
-}
+void SmtpConn::disarm() { watchdog_.disarm(); }
 
 asio::awaitable<std::error_code> SmtpConn::connect(const asio::ip::tcp::endpoint& ep,
                                                    std::chrono::seconds timeout) {
@@ -132,7 +120,7 @@ asio::awaitable<void> SmtpConn::quit() {
 
 void SmtpConn::close() {
   std::error_code ignored;
-  timer_.cancel();
+  watchdog_.disarm();
   sock_.close(ignored);
 }
 

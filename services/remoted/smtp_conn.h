@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "daemon/watchdog.h"
 #include "smtp/reply.h"
 #include "tls/ssl_ptr.h"
 
@@ -59,11 +60,10 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
 
   asio::ip::tcp::socket sock_;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
-  asio::steady_timer timer_;
+  daemon::Watchdog watchdog_;
   std::chrono::seconds timeout_{1200};
   std::string buf_;  // received, not yet parsed
   bool timedOut_ = false;
-  uint64_t armed_ = 0;  // which arm() a firing deadline belongs to
 };
 
 }  // namespace qtls::remoted

@@ -1,0 +1,32 @@
+// The configuration and build metrics every qtls daemon exports (docs/metrics.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "stats/metrics.h"
+
+namespace qtls::stats {
+
+struct ConfigMetrics {
+  ConfigMetrics(Registry& r, const std::string& program)
+      : generation(r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
+        updates(r.counter("qtls_policy_updates_total",
+                          "Configuration loads (start and SIGHUP) by result.", {"result"})),
+        buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
+                          {"program", "version"})) {
+    buildInfo.with({program, QTLS_VERSION}).set(1);
+  }
+
+  void applied(uint64_t gen) {
+    updates.with({"applied"}).add(1);
+    generation().set(static_cast<double>(gen));
+  }
+  void refused() { updates.with({"refused"}).add(1); }
+
+  Family& generation;
+  Family& updates;
+  Family& buildInfo;
+};
+
+}  // namespace qtls::stats
