@@ -9,7 +9,11 @@
 #include <cstring>
 #include <functional>
 
+#include "admin/admin_flags.h"
+#include "admin/policy_store.h"
+#include "admin/server.h"
 #include "daemon/serve.h"
+#include "qtls/v1/policy.pb.h"
 #include "listener.h"
 #include "log/log.h"
 #include "metrics.h"
@@ -38,6 +42,59 @@ const char kUsage[] =
     "  --threads N             event-loop threads (default 2)\n"
     "  --metrics-listen H:P    Prometheus /metrics address (default 127.0.0.1:9742; none = off)\n";
 
+// ResolvePolicy for inbound: what a client would get, from the configuration in force.
+std::string resolve(const SmtpdConfig& cfg, const qtls::v1::ResolvePolicyRequest& req,
+                    qtls::v1::ResolvePolicyResponse* out) {
+  out->set_generation(cfg.generation);
+  out->set_starttls_offered(cfg.tlsFor("") != nullptr);
+  std::vector<std::string> why;
+  if (!req.client_address().empty()) {
+    std::error_code ec;
+    auto addr = asio::ip::make_address(req.client_address(), ec);
+    if (ec) return "client_address: not an IP address: " + req.client_address();
+    addr = unmapped(addr);
+    for (const Cidr& c : cfg.relayClients)
+      if (c.contains(addr)) {
+        out->set_relay_allowed(true);
+        why.push_back(text::cat("control/relayclients has ", c.network.to_string(), "/", c.prefix));
+        break;
+      }
+  }
+  if (!out->relay_allowed() && !req.client_cert_email().empty()) {
+    if (!cfg.certRelay)
+      why.push_back("certificate relay is off (control/tlsclients or clientca.pem missing)");
+    else if (cfg.tlsclients.count(text::lower(req.client_cert_email()))) {
+      out->set_relay_allowed(true);
+      why.push_back(text::cat("control/tlsclients lists ", req.client_cert_email(),
+                              " (with a certificate that verifies against clientca.pem)"));
+    } else {
+      why.push_back(text::cat("control/tlsclients does not list ", req.client_cert_email()));
+    }
+  }
+  if (!req.recipient().empty()) {
+    const std::string rcpt = text::lower(req.recipient());
+    const size_t at = rcpt.rfind('@');
+    const std::string domain = at == std::string::npos ? "" : rcpt.substr(at + 1);
+    bool listed = !cfg.haveRcpthosts;
+    for (size_t dot = 0; !listed && !domain.empty();) {
+      listed = cfg.rcpthosts.count(domain.substr(dot)) > 0 ||
+               (dot > 0 && cfg.rcpthosts.count(domain.substr(dot - 1)) > 0);
+      dot = domain.find('.', dot);
+      if (dot == std::string::npos) break;
+      ++dot;
+    }
+    out->set_recipient_accepted(listed || out->relay_allowed());
+    why.push_back(!cfg.haveRcpthosts ? "control/rcpthosts is missing: every recipient is accepted"
+                  : listed           ? text::cat("control/rcpthosts accepts ", domain)
+                  : out->relay_allowed() ? text::cat(domain, " is not in rcpthosts; relaying allowed")
+                                         : text::cat(domain, " is not in control/rcpthosts: 553"));
+  }
+  std::string reason;
+  for (const auto& w : why) reason += (reason.empty() ? "" : "; ") + w;
+  out->set_reason(reason.empty() ? "give client_address, client_cert_email or recipient" : reason);
+  return "";
+}
+
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "qtls-smtpd: fatal: %s\n", msg.c_str());
   std::exit(111);
@@ -52,9 +109,11 @@ int main(int argc, char** argv) {
   SessionLimits sessionLimits;
   int threads = 2;
   std::string metricsListen = "127.0.0.1:9742";
+  admin::AdminFlags adminFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
+    if (admin::readAdminFlag(f, adminFlags)) continue;
     if (a == "--listen")
       listenArgs.push_back(f.value());
     else if (a == "--qmail-home")
@@ -79,11 +138,13 @@ int main(int argc, char** argv) {
       threads = static_cast<int>(f.number(1, 256));
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
+      std::fputs(admin::kAdminUsage, stdout);
       return 0;
     } else
       die("unknown option " + a + "\n" + kUsage);
   }
   if (queue.empty()) queue = home + "/bin/qmail-queue";
+  admin::adminDefaults(adminFlags, "smtpd");
   signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io;
@@ -101,15 +162,23 @@ int main(int argc, char** argv) {
   // Keys and certificates are read here, before privileges are dropped.
   stats::Registry registry;
   AgentMetrics metrics(registry);
-  auto noteConfig = [&] {
-    auto cfg = store.current();
-    metrics.config.applied(cfg->generation);
-    if (const auto* t = cfg->tlsFor(""))
-      metrics.certExpiry.with({"servercert"})
-          .set(static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())));
-  };
-  if (auto s = store.reload(home, cipherVariants); !s.ok()) die(std::string(s.message()));
-  noteConfig();
+  admin::SessionHub sessions;
+  // The policy store owns generations: every load of the control files goes through it.
+  admin::PolicyStore policy(
+      admin::smtpdSchema([&](const std::string& h) {
+        return loadSmtpdConfig(h, cipherVariants).status();
+      }),
+      home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items&) {
+        if (auto s = store.reload(home, cipherVariants, gen); !s.ok()) return s;
+        auto cfg = store.current();
+        metrics.config.inForce(gen);
+        const auto* t = cfg->tlsFor("");
+        metrics.certExpiry.with({"servercert"})
+            .set(t ? static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())) : -1);
+        return absl::OkStatus();
+      });
+  policy.setObserver([&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
 
   Listeners listeners(io, limits, [&]() {
     SessionParams p;
@@ -117,6 +186,7 @@ int main(int argc, char** argv) {
     p.qmailQueue = queue;
     p.limits = sessionLimits;
     p.metrics = &metrics;
+    p.events = &sessions;
     return p;
   });
   auto adopted = listeners.adoptSystemdSockets();
@@ -124,6 +194,18 @@ int main(int argc, char** argv) {
   if (*adopted == 0 && specs.empty()) specs = {{"0.0.0.0:25", false, ""}, {"[::]:25", false, ""}};
   for (const auto& s : specs)
     if (auto st = listeners.bind(s); !st.ok()) die(std::string(st.message()));
+
+  // Before privileges are dropped: the socket directory is usually root's.
+  admin::AdminServer adminServer(policy, registry, sessions,
+                                 [&](const qtls::v1::ResolvePolicyRequest& req,
+                                     qtls::v1::ResolvePolicyResponse* out) {
+                                   return resolve(*store.current(), req, out);
+                                 });
+  if (!adminFlags.options.listen.empty()) {
+    auto where = adminServer.start(adminFlags.options);
+    if (!where.ok()) die(std::string(where.status().message()));
+    for (const auto& w : *where) log::info(text::cat("admin listen=", w));
+  }
 
   if (!user.empty()) {
     struct passwd* pw = getpwnam(user.c_str());
@@ -155,20 +237,22 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(30);
   serve.reload = [&] {
-    if (auto s = store.reload(home, cipherVariants); !s.ok()) {
-      metrics.config.refused();
+    if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok()) {
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
                            std::string(s.message())));
     } else {
-      noteConfig();
       log::info(text::cat("reload: control files and certificates loaded, generation ",
                           store.current()->generation));
     }
   };
-  serve.stopAccepting = [&] { listeners.stop(); };
+  serve.stopAccepting = [&] {
+    adminServer.setServing(false);  // health: NOT_SERVING while draining
+    listeners.stop();
+  };
   serve.inFlight = [&] { return listeners.active(); };
   serve.inFlightWhat = "sessions open";
   runner.run(serve);
+  adminServer.stop();
   log::info("qtls-smtpd stopped");
   return 0;
 }

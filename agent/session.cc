@@ -192,6 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool relayClient_ = false, certTried_ = false;
   CertDecision cert_;
   int accepted_ = 0, refusedRelay_ = 0;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::string relayUsed_ = "none";
   size_t injected_ = 0;
 };
@@ -471,8 +472,12 @@ asio::awaitable<bool> Session::starttls() {
 
 void Session::logSession(std::string_view end) {
   std::string tlsDesc = "-/-", certDesc = "-", verify = "-";
+  admin::SessionEvent e;
   if (tls_) {
     SSL* ssl = tls_->native_handle();
+    e.tlsVersion = SSL_get_version(ssl);
+    e.cipher = SSL_get_cipher_name(ssl);
+    e.resumed = SSL_session_reused(ssl) == 1;
     tlsDesc = text::cat(SSL_get_version(ssl), "/", SSL_get_cipher_name(ssl));
     tls::X509Ptr peer(SSL_get1_peer_certificate(ssl));
     if (peer) {
@@ -489,6 +494,22 @@ void Session::logSession(std::string_view end) {
                       " cert=", log::value(certDesc), " verify=", log::value(verify),
                       " relay=", relayUsed_, " relay_refused=", refusedRelay_,
                       " accepted=", accepted_, " injected_bytes=", injected_, " end=", end));
+  if (p_.events == nullptr) return;
+  e.endTime = admin::unixNow();
+  e.direction = "inbound";
+  e.peer = remoteIp_;
+  e.domain = helo_;
+  e.levelRequested = "-";
+  e.levelAchieved = tls_ ? (verify == "ok" ? "verify" : "encrypt") : "none";
+  e.policySource = "relay:" + relayUsed_;
+  e.verify = verify;
+  e.outcome = std::string(end);
+  e.tlsMode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
+  e.messages = static_cast<uint32_t>(accepted_);
+  e.durationSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  e.policyGeneration = cfg_.generation;
+  p_.events->publish(e);
 }
 
 asio::awaitable<void> Session::run() {

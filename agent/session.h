@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "admin/session_events.h"
 #include "metrics.h"
 #include "smtpd_config.h"
 
@@ -28,6 +29,7 @@ struct SessionParams {
   std::string listenerCiphers;      // per-listener cipher override, "" = tlsserverciphers
   std::string listener;             // label for the log
   AgentMetrics* metrics = nullptr;  // may be null
+  admin::SessionHub* events = nullptr;  // may be null
 };
 
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params);

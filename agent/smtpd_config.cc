@@ -174,11 +174,12 @@ SmtpdConfigConstSharedPtr SmtpdConfigStore::current() const {
 }
 
 absl::Status SmtpdConfigStore::reload(const std::string& home,
-                                      const std::set<std::string>& listenerCiphers) {
+                                      const std::set<std::string>& listenerCiphers,
+                                      uint64_t generation) {
   auto cfg = loadSmtpdConfig(home, listenerCiphers);  // built without the lock
   if (!cfg.ok()) return cfg.status();
   std::lock_guard<std::mutex> lock(mu_);
-  (*cfg)->generation = ++generation_;
+  (*cfg)->generation = generation;
   current_ = std::move(*cfg);
   return absl::OkStatus();
 }

@@ -57,12 +57,12 @@ absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
 class SmtpdConfigStore {
  public:
   SmtpdConfigConstSharedPtr current() const;
-  absl::Status reload(const std::string& home, const std::set<std::string>& listenerCiphers);
+  absl::Status reload(const std::string& home, const std::set<std::string>& listenerCiphers,
+                      uint64_t generation);
 
  private:
   mutable std::mutex mu_;
   SmtpdConfigConstSharedPtr current_;
-  uint64_t generation_ = 0;
 };
 
 }  // namespace qtls::agent

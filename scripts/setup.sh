@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 build_pkgs=(
   build-essential clang-14 cmake ninja-build pkg-config
   libssl-dev libc-ares-dev libasio-dev libabsl-dev libcpp-httplib-dev
+  libgrpc++-dev libgrpc-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev
 )
 # Real peers the integration tests start on loopback.
 peer_pkgs=(
   postfix dnsmasq-base swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
-  python3 python3-aiosmtpd python3-cryptography openssl time bsdutils prometheus
+  python3 python3-aiosmtpd python3-cryptography python3-grpcio python3-protobuf
+  openssl time bsdutils prometheus
 )
 
 if [ "$(id -u)" = 0 ]; then

@@ -23,16 +23,7 @@ namespace {
 
 using policy::TlsLevel;
 
-// What the policy asks for at one target, and the words the reports use for it.
-struct TlsPlan {
-  policy::Decision decision;
-  const policy::TableEntry* entry = nullptr;
-  std::string
-      sentence;  // "control/tlshosts/<fqdn>.pem exists" or "control/tlspolicy line N requires L"
-  std::string caLabel;             // CA file as reports name it
-  std::vector<std::string> names;  // accepted certificate names (verify)
-  tls::ClientContextSpec spec;
-};
+}  // namespace
 
 TlsPlan makePlan(const RemoteConfig& cfg, const std::string& domain, const Target& t) {
   TlsPlan p;
@@ -64,6 +55,8 @@ TlsPlan makePlan(const RemoteConfig& cfg, const std::string& domain, const Targe
   }
   return p;
 }
+
+namespace {
 
 std::string sslErrorText(const std::error_code& ec, bool timedOut) {
   if (timedOut) return std::strerror(ETIMEDOUT);
@@ -498,6 +491,25 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
                 session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
                 " verify=", session.verify_, " status=", std::string(1, out.report.finalKind()),
                 " delay=", delay, " result=", log::value(result));
+  if (deps.events) {
+    admin::SessionEvent e;
+    e.endTime = admin::unixNow();
+    e.direction = "outbound";
+    e.peer = session.relay_.empty() ? "-" : session.relay_;
+    e.domain = req.host;
+    e.levelRequested = session.levelRequested_;
+    e.levelAchieved = session.levelAchieved_;
+    e.policySource = session.policySource_;
+    e.tlsVersion = session.tlsVersion_;
+    e.cipher = session.cipher_;
+    e.verify = session.verify_;
+    e.outcome = std::string(1, out.report.finalKind());
+    e.detail = result;
+    e.durationSeconds = secs;
+    e.recipients = static_cast<uint32_t>(req.recipients.size());
+    e.policyGeneration = cfg.generation;
+    deps.events->publish(e);
+  }
   co_return out;
 }
 

@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/session_events.h"
 #include "metrics.h"
+#include "policy/resolve.h"
+#include "tls/client_context.h"
 #include "outcome.h"
 #include "remote_config.h"
 #include "resolver.h"
@@ -15,6 +18,20 @@
 #include "targets.h"
 
 namespace qtls::remoted {
+
+// What the policy asks for at one target, and the words the reports use for it.
+struct TlsPlan {
+  policy::Decision decision;
+  const policy::TableEntry* entry = nullptr;
+  // "control/tlshosts/<fqdn>.pem exists" or "control/tlspolicy line N requires L"
+  std::string sentence;
+  std::string caLabel;             // CA file as reports name it
+  std::vector<std::string> names;  // accepted certificate names (verify)
+  tls::ClientContextSpec spec;
+};
+// The plan for delivering mail for `domain` to target `t` under `cfg` (also answers the
+// admin API's ResolvePolicy).
+TlsPlan makePlan(const RemoteConfig& cfg, const std::string& domain, const Target& t);
 
 struct DeliveryRequest {
   std::string host;
@@ -28,7 +45,8 @@ struct DeliveryDeps {
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;
-  RemoteMetrics* metrics = nullptr;  // may be null (tests)
+  RemoteMetrics* metrics = nullptr;      // may be null (tests)
+  admin::SessionHub* events = nullptr;   // may be null
 };
 
 struct DeliveryResult {

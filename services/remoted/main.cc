@@ -2,13 +2,20 @@
 #include <pwd.h>
 #include <signal.h>
 
+#include <openssl/ssl.h>
+
 #include <asio/io_context.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "admin/admin_flags.h"
+#include "admin/policy_store.h"
+#include "admin/server.h"
 #include "daemon/serve.h"
+#include "qtls/v1/policy.pb.h"
+#include "delivery.h"
 #include "intake.h"
 #include "log/log.h"
 #include "metrics.h"
@@ -16,6 +23,7 @@
 #include "resolver.h"
 #include "stats/http_endpoint.h"
 #include "targets.h"
+#include "tls/context_common.h"
 #include "util/flags.h"
 #include "util/text.h"
 
@@ -38,6 +46,54 @@ const char kUsage[] =
     "  --metrics-listen H:P  Prometheus /metrics address (default 127.0.0.1:9741; none = off)\n"
     "  --verbose             debug logging\n";
 
+// ResolvePolicy: the plan a delivery would get, from the configuration in force.
+std::string resolve(const RemoteConfig& cfg, const v1::ResolvePolicyRequest& req,
+                    v1::ResolvePolicyResponse* out) {
+  if (req.domain().empty() && req.mx_host().empty())
+    return "domain: give the delivery domain (and mx_host for the MX host's qmail files)";
+  const std::string domain = text::lower(req.domain().empty() ? req.mx_host() : req.domain());
+  Target t;
+  t.fqdn = req.mx_host().empty() ? domain : req.mx_host();
+  std::error_code ec;
+  asio::ip::make_address(t.fqdn, ec);
+  if (!ec) t.fqdn.clear();  // an IP target has no name: no qmail policy file applies
+  TlsPlan plan = makePlan(cfg, domain, t);
+  out->set_generation(cfg.generation);
+  out->set_level(static_cast<v1::TlsLevel>(static_cast<int>(plan.decision.level) + 1));
+  out->set_source(std::string(policy::sourceName(plan.decision.source)));
+  std::string reason = plan.sentence;
+  if (reason.empty()) switch (plan.decision.source) {
+      case policy::Source::kNoName: reason = "the target is an IP address: opportunistic TLS"; break;
+      case policy::Source::kExhaustiveList:
+        reason = "control/tlshosts/exhaustivelist exists and names no " + t.fqdn + ".pem";
+        break;
+      case policy::Source::kNotlshosts: reason = "control/notlshosts/" + t.fqdn + " exists"; break;
+      default: reason = "no policy file applies: opportunistic TLS"; break;
+    }
+  if (req.mx_host().empty())
+    reason += " (qmail's files are per MX host; this answer used the domain as the host name)";
+  out->set_reason(reason);
+  out->set_ca_file(plan.caLabel);
+  for (const auto& n : plan.names) out->add_match_names(n);
+  if (plan.entry) {
+    if (plan.entry->minVersion != 0)
+      out->set_min_version(plan.entry->minVersion == TLS1_3_VERSION ? "TLS1.3"
+                           : plan.entry->minVersion == TLS1_2_VERSION ? "TLS1.2"
+                           : plan.entry->minVersion == TLS1_1_VERSION ? "TLS1.1"
+                                                                      : "TLS1");
+    for (const auto& p : plan.entry->pins) {
+      static const char hex[] = "0123456789abcdef";
+      std::string h = p.kind == policy::Pin::Kind::kSpki ? "spki:" : "cert:";
+      for (unsigned char c : p.sha256) {
+        h.push_back(hex[c >> 4]);
+        h.push_back(hex[c & 15]);
+      }
+      out->add_fingerprints(h);
+    }
+  }
+  return "";
+}
+
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "qtls-remoted: fatal: %s\n", msg.c_str());
   std::exit(111);
@@ -54,9 +110,12 @@ int main(int argc, char** argv) {
   int threads = 2;
   int maxDeliveries = 1000;
   std::string metricsListen = "127.0.0.1:9741";
+  admin::AdminFlags adminFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
+    if (admin::readAdminFlag(f, adminFlags))
+      continue;
     if (a == "--qmail-home")
       home = f.value();
     else if (a == "--socket")
@@ -85,12 +144,14 @@ int main(int argc, char** argv) {
       ipmeExclude.push_back(addr);
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
+      std::fputs(admin::kAdminUsage, stdout);
       return 0;
     } else {
       die("unknown option " + a + "\n" + kUsage);
     }
   }
   if (users.empty()) users.push_back("qmailr");
+  admin::adminDefaults(adminFlags, "remoted");
   std::set<uid_t> allowed;
   for (const auto& u : users) {
     if (!u.empty() && std::strspn(u.c_str(), "0123456789") == u.size()) {
@@ -108,8 +169,28 @@ int main(int argc, char** argv) {
   ConfigStore store;
   stats::Registry registry;
   RemoteMetrics metrics(registry);
-  if (auto s = store.reload(home); !s.ok()) die(std::string(s.message()));
-  metrics.config.applied(store.current()->generation);
+  admin::SessionHub sessions;
+  // The policy store owns generations: every load of the control files goes through it.
+  admin::PolicyStore policy(
+      admin::remotedSchema(
+          [](const std::string& h) { return loadRemoteConfig(h).status(); }),
+      home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items& items) {
+        if (auto s = store.reload(home, gen); !s.ok()) return s;
+        metrics.config.inForce(gen);
+        long long soonest = -1;
+        for (const auto& [path, content] : items) {
+          if (path.rfind("tlshosts/", 0) != 0) continue;
+          long long t = tls::earliestNotAfter(content);
+          if (t >= 0 && (soonest < 0 || t < soonest)) soonest = t;
+        }
+        metrics.certExpiry.with({"tlshosts_ca"}).set(static_cast<double>(soonest));
+        auto cc = items.find("clientcert.pem");
+        metrics.certExpiry.with({"clientcert"})
+            .set(static_cast<double>(cc == items.end() ? -1 : tls::earliestNotAfter(cc->second)));
+        return absl::OkStatus();
+      });
+  policy.setObserver([&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
   auto resolver = Resolver::create(dnsOpts);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
@@ -128,6 +209,7 @@ int main(int argc, char** argv) {
         }
         d.mxPort = mxPort;
         d.metrics = &metrics;
+        d.events = &sessions;
         return d;
       },
       maxDeliveries);
@@ -142,12 +224,23 @@ int main(int argc, char** argv) {
       log::error(std::string(where.status().message()));
   }
 
+  admin::AdminServer adminServer(policy, registry, sessions,
+                                 [&](const v1::ResolvePolicyRequest& req,
+                                     v1::ResolvePolicyResponse* out) {
+                                   return resolve(*store.current(), req, out);
+                                 });
+  if (!adminFlags.options.listen.empty()) {
+    auto where = adminServer.start(adminFlags.options);
+    if (!where.ok()) die(std::string(where.status().message()));
+    for (const auto& w : *where) log::info(text::cat("admin listen=", w));
+  }
+
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
                       " generation=", store.current()->generation, " threads=", threads));
   daemon::ServeOptions serve;
   serve.threads = threads;
   serve.reload = [&] {
-    if (auto s = store.reload(home); !s.ok())
+    if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok())
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
                            std::string(s.message())));
     else
@@ -156,10 +249,14 @@ int main(int argc, char** argv) {
     std::lock_guard<std::mutex> lock(ipmeMu);
     ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   };
-  serve.stopAccepting = [&] { intake.stop(); };
+  serve.stopAccepting = [&] {
+    adminServer.setServing(false);  // health: NOT_SERVING while draining
+    intake.stop();
+  };
   serve.inFlight = [&] { return intake.active(); };
   serve.inFlightWhat = "deliveries in flight";
   runner.run(serve);
+  adminServer.stop();
   log::info("qtls-remoted stopped");
   return 0;
 }

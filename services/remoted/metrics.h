@@ -19,6 +19,10 @@ struct RemoteMetrics {
         handshakeSeconds(r.histogram("qtls_remote_tls_handshake_duration_seconds",
                                      "Outbound TLS handshake time.", stats::latencyBuckets())),
         inFlight(r.gauge("qtls_remote_deliveries_in_flight", "Deliveries in progress.")),
+        certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
+                           "Earliest notAfter of the certificates in force, Unix time; -1 when "
+                           "there are none.",
+                           {"cert"})),
         config(r, "qtls-remoted") {}
 
   stats::Family& deliveries;
@@ -26,6 +30,7 @@ struct RemoteMetrics {
   stats::Family& handshakes;
   stats::Family& handshakeSeconds;
   stats::Family& inFlight;
+  stats::Family& certExpiry;
   stats::ConfigMetrics config;
 };
 

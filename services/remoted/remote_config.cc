@@ -64,12 +64,12 @@ RemoteConfigConstSharedPtr ConfigStore::current() const {
   return current_;
 }
 
-absl::Status ConfigStore::reload(const std::string& home) {
+absl::Status ConfigStore::reload(const std::string& home, uint64_t generation) {
   // Built without the lock; swapped in under it.
   auto cfg = loadRemoteConfig(home);
   if (!cfg.ok()) return cfg.status();
   std::lock_guard<std::mutex> lock(mu_);
-  (*cfg)->generation = ++generation_;
+  (*cfg)->generation = generation;
   current_ = std::move(*cfg);
   return absl::OkStatus();
 }

@@ -37,13 +37,13 @@ absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string
 class ConfigStore {
  public:
   RemoteConfigConstSharedPtr current() const;
-  // Loads a new snapshot; on error the current one stays and the error is returned.
-  absl::Status reload(const std::string& home);
+  // Loads a new snapshot with the given policy generation (admin/policy_store.h); on error
+  // the current one stays and the error is returned.
+  absl::Status reload(const std::string& home, uint64_t generation);
 
  private:
   mutable std::mutex mu_;
   RemoteConfigConstSharedPtr current_;
-  uint64_t generation_ = 0;
 };
 
 }  // namespace qtls::remoted

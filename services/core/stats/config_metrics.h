@@ -12,17 +12,18 @@ struct ConfigMetrics {
   ConfigMetrics(Registry& r, const std::string& program)
       : generation(r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
         updates(r.counter("qtls_policy_updates_total",
-                          "Configuration loads (start and SIGHUP) by result.", {"result"})),
+                          "Policy changes by operation (start, apply, rollback, hand-edit) "
+                          "and result.",
+                          {"op", "result"})),
         buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
                           {"program", "version"})) {
     buildInfo.with({program, QTLS_VERSION}).set(1);
   }
 
-  void applied(uint64_t gen) {
-    updates.with({"applied"}).add(1);
-    generation().set(static_cast<double>(gen));
+  void inForce(uint64_t gen) { generation().set(static_cast<double>(gen)); }
+  void change(const std::string& op, bool applied) {
+    updates.with({op, applied ? "applied" : "refused"}).add(1);
   }
-  void refused() { updates.with({"refused"}).add(1); }
 
   Family& generation;
   Family& updates;

@@ -94,29 +94,50 @@ Family& Registry::histogram(const std::string& name, const std::string& help,
   return add(name, help, Kind::kHistogram, std::move(labels), std::move(buckets));
 }
 
-std::string Registry::render() {
-  std::string out;
+std::vector<FamilySnapshot> Registry::snapshot() {
+  std::vector<FamilySnapshot> out;
   std::lock_guard<std::mutex> lock(mu_);
+  out.reserve(families_.size());
   for (auto& f : families_) {
-    const char* type = f->kind_ == Kind::kCounter ? "counter"
-                       : f->kind_ == Kind::kGauge ? "gauge"
-                                                  : "histogram";
-    out += "# HELP " + f->name_ + " " + f->help_ + "\n# TYPE " + f->name_ + " " + type + "\n";
+    FamilySnapshot& fs = out.emplace_back();
+    fs.name = f->name_;
+    fs.help = f->help_;
+    fs.kind = f->kind_;
+    fs.labels = f->labels_;
+    fs.buckets = f->buckets_;
     std::lock_guard<std::mutex> flock(f->mu_);
     for (auto& [values, s] : f->series_) {
-      if (f->kind_ != Kind::kHistogram) {
-        out += f->name_ + labelText(f->labels_, values) + " " + number(s->value_.load()) + "\n";
+      SampleSnapshot& ss = fs.samples.emplace_back();
+      ss.labelValues = values;
+      ss.value = s->value_.load();
+      ss.count = s->count_.load();
+      for (size_t i = 0; s->bucketCounts_ && i < f->buckets_.size(); ++i)
+        ss.bucketCounts.push_back(s->bucketCounts_[i].load());
+    }
+  }
+  return out;
+}
+
+std::string Registry::render() {
+  std::string out;
+  for (const FamilySnapshot& f : snapshot()) {
+    const char* type = f.kind == Kind::kCounter ? "counter"
+                       : f.kind == Kind::kGauge ? "gauge"
+                                                : "histogram";
+    out += "# HELP " + f.name + " " + f.help + "\n# TYPE " + f.name + " " + type + "\n";
+    for (const SampleSnapshot& s : f.samples) {
+      if (f.kind != Kind::kHistogram) {
+        out += f.name + labelText(f.labels, s.labelValues) + " " + number(s.value) + "\n";
         continue;
       }
-      for (size_t i = 0; i < f->buckets_.size(); ++i)
-        out += f->name_ + "_bucket" + labelText(f->labels_, values, "le", number(f->buckets_[i])) +
-               " " + std::to_string(s->bucketCounts_[i].load()) + "\n";
-      out += f->name_ + "_bucket" + labelText(f->labels_, values, "le", "+Inf") + " " +
-             std::to_string(s->count_.load()) + "\n";
-      out +=
-          f->name_ + "_sum" + labelText(f->labels_, values) + " " + number(s->value_.load()) + "\n";
-      out += f->name_ + "_count" + labelText(f->labels_, values) + " " +
-             std::to_string(s->count_.load()) + "\n";
+      for (size_t i = 0; i < f.buckets.size(); ++i)
+        out += f.name + "_bucket" + labelText(f.labels, s.labelValues, "le", number(f.buckets[i])) +
+               " " + std::to_string(s.bucketCounts[i]) + "\n";
+      out += f.name + "_bucket" + labelText(f.labels, s.labelValues, "le", "+Inf") + " " +
+             std::to_string(s.count) + "\n";
+      out += f.name + "_sum" + labelText(f.labels, s.labelValues) + " " + number(s.value) + "\n";
+      out += f.name + "_count" + labelText(f.labels, s.labelValues) + " " +
+             std::to_string(s.count) + "\n";
     }
   }
   return out;

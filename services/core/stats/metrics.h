@@ -47,6 +47,21 @@ class Family {
   std::map<std::vector<std::string>, std::unique_ptr<Series>> series_;
 };
 
+// A consistent-enough copy of every series, for /metrics and the gRPC GetStats call.
+struct SampleSnapshot {
+  std::vector<std::string> labelValues;
+  double value = 0;                     // counter/gauge value; histogram sum
+  std::vector<uint64_t> bucketCounts;   // histogram: cumulative, one per bound (no +Inf)
+  uint64_t count = 0;                   // histogram
+};
+struct FamilySnapshot {
+  std::string name, help;
+  Kind kind = Kind::kCounter;
+  std::vector<std::string> labels;
+  std::vector<double> buckets;
+  std::vector<SampleSnapshot> samples;
+};
+
 class Registry {
  public:
   Family& counter(const std::string& name, const std::string& help,
@@ -55,6 +70,7 @@ class Registry {
                 std::vector<std::string> labels = {});
   Family& histogram(const std::string& name, const std::string& help, std::vector<double> buckets,
                     std::vector<std::string> labels = {});
+  std::vector<FamilySnapshot> snapshot();
   std::string render();
 
  private:

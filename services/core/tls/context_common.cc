@@ -2,6 +2,8 @@
 #include "tls/context_common.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <time.h>
 
 #include "util/text.h"
 
@@ -19,6 +21,23 @@ absl::Status setCipherString(SSL_CTX* ctx, const std::string& ciphers, std::stri
     return absl::InvalidArgumentError(
         text::cat(source, ": no cipher in \"", ciphers, "\" is known"));
   return absl::OkStatus();
+}
+
+long long earliestNotAfter(std::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return -1;
+  long long best = -1;
+  while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) {
+      long long t = static_cast<long long>(timegm(&tm));
+      if (best < 0 || t < best) best = t;
+    }
+    X509_free(x);
+  }
+  ERR_clear_error();
+  BIO_free(bio);
+  return best;
 }
 
 }  // namespace qtls::tls

@@ -19,4 +19,8 @@ int acceptForLaterCheck(int preverifyOk, X509_STORE_CTX* ctx);
 // `source`. An empty string leaves OpenSSL's defaults.
 absl::Status setCipherString(SSL_CTX* ctx, const std::string& ciphers, std::string_view source);
 
+// The earliest notAfter (Unix time) of the PEM certificates in `pem`, or -1 when there are
+// none: for the certificate-expiry gauges.
+long long earliestNotAfter(std::string_view pem);
+
 }  // namespace qtls::tls

@@ -1,0 +1,188 @@
+// The policy a daemon owns, as a versioned set of qmail control files (docs/admin-api.md).
+//
+// The control directory stays the source of truth. PolicyStore adds what qmail's files lack:
+// a generation number and a content digest that survive restarts, compare-and-swap changes
+// validated whole before anything is written, a crash-safe multi-file commit, the content of
+// earlier generations for rollback, and one audit line per accepted or refused change.
+//
+// Commit protocol (state directory, mode 0700):
+//   1. generations/<new>.snap  the whole new policy, written atomically
+//   2. pending                 "<new>": the commit point; from here on the change happens
+//   3. control/...             each changed file written to a temp name, fsynced, renamed;
+//                              removed files unlinked; directories fsynced
+//   4. current                 "<new> <digest>", written atomically
+//   5. pending removed
+// open() finishes a change whose `pending` exists (roll forward from the snapshot) and forgets
+// one that never reached it, so a crash at any point leaves the old or the new policy whole.
+// Every atomic write is temp file + fsync + rename + directory fsync.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace qtls::admin {
+
+// Same numbers as qtls.v1.ItemKind.
+enum class ItemKind : int {
+  kUnspecified = 0,
+  kTlshostCa = 1,
+  kTlshostsExhaustive = 2,
+  kNotlshost = 3,
+  kTlspolicy = 4,
+  kClientCert = 5,
+  kClientCiphers = 6,
+  kServerCert = 20,
+  kClientCa = 21,
+  kClientCrl = 22,
+  kTlsclients = 23,
+  kServerCiphers = 24,
+  kRelayClients = 25,
+  kRcpthosts = 26,
+};
+
+enum class Content {
+  kAny,           // presence is what counts (notlshosts/<fqdn>, exhaustivelist)
+  kText,          // text lines, checked by the whole-policy load
+  kCaCerts,       // one or more PEM certificates
+  kCrl,           // one or more PEM CRLs
+  kCertAndKey,    // PEM certificate(s) with matching private key(s); secret
+  kHostList,      // one host name per line (rcpthosts)
+};
+
+// One kind of file a daemon owns: either an exact path ("tlspolicy") or a directory and a
+// suffix with a host name in between ("tlshosts/" + <fqdn> + ".pem").
+struct Rule {
+  ItemKind kind;
+  std::string path;    // exact path, or the directory prefix ending in '/'
+  std::string suffix;  // for directory rules; may be empty
+  Content content;
+  bool directory() const { return !path.empty() && path.back() == '/'; }
+  std::string pattern() const { return directory() ? path + "*" + suffix : path; }
+};
+
+struct Schema {
+  std::string daemon;  // "qtls-remoted"
+  std::vector<Rule> rules;
+  // Loads the daemon's whole configuration from `home` (home/control/...) without applying
+  // it: the final check of a candidate, against a private copy of the control directory.
+  std::function<absl::Status(const std::string& home)> check;
+};
+Schema remotedSchema(std::function<absl::Status(const std::string&)> check);
+Schema smtpdSchema(std::function<absl::Status(const std::string&)> check);
+
+using Items = std::map<std::string, std::string>;  // path under control/ -> contents
+
+struct Change {
+  enum class Op { kAdded, kRemoved, kModified };
+  std::string path;
+  Op op;
+  ItemKind kind;
+  std::string oldSha256, newSha256;
+  std::string diff;  // unified diff; empty for secret files
+};
+
+struct ChangeRequest {
+  uint64_t expectedGeneration = 0;
+  bool dryRun = false;
+  Items put;
+  std::vector<std::string> remove;
+  bool replace = false;
+  std::string reason;
+  std::string caller;  // for the audit line
+};
+
+struct ChangeResult {
+  bool applied = false;
+  uint64_t generationBefore = 0, generationAfter = 0;
+  std::string digestBefore, digestAfter;
+  std::vector<Change> changes;
+};
+
+struct Snapshot {
+  uint64_t generation = 0;
+  std::string digest;
+  Items items;
+};
+
+class PolicyStore {
+ public:
+  // `activate(generation, items)` loads the control directory and swaps the daemon's
+  // configuration in with that generation; on error the old configuration must stay.
+  using Activate = std::function<absl::Status(uint64_t generation, const Items& items)>;
+  PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate);
+
+  // Called once per audited change: op ("apply", "rollback", "hand-edit", "start") and
+  // whether it was applied. Set before open().
+  void setObserver(std::function<void(const std::string& op, bool applied)> f) {
+    observer_ = std::move(f);
+  }
+
+  // Finishes or forgets an interrupted change, reads the persisted generation, turns hand
+  // edits made while the daemon was down into a new generation, and activates it.
+  absl::Status open();
+
+  // SIGHUP: a hand edit becomes a new generation; unchanged files reload as the same one.
+  absl::Status reloadFromDisk(const std::string& caller);
+
+  Snapshot current() const;
+  const Schema& schema() const { return schema_; }
+  std::optional<ItemKind> kindOf(std::string_view path) const;
+  bool secret(std::string_view path) const;
+
+  // Codes: INVALID_ARGUMENT (naming the path and the reason), FAILED_PRECONDITION (generation
+  // mismatch, naming both), NOT_FOUND (rollback target gone), INTERNAL (disk trouble).
+  absl::StatusOr<ChangeResult> apply(const ChangeRequest& req);
+  absl::StatusOr<ChangeResult> rollback(uint64_t expectedGeneration, uint64_t toGeneration,
+                                        bool dryRun, const std::string& reason,
+                                        const std::string& caller);
+
+  // Generations whose content is still on disk, oldest first.
+  std::vector<uint64_t> history() const;
+
+  static std::string digestOf(const Items& items);
+  static std::string sha256Hex(std::string_view data);
+  // Private key blocks removed, for answers that leave the daemon.
+  static std::string redactKeys(const std::string& pem, bool* redacted);
+
+  static constexpr size_t kKeepGenerations = 20;
+  static constexpr size_t kMaxItemBytes = 1 << 20;
+
+ private:
+  absl::StatusOr<Items> readDisk() const;
+  absl::Status validateItem(const std::string& path, const std::string& content) const;
+  absl::Status checkWhole(const Items& items) const;
+  absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected, bool dryRun,
+                                      const std::string& op, const std::string& reason,
+                                      const std::string& caller);
+  absl::Status writeControl(const Items& next) const;
+  absl::Status persistGeneration(uint64_t gen, const Items& items);
+  void audit(const std::string& caller, const std::string& op, const std::string& result,
+             uint64_t before, uint64_t after, const std::string& digest,
+             const std::vector<Change>& changes, const std::string& reason) const;
+  std::vector<Change> diff(const Items& from, const Items& to) const;
+
+  Schema schema_;
+  std::string home_, control_, state_;
+  Activate activate_;
+  std::function<void(const std::string&, bool)> observer_;
+  mutable std::mutex mu_;  // one change at a time; guards cur_
+  Snapshot cur_;
+};
+
+// "tlshost-ca", "server-cert", ...: a short word for tables.
+std::string kindName(ItemKind k);
+
+// Test aid: when the environment variable QTLS_CRASH_POINT equals `point`, the process kills
+// itself with SIGKILL, so tests can stop a commit between any two of its steps.
+void crashPoint(const char* point);
+
+}  // namespace qtls::admin

@@ -1,0 +1,479 @@
+// The admin gRPC server: the synchronous gRPC API on its own threads (it is the management
+// plane, not the data plane), with the daemon's PolicyStore, metrics and session stream.
+#include "admin/server.h"
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/auth_metadata_processor.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include "control/control_files.h"
+#include "log/log.h"
+#include "qtls/v1/metrics.grpc.pb.h"
+#include "qtls/v1/policy.grpc.pb.h"
+#include "util/text.h"
+
+namespace qtls::admin {
+namespace {
+
+grpc::Status toGrpc(const absl::Status& s) {
+  grpc::StatusCode c = grpc::StatusCode::INTERNAL;
+  switch (s.code()) {
+    case absl::StatusCode::kOk: return grpc::Status::OK;
+    case absl::StatusCode::kInvalidArgument: c = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case absl::StatusCode::kFailedPrecondition: c = grpc::StatusCode::FAILED_PRECONDITION; break;
+    case absl::StatusCode::kNotFound: c = grpc::StatusCode::NOT_FOUND; break;
+    case absl::StatusCode::kPermissionDenied: c = grpc::StatusCode::PERMISSION_DENIED; break;
+    case absl::StatusCode::kUnavailable: c = grpc::StatusCode::UNAVAILABLE; break;
+    case absl::StatusCode::kDataLoss: c = grpc::StatusCode::DATA_LOSS; break;
+    default: break;
+  }
+  return grpc::Status(c, std::string(s.message()));
+}
+
+// Certificate CN and subjectAltName values of the peer.
+std::vector<std::string> identities(const grpc::AuthContext& ctx) {
+  std::vector<std::string> out;
+  for (const char* prop : {"x509_common_name", "x509_subject_alternative_name"})
+    for (const grpc::string_ref& v : ctx.FindPropertyValues(prop))
+      out.emplace_back(v.data(), v.size());
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out.empty() ? "(none)" : out;
+}
+
+// Runs for every call on the TCP listener, health and reflection included: an identity that
+// is not on the allow-list gets nothing at all.
+class AllowListProcessor : public grpc::AuthMetadataProcessor {
+ public:
+  explicit AllowListProcessor(AllowList list) : list_(std::move(list)) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata&, grpc::AuthContext* ctx, OutputMetadata*,
+                       OutputMetadata*) override {
+    std::vector<std::string> ids = identities(*ctx);
+    for (const auto& id : ids)
+      if (list_.count(id)) return grpc::Status::OK;
+    log::warn(text::cat("admin: refused TCP caller ", log::value(joined(ids)),
+                        ": not on the admin allow-list"));
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        text::cat("client certificate identity ", joined(ids),
+                                  " is not on this daemon's admin allow-list"));
+  }
+
+ private:
+  AllowList list_;
+};
+
+v1::ItemChange::Op opOf(Change::Op op) {
+  switch (op) {
+    case Change::Op::kAdded: return v1::ItemChange::OP_ADDED;
+    case Change::Op::kRemoved: return v1::ItemChange::OP_REMOVED;
+    case Change::Op::kModified: return v1::ItemChange::OP_MODIFIED;
+  }
+  return v1::ItemChange::OP_UNSPECIFIED;
+}
+
+void fillResult(const ChangeResult& r, v1::PolicyChangeResult* out) {
+  out->set_applied(r.applied);
+  out->set_generation_before(r.generationBefore);
+  out->set_generation_after(r.generationAfter);
+  out->set_digest_before(r.digestBefore);
+  out->set_digest_after(r.digestAfter);
+  for (const Change& c : r.changes) {
+    v1::ItemChange* ic = out->add_changes();
+    ic->set_path(c.path);
+    ic->set_op(opOf(c.op));
+    ic->set_kind(static_cast<v1::ItemKind>(c.kind));
+    ic->set_old_sha256(c.oldSha256);
+    ic->set_new_sha256(c.newSha256);
+    ic->set_diff(c.diff);
+  }
+}
+
+std::string unixPath(const std::string& listen) {
+  std::string p = listen.substr(5);
+  if (p.rfind("//", 0) == 0) p = p.substr(2);
+  return p;
+}
+
+absl::StatusOr<std::string> readWhole(const std::string& path, const char* flag) {
+  auto c = control::readFile(path);
+  if (!c.ok()) return absl::InvalidArgumentError(text::cat(flag, ": ", std::string(c.status().message())));
+  if (!*c) return absl::InvalidArgumentError(text::cat(flag, ": ", path, " does not exist"));
+  return std::move(**c);
+}
+
+}  // namespace
+
+absl::StatusOr<AllowList> loadAllowList(const std::string& path) {
+  auto lines = control::readList(path);
+  if (!lines.ok()) return lines.status();
+  if (!*lines) return absl::InvalidArgumentError(text::cat(path, " does not exist"));
+  AllowList out;
+  int n = 0;
+  for (const std::string& l : **lines) {
+    ++n;
+    std::vector<std::string_view> f = text::splitAny(l, " \t");
+    if (f.size() != 2 || (f[1] != "read" && f[1] != "write"))
+      return absl::InvalidArgumentError(
+          text::cat(path, " line ", n, ": expected \"<identity> read|write\", got \"", l, "\""));
+    out[std::string(f[0])] = f[1] == "write";
+  }
+  if (out.empty()) return absl::InvalidArgumentError(text::cat(path, " lists no identity"));
+  return out;
+}
+
+class AdminServer::Impl final : public v1::PolicyService::Service,
+                                public v1::TlsMetricsService::Service {
+ public:
+  Impl(PolicyStore& policy, stats::Registry& registry, SessionHub& hub, ResolveFn resolve)
+      : policy_(policy), registry_(registry), hub_(hub), resolve_(std::move(resolve)) {}
+
+  absl::StatusOr<std::vector<std::string>> start(const AdminOptions& o);
+  void stop();
+  void setServing(bool serving) {
+    serving_ = serving;
+    if (server_ && server_->GetHealthCheckService()) {
+      server_->GetHealthCheckService()->SetServingStatus(serving);
+    }
+  }
+
+  // --- PolicyService
+  grpc::Status GetPolicy(grpc::ServerContext* ctx, const v1::GetPolicyRequest*,
+                         v1::GetPolicyResponse* out) override {
+    std::string caller;
+    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    Snapshot snap = policy_.current();
+    out->set_generation(snap.generation);
+    out->set_digest(snap.digest);
+    out->set_daemon(policy_.schema().daemon);
+    for (const Rule& r : policy_.schema().rules) out->add_owned_patterns(r.pattern());
+    for (uint64_t g : policy_.history())
+      if (g < snap.generation) out->add_history(g);
+    for (const auto& [path, content] : snap.items) {
+      v1::PolicyItem* it = out->add_items();
+      it->set_path(path);
+      it->set_kind(static_cast<v1::ItemKind>(policy_.kindOf(path).value_or(ItemKind::kUnspecified)));
+      it->set_sha256(PolicyStore::sha256Hex(content));
+      if (policy_.secret(path)) {
+        bool redacted = false;
+        it->set_content(PolicyStore::redactKeys(content, &redacted));
+        it->set_redacted(redacted);
+      } else {
+        it->set_content(content);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ApplyPolicy(grpc::ServerContext* ctx, const v1::ApplyPolicyRequest* req,
+                           v1::PolicyChangeResult* out) override {
+    std::string caller;
+    if (auto s = authorize(ctx, true, &caller); !s.ok()) return s;
+    if (!serving_)
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the daemon is stopping; apply the change after it restarts");
+    ChangeRequest cr;
+    cr.expectedGeneration = req->expected_generation();
+    cr.dryRun = req->dry_run();
+    cr.replace = req->replace();
+    cr.reason = req->reason();
+    cr.caller = caller;
+    for (int i = 0; i < req->put_size(); ++i) {
+      const v1::PolicyItem& it = req->put(i);
+      if (cr.put.count(it.path()))
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            text::cat("put ", it.path(), ": given twice"));
+      cr.put[it.path()] = it.content();
+    }
+    for (const std::string& p : req->remove()) cr.remove.push_back(p);
+    auto r = policy_.apply(cr);
+    if (!r.ok()) return toGrpc(r.status());
+    fillResult(*r, out);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Rollback(grpc::ServerContext* ctx, const v1::RollbackRequest* req,
+                        v1::PolicyChangeResult* out) override {
+    std::string caller;
+    if (auto s = authorize(ctx, true, &caller); !s.ok()) return s;
+    if (!serving_)
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the daemon is stopping; roll back after it restarts");
+    auto r = policy_.rollback(req->expected_generation(), req->to_generation(), req->dry_run(),
+                              req->reason(), caller);
+    if (!r.ok()) return toGrpc(r.status());
+    fillResult(*r, out);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ResolvePolicy(grpc::ServerContext* ctx, const v1::ResolvePolicyRequest* req,
+                             v1::ResolvePolicyResponse* out) override {
+    std::string caller;
+    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    std::string err = resolve_(*req, out);
+    if (!err.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, err);
+    return grpc::Status::OK;
+  }
+
+  // --- TlsMetricsService
+  grpc::Status GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* req,
+                        v1::GetStatsResponse* out) override {
+    std::string caller;
+    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    out->set_daemon(policy_.schema().daemon);
+    out->set_policy_generation(policy_.current().generation);
+    out->set_uptime_seconds(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    for (const stats::FamilySnapshot& f : registry_.snapshot()) {
+      if (f.name.rfind(req->name_prefix(), 0) != 0) continue;
+      v1::MetricFamily* mf = out->add_families();
+      mf->set_name(f.name);
+      mf->set_help(f.help);
+      mf->set_type(f.kind == stats::Kind::kCounter ? v1::MetricFamily::TYPE_COUNTER
+                   : f.kind == stats::Kind::kGauge ? v1::MetricFamily::TYPE_GAUGE
+                                                   : v1::MetricFamily::TYPE_HISTOGRAM);
+      for (const stats::SampleSnapshot& s : f.samples) {
+        v1::Sample* sm = mf->add_samples();
+        sm->set_name(f.name);
+        for (size_t i = 0; i < f.labels.size(); ++i) {
+          v1::Label* l = sm->add_labels();
+          l->set_name(f.labels[i]);
+          l->set_value(s.labelValues[i]);
+        }
+        if (f.kind != stats::Kind::kHistogram) {
+          sm->set_value(s.value);
+          continue;
+        }
+        for (size_t i = 0; i < f.buckets.size(); ++i) {
+          sm->add_bucket_bounds(f.buckets[i]);
+          sm->add_bucket_counts(s.bucketCounts[i]);
+        }
+        sm->add_bucket_bounds(std::numeric_limits<double>::infinity());
+        sm->add_bucket_counts(s.count);
+        sm->set_count(s.count);
+        sm->set_sum(s.value);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchSessions(grpc::ServerContext* ctx, const v1::WatchSessionsRequest* req,
+                             grpc::ServerWriter<v1::SessionRecord>* writer) override {
+    std::string caller;
+    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    auto w = hub_.watch();
+    // Headers now, so a caller knows it is subscribed before the first session ends.
+    writer->SendInitialMetadata();
+    log::info(text::cat("admin: session watch started caller=", log::value(caller)));
+    uint64_t lost = 0;
+    while (!ctx->IsCancelled()) {
+      uint64_t dropped = 0;
+      std::optional<SessionEvent> e = w->next(250, &dropped);
+      lost += dropped;
+      if (!e) {
+        if (w->closed()) break;
+        continue;
+      }
+      if ((req->direction() == v1::WatchSessionsRequest::DIRECTION_OUTBOUND &&
+           e->direction != "outbound") ||
+          (req->direction() == v1::WatchSessionsRequest::DIRECTION_INBOUND &&
+           e->direction != "inbound"))
+        continue;
+      v1::SessionRecord rec;
+      rec.set_end_time(e->endTime);
+      rec.set_direction(e->direction);
+      rec.set_peer(e->peer);
+      rec.set_domain(e->domain);
+      rec.set_level_requested(e->levelRequested);
+      rec.set_level_achieved(e->levelAchieved);
+      rec.set_policy_source(e->policySource);
+      rec.set_tls_version(e->tlsVersion);
+      rec.set_cipher(e->cipher);
+      rec.set_verify(e->verify);
+      rec.set_resumed(e->resumed);
+      rec.set_connection_reused(e->connectionReused);
+      rec.set_outcome(e->outcome);
+      rec.set_detail(e->detail);
+      rec.set_duration_seconds(e->durationSeconds);
+      rec.set_recipients(e->recipients);
+      rec.set_messages(e->messages);
+      rec.set_tls_mode(e->tlsMode);
+      rec.set_dropped_before(lost);
+      rec.set_policy_generation(e->policyGeneration);
+      lost = 0;
+      if (!writer->Write(rec)) break;
+    }
+    hub_.unwatch(w);
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status authorize(grpc::ServerContext* ctx, bool write, std::string* caller) {
+    const std::string peer = ctx->peer();
+    if (peer.rfind("unix:", 0) == 0) {
+      // Whoever can open the socket is trusted (mode 0660); the operator name is a claim.
+      *caller = "unix";
+      auto md = ctx->client_metadata().find("x-qtls-operator");
+      if (md != ctx->client_metadata().end())
+        *caller += ":" + std::string(md->second.data(), std::min<size_t>(md->second.size(), 64));
+      return grpc::Status::OK;
+    }
+    auto ac = ctx->auth_context();
+    if (!ac || !ac->IsPeerAuthenticated())
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "admin calls over TCP need a client certificate");
+    for (const std::string& id : identities(*ac)) {
+      auto it = allow_.find(id);
+      if (it == allow_.end()) continue;
+      *caller = text::cat("mtls:", id, "@", peer);
+      if (write && !it->second) {
+        log::warn(text::cat("admin: refused write by read-only identity ", log::value(id)));
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            text::cat("identity ", id,
+                                      " has read rights only; ApplyPolicy and Rollback need "
+                                      "write rights in the admin allow-list"));
+      }
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        text::cat("client certificate identity ", joined(identities(*ac)),
+                                  " is not on this daemon's admin allow-list"));
+  }
+
+  PolicyStore& policy_;
+  stats::Registry& registry_;
+  SessionHub& hub_;
+  ResolveFn resolve_;
+  AllowList allow_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> unixSockets_;
+  std::atomic<bool> serving_{true};
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOptions& o) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.RegisterService(static_cast<v1::PolicyService::Service*>(this));
+  builder.RegisterService(static_cast<v1::TlsMetricsService::Service*>(this));
+
+  struct Tcp {
+    std::string host;
+    int port = 0;
+  };
+  std::vector<std::unique_ptr<Tcp>> tcp;
+  for (const std::string& l : o.listen) {
+    if (l.rfind("unix:", 0) == 0) {
+      const std::string path = unixPath(l);
+      if (path.empty() || path[0] != '/')
+        return absl::InvalidArgumentError(
+            text::cat("--admin-listen ", l, ": a Unix socket needs an absolute path"));
+      struct stat st;
+      const std::string dir = path.substr(0, path.rfind('/'));
+      if (::stat(dir.empty() ? "/" : dir.c_str(), &st) != 0)
+        return absl::InvalidArgumentError(
+            text::cat("--admin-listen ", l, ": directory ", dir, ": ", std::strerror(errno)));
+      if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+          return absl::InvalidArgumentError(
+              text::cat("--admin-listen ", l, ": ", path, " exists and is not a socket"));
+        ::unlink(path.c_str());  // left over from an earlier run
+      }
+      builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
+      unixSockets_.push_back(path);
+      continue;
+    }
+    // TCP: mutual TLS or nothing.
+    if (o.certFile.empty() || o.keyFile.empty() || o.clientCaFile.empty() ||
+        o.clientsFile.empty())
+      return absl::InvalidArgumentError(text::cat(
+          "refusing to serve the admin API on TCP ", l,
+          " without mutual TLS: give --admin-cert, --admin-key, --admin-client-ca and "
+          "--admin-clients (or use a Unix socket: --admin-listen unix:/run/qtls/admin.sock)"));
+    auto cert = readWhole(o.certFile, "--admin-cert");
+    if (!cert.ok()) return cert.status();
+    auto key = readWhole(o.keyFile, "--admin-key");
+    if (!key.ok()) return key.status();
+    auto ca = readWhole(o.clientCaFile, "--admin-client-ca");
+    if (!ca.ok()) return ca.status();
+    auto allow = loadAllowList(o.clientsFile);
+    if (!allow.ok())
+      return absl::InvalidArgumentError(text::cat("--admin-clients: ", std::string(allow.status().message())));
+    allow_ = *allow;
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = *ca;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    auto creds = grpc::SslServerCredentials(ssl);
+    creds->SetAuthMetadataProcessor(std::make_shared<AllowListProcessor>(*allow));
+    auto t = std::make_unique<Tcp>();
+    size_t colon = l.rfind(':');
+    t->host = colon == std::string::npos ? l : l.substr(0, colon);
+    builder.AddListeningPort(l, creds, &t->port);
+    tcp.push_back(std::move(t));
+  }
+
+  // Sockets are created 0660 from the start, not chmod-ed after a window.
+  const mode_t old = ::umask(0117);
+  server_ = builder.BuildAndStart();
+  ::umask(old);
+  if (!server_)
+    return absl::UnavailableError(
+        text::cat("cannot start the admin gRPC server on ", text::cat(o.listen.size(), " listener(s)"),
+                  " (address in use, or a bad address)"));
+  std::vector<std::string> where;
+  for (const std::string& path : unixSockets_) {
+    if (!o.socketGroup.empty()) {
+      struct group* g = ::getgrnam(o.socketGroup.c_str());
+      if (g == nullptr) return absl::InvalidArgumentError("--admin-group: no such group: " + o.socketGroup);
+      if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
+        return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup, ": ",
+                                             std::strerror(errno)));
+    }
+    ::chmod(path.c_str(), 0660);
+    where.push_back("unix:" + path);
+  }
+  for (const auto& t : tcp) {
+    if (t->port == 0) return absl::UnavailableError("cannot listen for admin on TCP " + t->host);
+    where.push_back(text::cat(t->host, ":", t->port));
+  }
+  setServing(true);
+  return where;
+}
+
+void AdminServer::Impl::stop() {
+  if (!server_) return;
+  setServing(false);
+  hub_.close();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Wait();
+  server_.reset();
+  for (const std::string& p : unixSockets_) ::unlink(p.c_str());
+}
+
+AdminServer::AdminServer(PolicyStore& policy, stats::Registry& registry, SessionHub& hub,
+                         ResolveFn resolve)
+    : impl_(std::make_unique<Impl>(policy, registry, hub, std::move(resolve))) {}
+AdminServer::~AdminServer() { impl_->stop(); }
+absl::StatusOr<std::vector<std::string>> AdminServer::start(const AdminOptions& options) {
+  return impl_->start(options);
+}
+void AdminServer::setServing(bool serving) { impl_->setServing(serving); }
+void AdminServer::stop() { impl_->stop(); }
+
+}  // namespace qtls::admin

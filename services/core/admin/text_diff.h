@@ -1,0 +1,15 @@
+// A unified line diff (as `diff -u` prints it, three lines of context) for policy dry runs.
+#pragma once
+
+#include <string>
+
+namespace qtls::admin {
+
+// Empty when the texts are equal. Texts of more than kMaxDiffLines lines, or with bytes that
+// are not text, get a one-line summary instead.
+std::string unifiedDiff(const std::string& before, const std::string& after,
+                        const std::string& name);
+
+inline constexpr size_t kMaxDiffLines = 4000;
+
+}  // namespace qtls::admin
