@@ -13,10 +13,10 @@
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/serve.h"
-#include "qtls/v1/policy.pb.h"
 #include "listener.h"
 #include "log/log.h"
 #include "metrics.h"
+#include "qtls/v1/policy.pb.h"
 #include "smtpd_config.h"
 #include "stats/http_endpoint.h"
 #include "util/flags.h"
@@ -86,8 +86,9 @@ std::string resolve(const SmtpdConfig& cfg, const qtls::v1::ResolvePolicyRequest
     out->set_recipient_accepted(listed || out->relay_allowed());
     why.push_back(!cfg.haveRcpthosts ? "control/rcpthosts is missing: every recipient is accepted"
                   : listed           ? text::cat("control/rcpthosts accepts ", domain)
-                  : out->relay_allowed() ? text::cat(domain, " is not in rcpthosts; relaying allowed")
-                                         : text::cat(domain, " is not in control/rcpthosts: 553"));
+                  : out->relay_allowed()
+                      ? text::cat(domain, " is not in rcpthosts; relaying allowed")
+                      : text::cat(domain, " is not in control/rcpthosts: 553"));
   }
   std::string reason;
   for (const auto& w : why) reason += (reason.empty() ? "" : "; ") + w;
@@ -165,9 +166,8 @@ int main(int argc, char** argv) {
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
-      admin::smtpdSchema([&](const std::string& h) {
-        return loadSmtpdConfig(h, cipherVariants).status();
-      }),
+      admin::smtpdSchema(
+          [&](const std::string& h) { return loadSmtpdConfig(h, cipherVariants).status(); }),
       home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items&) {
         if (auto s = store.reload(home, cipherVariants, gen); !s.ok()) return s;
         auto cfg = store.current();
@@ -177,7 +177,8 @@ int main(int argc, char** argv) {
             .set(t ? static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())) : -1);
         return absl::OkStatus();
       });
-  policy.setObserver([&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  policy.setObserver(
+      [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
 
   Listeners listeners(io, limits, [&]() {
@@ -196,11 +197,11 @@ int main(int argc, char** argv) {
     if (auto st = listeners.bind(s); !st.ok()) die(std::string(st.message()));
 
   // Before privileges are dropped: the socket directory is usually root's.
-  admin::AdminServer adminServer(policy, registry, sessions,
-                                 [&](const qtls::v1::ResolvePolicyRequest& req,
-                                     qtls::v1::ResolvePolicyResponse* out) {
-                                   return resolve(*store.current(), req, out);
-                                 });
+  admin::AdminServer adminServer(
+      policy, registry, sessions,
+      [&](const qtls::v1::ResolvePolicyRequest& req, qtls::v1::ResolvePolicyResponse* out) {
+        return resolve(*store.current(), req, out);
+      });
   if (!adminFlags.options.listen.empty()) {
     auto where = adminServer.start(adminFlags.options);
     if (!where.ok()) die(std::string(where.status().message()));

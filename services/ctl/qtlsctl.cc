@@ -1,11 +1,10 @@
 // qtlsctl: the operator's command line over the daemons' admin gRPC API (docs/admin-api.md).
 #include <dirent.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <cmath>
@@ -84,36 +83,52 @@ std::string readFile(const std::string& path) {
 
 std::string codeName(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return "code " + std::to_string(static_cast<int>(c));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    default:
+      return "code " + std::to_string(static_cast<int>(c));
   }
 }
 
 int exitFor(const grpc::Status& s) {
   switch (s.error_code()) {
-    case grpc::StatusCode::OK: return kOk;
+    case grpc::StatusCode::OK:
+      return kOk;
     case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return kUnreachable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kUnreachable;
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::NOT_FOUND: return kInvalid;
-    case grpc::StatusCode::FAILED_PRECONDITION: return kConflict;
+    case grpc::StatusCode::NOT_FOUND:
+      return kInvalid;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return kConflict;
     case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED: return kDenied;
-    default: return kOther;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return kDenied;
+    default:
+      return kOther;
   }
 }
 
 int fail(const Options& o, const grpc::Status& s) {
-  std::fprintf(stderr, "qtlsctl: %s: %s: %s\n", o.target.c_str(),
-               codeName(s.error_code()).c_str(), s.error_message().c_str());
+  std::fprintf(stderr, "qtlsctl: %s: %s: %s\n", o.target.c_str(), codeName(s.error_code()).c_str(),
+               s.error_message().c_str());
   return exitFor(s);
 }
 
@@ -215,7 +230,8 @@ std::map<std::string, std::string> collect(const std::string& dir,
     closedir(d);
   };
   struct stat st;
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) usage("--from " + dir + ": not a directory");
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    usage("--from " + dir + ": not a directory");
   listDir("");
   std::map<std::string, bool> subdirs;
   for (const auto& p : current.owned_patterns())
@@ -596,7 +612,8 @@ int health(Client& c, const Options& o, Args& a) {
   if (o.json) {
     printJson(r);
   } else {
-    std::printf("%s\n", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(r.status()).c_str());
+    std::printf("%s\n",
+                grpc::health::v1::HealthCheckResponse::ServingStatus_Name(r.status()).c_str());
   }
   return r.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kOk : kNotServing;
 }

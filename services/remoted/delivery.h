@@ -9,13 +9,13 @@
 
 #include "admin/session_events.h"
 #include "metrics.h"
-#include "policy/resolve.h"
-#include "tls/client_context.h"
 #include "outcome.h"
+#include "policy/resolve.h"
 #include "remote_config.h"
 #include "resolver.h"
 #include "smtp_conn.h"
 #include "targets.h"
+#include "tls/client_context.h"
 
 namespace qtls::remoted {
 
@@ -45,8 +45,8 @@ struct DeliveryDeps {
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;
-  RemoteMetrics* metrics = nullptr;      // may be null (tests)
-  admin::SessionHub* events = nullptr;   // may be null
+  RemoteMetrics* metrics = nullptr;     // may be null (tests)
+  admin::SessionHub* events = nullptr;  // may be null
 };
 
 struct DeliveryResult {

@@ -1,8 +1,7 @@
 // qtls-remoted: the outbound delivery daemon. Wires the pieces together; no logic of its own.
+#include <openssl/ssl.h>
 #include <pwd.h>
 #include <signal.h>
-
-#include <openssl/ssl.h>
 
 #include <asio/io_context.hpp>
 #include <cstdio>
@@ -14,11 +13,11 @@
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/serve.h"
-#include "qtls/v1/policy.pb.h"
 #include "delivery.h"
 #include "intake.h"
 #include "log/log.h"
 #include "metrics.h"
+#include "qtls/v1/policy.pb.h"
 #include "remote_config.h"
 #include "resolver.h"
 #include "stats/http_endpoint.h"
@@ -63,12 +62,18 @@ std::string resolve(const RemoteConfig& cfg, const v1::ResolvePolicyRequest& req
   out->set_source(std::string(policy::sourceName(plan.decision.source)));
   std::string reason = plan.sentence;
   if (reason.empty()) switch (plan.decision.source) {
-      case policy::Source::kNoName: reason = "the target is an IP address: opportunistic TLS"; break;
+      case policy::Source::kNoName:
+        reason = "the target is an IP address: opportunistic TLS";
+        break;
       case policy::Source::kExhaustiveList:
         reason = "control/tlshosts/exhaustivelist exists and names no " + t.fqdn + ".pem";
         break;
-      case policy::Source::kNotlshosts: reason = "control/notlshosts/" + t.fqdn + " exists"; break;
-      default: reason = "no policy file applies: opportunistic TLS"; break;
+      case policy::Source::kNotlshosts:
+        reason = "control/notlshosts/" + t.fqdn + " exists";
+        break;
+      default:
+        reason = "no policy file applies: opportunistic TLS";
+        break;
     }
   if (req.mx_host().empty())
     reason += " (qmail's files are per MX host; this answer used the domain as the host name)";
@@ -77,7 +82,7 @@ std::string resolve(const RemoteConfig& cfg, const v1::ResolvePolicyRequest& req
   for (const auto& n : plan.names) out->add_match_names(n);
   if (plan.entry) {
     if (plan.entry->minVersion != 0)
-      out->set_min_version(plan.entry->minVersion == TLS1_3_VERSION ? "TLS1.3"
+      out->set_min_version(plan.entry->minVersion == TLS1_3_VERSION   ? "TLS1.3"
                            : plan.entry->minVersion == TLS1_2_VERSION ? "TLS1.2"
                            : plan.entry->minVersion == TLS1_1_VERSION ? "TLS1.1"
                                                                       : "TLS1");
@@ -114,8 +119,7 @@ int main(int argc, char** argv) {
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
-    if (admin::readAdminFlag(f, adminFlags))
-      continue;
+    if (admin::readAdminFlag(f, adminFlags)) continue;
     if (a == "--qmail-home")
       home = f.value();
     else if (a == "--socket")
@@ -172,9 +176,8 @@ int main(int argc, char** argv) {
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
-      admin::remotedSchema(
-          [](const std::string& h) { return loadRemoteConfig(h).status(); }),
-      home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items& items) {
+      admin::remotedSchema([](const std::string& h) { return loadRemoteConfig(h).status(); }), home,
+      adminFlags.stateDir, [&](uint64_t gen, const admin::Items& items) {
         if (auto s = store.reload(home, gen); !s.ok()) return s;
         metrics.config.inForce(gen);
         long long soonest = -1;
@@ -189,7 +192,8 @@ int main(int argc, char** argv) {
             .set(static_cast<double>(cc == items.end() ? -1 : tls::earliestNotAfter(cc->second)));
         return absl::OkStatus();
       });
-  policy.setObserver([&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  policy.setObserver(
+      [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
   auto resolver = Resolver::create(dnsOpts);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
@@ -213,7 +217,6 @@ int main(int argc, char** argv) {
         return d;
       },
       maxDeliveries);
-  if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
   // Metrics are an aid, not a reason to stop delivering mail: a port in use is logged.
   stats::HttpEndpoint endpoint(registry);
   if (metricsListen != "none") {
@@ -224,17 +227,19 @@ int main(int argc, char** argv) {
       log::error(std::string(where.status().message()));
   }
 
-  admin::AdminServer adminServer(policy, registry, sessions,
-                                 [&](const v1::ResolvePolicyRequest& req,
-                                     v1::ResolvePolicyResponse* out) {
-                                   return resolve(*store.current(), req, out);
-                                 });
+  admin::AdminServer adminServer(
+      policy, registry, sessions,
+      [&](const v1::ResolvePolicyRequest& req, v1::ResolvePolicyResponse* out) {
+        return resolve(*store.current(), req, out);
+      });
   if (!adminFlags.options.listen.empty()) {
     auto where = adminServer.start(adminFlags.options);
     if (!where.ok()) die(std::string(where.status().message()));
     for (const auto& w : *where) log::info(text::cat("admin listen=", w));
   }
 
+  // The shim socket last: once it exists, the admin API is up too.
+  if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
                       " generation=", store.current()->generation, " threads=", threads));
   daemon::ServeOptions serve;

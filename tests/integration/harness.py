@@ -105,16 +105,24 @@ class Remoted:
     def __init__(self, home, root, dns_port=None, args=(), allow="0"):
         self.socket = os.path.join(root, "remoted.sock")
         self.log_path = os.path.join(root, "remoted.log")
+        self.admin_socket = os.path.join(root, "remoted-admin.sock")
+        self.state_dir = os.path.join(root, "remoted-state")
         cmd = [REMOTED, "--qmail-home", home.path, "--socket", self.socket,
-               "--allow-user", allow, "--dns-timeout-ms", "500", "--metrics-listen", "127.0.0.1:0"]
+               "--allow-user", allow, "--dns-timeout-ms", "500", "--metrics-listen", "127.0.0.1:0",
+               "--state-dir", self.state_dir]
+        if not any(a == "--admin-listen" for a in args):
+            cmd += ["--admin-listen", "unix:" + self.admin_socket]
         if dns_port:
             cmd += ["--dns-server", "127.0.0.1:%d" % dns_port]
         cmd += list(args)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)  # left by an earlier daemon in the same directory
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
         wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None,
                  what="remoted socket")
         if self.proc.poll() is not None:
+            self.log.close()
             raise AssertionError("qtls-remoted exited: " + self.read_log())
 
     def read_log(self):

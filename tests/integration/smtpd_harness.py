@@ -26,6 +26,11 @@ class Agent:
                "--listen", "127.0.0.1:%d" % self.port, "--metrics-listen", "127.0.0.1:0"]
         if self.tls_port:
             cmd += ["--listen", "127.0.0.1:%d,tls" % self.tls_port]
+        self.admin_socket = os.path.join(root, "smtpd-admin-%d.sock" % self.port)
+        self.state_dir = os.path.join(root, "smtpd-state-%d" % self.port)
+        cmd += ["--state-dir", self.state_dir]
+        if not any(a == "--admin-listen" for a in args):
+            cmd += ["--admin-listen", "unix:" + self.admin_socket]
         cmd += list(args)
         e = dict(os.environ)
         e["FAKEQ_DIR"] = queue_dir

@@ -95,8 +95,9 @@ class ListenerTest(SmtpdTestCase):
         tls.listen(16)
         log = open(os.path.join(self.dir, "activated.log"), "wb")
         script = ('exec 3<&%d 4<&%d; LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=smtp:smtps '
-                  'exec %s --qmail-home %s --qmail-queue %s'
-                  % (plain.fileno(), tls.fileno(), SMTPD, self.home.path, FAKEQ))
+                  'exec %s --qmail-home %s --qmail-queue %s --state-dir %s --admin-listen none'
+                  % (plain.fileno(), tls.fileno(), SMTPD, self.home.path, FAKEQ,
+                     os.path.join(self.dir, "activated-state")))
         env = dict(os.environ, FAKEQ_DIR=self.qdir)
         proc = sp.Popen(["sh", "-c", script], pass_fds=(plain.fileno(), tls.fileno()),
                         stdout=log, stderr=log, env=env)

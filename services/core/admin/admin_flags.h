@@ -48,7 +48,8 @@ inline bool readAdminFlag(FlagReader& f, AdminFlags& a) {
 // Fills the defaults for `daemon` ("remoted", "smtpd"); "none" turns the admin API off.
 inline void adminDefaults(AdminFlags& a, const std::string& daemon) {
   if (a.stateDir.empty()) a.stateDir = "/var/lib/qtls/" + daemon;
-  if (a.options.listen.empty()) a.options.listen.push_back("unix:/run/qtls/" + daemon + "-admin.sock");
+  if (a.options.listen.empty())
+    a.options.listen.push_back("unix:/run/qtls/" + daemon + "-admin.sock");
   if (a.options.listen.size() == 1 && a.options.listen[0] == "none") a.options.listen.clear();
 }
 

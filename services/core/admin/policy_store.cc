@@ -180,20 +180,34 @@ absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string&
 
 const char* kindWord(ItemKind k) {
   switch (k) {
-    case ItemKind::kTlshostCa: return "tlshost-ca";
-    case ItemKind::kTlshostsExhaustive: return "exhaustivelist";
-    case ItemKind::kNotlshost: return "notlshost";
-    case ItemKind::kTlspolicy: return "tlspolicy";
-    case ItemKind::kClientCert: return "client-cert";
-    case ItemKind::kClientCiphers: return "client-ciphers";
-    case ItemKind::kServerCert: return "server-cert";
-    case ItemKind::kClientCa: return "client-ca";
-    case ItemKind::kClientCrl: return "client-crl";
-    case ItemKind::kTlsclients: return "tlsclients";
-    case ItemKind::kServerCiphers: return "server-ciphers";
-    case ItemKind::kRelayClients: return "relayclients";
-    case ItemKind::kRcpthosts: return "rcpthosts";
-    default: return "unknown";
+    case ItemKind::kTlshostCa:
+      return "tlshost-ca";
+    case ItemKind::kTlshostsExhaustive:
+      return "exhaustivelist";
+    case ItemKind::kNotlshost:
+      return "notlshost";
+    case ItemKind::kTlspolicy:
+      return "tlspolicy";
+    case ItemKind::kClientCert:
+      return "client-cert";
+    case ItemKind::kClientCiphers:
+      return "client-ciphers";
+    case ItemKind::kServerCert:
+      return "server-cert";
+    case ItemKind::kClientCa:
+      return "client-ca";
+    case ItemKind::kClientCrl:
+      return "client-crl";
+    case ItemKind::kTlsclients:
+      return "tlsclients";
+    case ItemKind::kServerCiphers:
+      return "server-ciphers";
+    case ItemKind::kRelayClients:
+      return "relayclients";
+    case ItemKind::kRcpthosts:
+      return "rcpthosts";
+    default:
+      return "unknown";
   }
 }
 
@@ -234,8 +248,7 @@ Schema smtpdSchema(std::function<absl::Status(const std::string&)> check) {
                 std::move(check)};
 }
 
-PolicyStore::PolicyStore(Schema schema, std::string home, std::string stateDir,
-                         Activate activate)
+PolicyStore::PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate)
     : schema_(std::move(schema)),
       home_(std::move(home)),
       control_(home_ + "/control"),
@@ -442,8 +455,8 @@ absl::Status PolicyStore::checkWhole(const Items& items) const {
   fs::create_directories(home, ec);
   if (ec) return absl::InternalError(text::cat("cannot create ", home, ": ", ec.message()));
   ::chmod(home.c_str(), 0700);
-  fs::copy(control_, home + "/control", fs::copy_options::recursive | fs::copy_options::copy_symlinks,
-           ec);
+  fs::copy(control_, home + "/control",
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
   if (ec)
     return absl::InternalError(text::cat("cannot copy ", control_, " to check: ", ec.message()));
   auto disk = readDisk();
@@ -478,7 +491,8 @@ absl::Status PolicyStore::writeControl(const Items& next) const {
     if (dirOf(full) != control_) {
       std::error_code ec;
       if (fs::create_directories(dirOf(full), ec)) dirs.insert(control_);
-      if (ec) return absl::InternalError(text::cat("cannot create ", dirOf(full), ": ", ec.message()));
+      if (ec)
+        return absl::InternalError(text::cat("cannot create ", dirOf(full), ": ", ec.message()));
     }
     if (auto s = writeAtomic(full, content, secret(path) ? 0600 : 0644, false); !s.ok()) return s;
     dirs.insert(dirOf(full));
@@ -545,8 +559,8 @@ absl::Status PolicyStore::open() {
     auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
     if (!items.ok()) return items.status();
     if (auto s = writeControl(*items); !s.ok()) return s;
-    if (auto s = writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(*items), "\n"),
-                             0600);
+    if (auto s =
+            writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(*items), "\n"), 0600);
         !s.ok())
       return s;
     ::unlink((state_ + "/pending").c_str());
@@ -600,8 +614,8 @@ absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
     return s;
   }
   if (auto s = persistGeneration(gen, *disk); !s.ok())
-    log::error(text::cat("policy: generation ", gen, " is in force but not persisted: ",
-                         std::string(s.message())));
+    log::error(text::cat("policy: generation ", gen,
+                         " is in force but not persisted: ", std::string(s.message())));
   audit(caller, "hand-edit", "applied", cur_.generation, gen, digest, changes, "");
   cur_ = Snapshot{gen, digest, std::move(*disk)};
   return absl::OkStatus();
@@ -616,8 +630,12 @@ std::vector<Change> PolicyStore::diff(const Items& from, const Items& to) const 
   std::vector<Change> out;
   auto add = [&](const std::string& path, Change::Op op, const std::string* a,
                  const std::string* b) {
-    Change c{path, op, kindOf(path).value_or(ItemKind::kUnspecified),
-             a ? sha256Hex(*a) : "", b ? sha256Hex(*b) : "", ""};
+    Change c{path,
+             op,
+             kindOf(path).value_or(ItemKind::kUnspecified),
+             a ? sha256Hex(*a) : "",
+             b ? sha256Hex(*b) : "",
+             ""};
     if (!secret(path)) c.diff = unifiedDiff(a ? *a : "", b ? *b : "", path);
     out.push_back(std::move(c));
   };
@@ -635,10 +653,9 @@ std::vector<Change> PolicyStore::diff(const Items& from, const Items& to) const 
   return out;
 }
 
-void PolicyStore::audit(const std::string& caller, const std::string& op,
-                        const std::string& result, uint64_t before, uint64_t after,
-                        const std::string& digest, const std::vector<Change>& changes,
-                        const std::string& reason) const {
+void PolicyStore::audit(const std::string& caller, const std::string& op, const std::string& result,
+                        uint64_t before, uint64_t after, const std::string& digest,
+                        const std::vector<Change>& changes, const std::string& reason) const {
   std::string what;
   for (const Change& c : changes)
     what += text::cat(what.empty() ? "" : ",",
@@ -663,9 +680,8 @@ void PolicyStore::audit(const std::string& caller, const std::string& op,
   }
 }
 
-absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t expected,
-                                                 bool dryRun, const std::string& op,
-                                                 const std::string& reason,
+absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t expected, bool dryRun,
+                                                 const std::string& op, const std::string& reason,
                                                  const std::string& caller) {
   ChangeResult r;
   r.generationBefore = r.generationAfter = cur_.generation;
@@ -673,10 +689,9 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   r.digestAfter = digestOf(next);
   r.changes = diff(cur_.items, next);
   if (expected != cur_.generation) {
-    auto s = absl::FailedPreconditionError(
-        text::cat("generation conflict: the change expected generation ", expected,
-                  " but generation ", cur_.generation,
-                  " is in force; read the policy again and reapply the change to it"));
+    auto s = absl::FailedPreconditionError(text::cat(
+        "generation conflict: the change expected generation ", expected, " but generation ",
+        cur_.generation, " is in force; read the policy again and reapply the change to it"));
     audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
           std::string(s.message()));
     return s;
@@ -719,8 +734,8 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   fsyncDir(state_).IgnoreError();
 
   if (auto s = activate_(gen, next); !s.ok())
-    log::error(text::cat("policy: generation ", gen, " written but not loaded: ",
-                         std::string(s.message())));
+    log::error(text::cat("policy: generation ", gen,
+                         " written but not loaded: ", std::string(s.message())));
   cur_ = Snapshot{gen, r.digestAfter, next};
   r.applied = true;
   r.generationAfter = gen;
@@ -782,8 +797,8 @@ absl::StatusOr<ChangeResult> PolicyStore::rollback(uint64_t expectedGeneration,
   if (!snap.ok()) return snap.status();
   if (!*snap)
     return absl::NotFoundError(text::cat("generation ", toGeneration,
-                                         " is no longer kept on disk (the last ",
-                                         kKeepGenerations, " are)"));
+                                         " is no longer kept on disk (the last ", kKeepGenerations,
+                                         " are)"));
   auto items = decodeSnapshot(**snap, snapshotPath(state_, toGeneration));
   if (!items.ok()) return items.status();
   return commit(*items, expectedGeneration, dryRun, "rollback",

@@ -50,12 +50,12 @@ enum class ItemKind : int {
 };
 
 enum class Content {
-  kAny,           // presence is what counts (notlshosts/<fqdn>, exhaustivelist)
-  kText,          // text lines, checked by the whole-policy load
-  kCaCerts,       // one or more PEM certificates
-  kCrl,           // one or more PEM CRLs
-  kCertAndKey,    // PEM certificate(s) with matching private key(s); secret
-  kHostList,      // one host name per line (rcpthosts)
+  kAny,         // presence is what counts (notlshosts/<fqdn>, exhaustivelist)
+  kText,        // text lines, checked by the whole-policy load
+  kCaCerts,     // one or more PEM certificates
+  kCrl,         // one or more PEM CRLs
+  kCertAndKey,  // PEM certificate(s) with matching private key(s); secret
+  kHostList,    // one host name per line (rcpthosts)
 };
 
 // One kind of file a daemon owns: either an exact path ("tlspolicy") or a directory and a

@@ -3,13 +3,12 @@
 #include "admin/server.h"
 
 #include <grp.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/auth_metadata_processor.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,14 +27,28 @@ namespace {
 grpc::Status toGrpc(const absl::Status& s) {
   grpc::StatusCode c = grpc::StatusCode::INTERNAL;
   switch (s.code()) {
-    case absl::StatusCode::kOk: return grpc::Status::OK;
-    case absl::StatusCode::kInvalidArgument: c = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case absl::StatusCode::kFailedPrecondition: c = grpc::StatusCode::FAILED_PRECONDITION; break;
-    case absl::StatusCode::kNotFound: c = grpc::StatusCode::NOT_FOUND; break;
-    case absl::StatusCode::kPermissionDenied: c = grpc::StatusCode::PERMISSION_DENIED; break;
-    case absl::StatusCode::kUnavailable: c = grpc::StatusCode::UNAVAILABLE; break;
-    case absl::StatusCode::kDataLoss: c = grpc::StatusCode::DATA_LOSS; break;
-    default: break;
+    case absl::StatusCode::kOk:
+      return grpc::Status::OK;
+    case absl::StatusCode::kInvalidArgument:
+      c = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      c = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case absl::StatusCode::kNotFound:
+      c = grpc::StatusCode::NOT_FOUND;
+      break;
+    case absl::StatusCode::kPermissionDenied:
+      c = grpc::StatusCode::PERMISSION_DENIED;
+      break;
+    case absl::StatusCode::kUnavailable:
+      c = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case absl::StatusCode::kDataLoss:
+      c = grpc::StatusCode::DATA_LOSS;
+      break;
+    default:
+      break;
   }
   return grpc::Status(c, std::string(s.message()));
 }
@@ -79,9 +92,12 @@ class AllowListProcessor : public grpc::AuthMetadataProcessor {
 
 v1::ItemChange::Op opOf(Change::Op op) {
   switch (op) {
-    case Change::Op::kAdded: return v1::ItemChange::OP_ADDED;
-    case Change::Op::kRemoved: return v1::ItemChange::OP_REMOVED;
-    case Change::Op::kModified: return v1::ItemChange::OP_MODIFIED;
+    case Change::Op::kAdded:
+      return v1::ItemChange::OP_ADDED;
+    case Change::Op::kRemoved:
+      return v1::ItemChange::OP_REMOVED;
+    case Change::Op::kModified:
+      return v1::ItemChange::OP_MODIFIED;
   }
   return v1::ItemChange::OP_UNSPECIFIED;
 }
@@ -111,7 +127,8 @@ std::string unixPath(const std::string& listen) {
 
 absl::StatusOr<std::string> readWhole(const std::string& path, const char* flag) {
   auto c = control::readFile(path);
-  if (!c.ok()) return absl::InvalidArgumentError(text::cat(flag, ": ", std::string(c.status().message())));
+  if (!c.ok())
+    return absl::InvalidArgumentError(text::cat(flag, ": ", std::string(c.status().message())));
   if (!*c) return absl::InvalidArgumentError(text::cat(flag, ": ", path, " does not exist"));
   return std::move(**c);
 }
@@ -166,7 +183,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
     for (const auto& [path, content] : snap.items) {
       v1::PolicyItem* it = out->add_items();
       it->set_path(path);
-      it->set_kind(static_cast<v1::ItemKind>(policy_.kindOf(path).value_or(ItemKind::kUnspecified)));
+      it->set_kind(
+          static_cast<v1::ItemKind>(policy_.kindOf(path).value_or(ItemKind::kUnspecified)));
       it->set_sha256(PolicyStore::sha256Hex(content));
       if (policy_.secret(path)) {
         bool redacted = false;
@@ -400,8 +418,7 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
       continue;
     }
     // TCP: mutual TLS or nothing.
-    if (o.certFile.empty() || o.keyFile.empty() || o.clientCaFile.empty() ||
-        o.clientsFile.empty())
+    if (o.certFile.empty() || o.keyFile.empty() || o.clientCaFile.empty() || o.clientsFile.empty())
       return absl::InvalidArgumentError(text::cat(
           "refusing to serve the admin API on TCP ", l,
           " without mutual TLS: give --admin-cert, --admin-key, --admin-client-ca and "
@@ -414,9 +431,11 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
     if (!ca.ok()) return ca.status();
     auto allow = loadAllowList(o.clientsFile);
     if (!allow.ok())
-      return absl::InvalidArgumentError(text::cat("--admin-clients: ", std::string(allow.status().message())));
+      return absl::InvalidArgumentError(
+          text::cat("--admin-clients: ", std::string(allow.status().message())));
     allow_ = *allow;
-    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions ssl(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     ssl.pem_root_certs = *ca;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
     auto creds = grpc::SslServerCredentials(ssl);
@@ -433,17 +452,18 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
   server_ = builder.BuildAndStart();
   ::umask(old);
   if (!server_)
-    return absl::UnavailableError(
-        text::cat("cannot start the admin gRPC server on ", text::cat(o.listen.size(), " listener(s)"),
-                  " (address in use, or a bad address)"));
+    return absl::UnavailableError(text::cat("cannot start the admin gRPC server on ",
+                                            text::cat(o.listen.size(), " listener(s)"),
+                                            " (address in use, or a bad address)"));
   std::vector<std::string> where;
   for (const std::string& path : unixSockets_) {
     if (!o.socketGroup.empty()) {
       struct group* g = ::getgrnam(o.socketGroup.c_str());
-      if (g == nullptr) return absl::InvalidArgumentError("--admin-group: no such group: " + o.socketGroup);
+      if (g == nullptr)
+        return absl::InvalidArgumentError("--admin-group: no such group: " + o.socketGroup);
       if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
-        return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup, ": ",
-                                             std::strerror(errno)));
+        return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup,
+                                             ": ", std::strerror(errno)));
     }
     ::chmod(path.c_str(), 0660);
     where.push_back("unix:" + path);

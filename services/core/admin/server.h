@@ -52,8 +52,7 @@ using ResolveFn =
 
 class AdminServer {
  public:
-  AdminServer(PolicyStore& policy, stats::Registry& registry, SessionHub& hub,
-              ResolveFn resolve);
+  AdminServer(PolicyStore& policy, stats::Registry& registry, SessionHub& hub, ResolveFn resolve);
   ~AdminServer();
 
   // Starts every listener; returns where each listens ("unix:/path", "127.0.0.1:40123").

@@ -53,10 +53,10 @@ std::string unifiedDiff(const std::string& before, const std::string& after,
   while (i < n || j < m) {
     if (i < n && j < m && a[i] == b[j]) {
       ops.push_back({' ', i++, j++});
-    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
-      ops.push_back({'+', i, j++});
+    } else if (i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1])) {
+      ops.push_back({'-', i++, j});  // removals before additions, as diff -u prints them
     } else {
-      ops.push_back({'-', i++, j});
+      ops.push_back({'+', i, j++});
     }
   }
 
@@ -84,8 +84,8 @@ std::string unifiedDiff(const std::string& before, const std::string& after,
       if (ops[q].tag != '+') ++aLen;
       if (ops[q].tag != '-') ++bLen;
     }
-    out += text::cat("@@ -", aLen ? aStart + 1 : aStart, ",", aLen, " +", bLen ? bStart + 1 : bStart,
-                     ",", bLen, " @@\n");
+    out += text::cat("@@ -", aLen ? aStart + 1 : aStart, ",", aLen, " +",
+                     bLen ? bStart + 1 : bStart, ",", bLen, " @@\n");
     for (size_t q = start; q < end; ++q) {
       const std::string& l = ops[q].tag == '+' ? b[ops[q].bi] : a[ops[q].ai];
       out += text::cat(ops[q].tag, l, "\n");

@@ -50,9 +50,9 @@ class Family {
 // A consistent-enough copy of every series, for /metrics and the gRPC GetStats call.
 struct SampleSnapshot {
   std::vector<std::string> labelValues;
-  double value = 0;                     // counter/gauge value; histogram sum
-  std::vector<uint64_t> bucketCounts;   // histogram: cumulative, one per bound (no +Inf)
-  uint64_t count = 0;                   // histogram
+  double value = 0;                    // counter/gauge value; histogram sum
+  std::vector<uint64_t> bucketCounts;  // histogram: cumulative, one per bound (no +Inf)
+  uint64_t count = 0;                  // histogram
 };
 struct FamilySnapshot {
   std::string name, help;

@@ -1,0 +1,543 @@
+"""The admin gRPC API driven from a second implementation: Python's grpcio (Debian's
+python3-grpcio), with stubs generated here by protoc and Debian's grpc_python_plugin from
+proto/. A policy applied over gRPC governs the next delivery through the shim; mutual TLS
+refuses what it must; eight clients racing on compare-and-swap leave a linear history; a
+daemon killed in the middle of a commit comes back with the old or the new policy whole;
+qtlsctl's tables and exit codes."""
+import concurrent.futures
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import BUILD, Remoted, RemoteTestCase, certs, wait_for
+from smtpd_harness import SmtpdTestCase
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QTLSCTL = os.path.join(BUILD, "services", "ctl", "qtlsctl")
+ARGV = ("example.test", "a@sender.test", "u@example.test")
+
+# Only the parts of grpc.reflection.v1alpha this test needs (unknown fields are skipped).
+REFLECTION_PROTO = """
+syntax = "proto3";
+package grpc.reflection.v1alpha;
+message ServerReflectionRequest {
+  string host = 1;
+  oneof message_request { string list_services = 7; }  // a oneof: sent even when empty
+}
+message ServiceResponse { string name = 1; }
+message ListServiceResponse { repeated ServiceResponse service = 1; }
+message ServerReflectionResponse { ListServiceResponse list_services_response = 6; }
+service ServerReflection {
+  rpc ServerReflectionInfo(stream ServerReflectionRequest) returns (stream ServerReflectionResponse);
+}
+"""
+
+
+def generate_stubs():
+    """protoc + grpc_python_plugin into a temporary directory on sys.path."""
+    out = tempfile.mkdtemp(prefix="qtls-stubs-")
+    src = os.path.join(out, "src")
+    # Module paths follow file paths: keep health and reflection clear of the real `grpc`
+    # package; the proto package names (what goes on the wire) stay the standard ones.
+    os.makedirs(os.path.join(src, "qtls_std"))
+    with open(os.path.join(REPO, "proto", "grpc", "health", "v1", "health.proto")) as f:
+        health = f.read()
+    with open(os.path.join(src, "qtls_std", "health.proto"), "w") as f:
+        f.write(health)
+    with open(os.path.join(src, "qtls_std", "reflection.proto"), "w") as f:
+        f.write(REFLECTION_PROTO)
+    gen = os.path.join(out, "gen")
+    os.makedirs(gen)
+    for include, files in ((os.path.join(REPO, "proto"), ["qtls/v1/policy.proto",
+                                                          "qtls/v1/metrics.proto"]),
+                           (src, ["qtls_std/health.proto", "qtls_std/reflection.proto"])):
+        subprocess.run(["protoc", "-I", include, "--python_out=" + gen, "--grpc_out=" + gen,
+                        "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin"] + files,
+                       check=True)
+    sys.path.insert(0, gen)
+
+
+generate_stubs()
+import grpc  # noqa: E402
+from qtls.v1 import metrics_pb2, metrics_pb2_grpc, policy_pb2, policy_pb2_grpc  # noqa: E402
+from qtls_std import health_pb2, health_pb2_grpc, reflection_pb2, reflection_pb2_grpc  # noqa: E402
+
+
+class Api:
+    def __init__(self, channel):
+        self.channel = channel
+        self.policy = policy_pb2_grpc.PolicyServiceStub(channel)
+        self.metrics = metrics_pb2_grpc.TlsMetricsServiceStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+    def get(self):
+        return self.policy.GetPolicy(policy_pb2.GetPolicyRequest(), timeout=10)
+
+    def put(self, expected, files, remove=(), dry_run=False, replace=False):
+        req = policy_pb2.ApplyPolicyRequest(expected_generation=expected, dry_run=dry_run,
+                                            replace=replace, remove=list(remove), reason="test")
+        for path, content in files.items():
+            req.put.add(path=path, content=content.encode() if isinstance(content, str) else content)
+        return self.policy.ApplyPolicy(req, timeout=20)
+
+
+def unix_api(path):
+    return Api(grpc.insecure_channel("unix:" + path))
+
+
+def code_of(fn):
+    try:
+        fn()
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    return grpc.StatusCode.OK, ""
+
+
+def ctl(daemon_socket, *args, env=None):
+    p = subprocess.run([QTLSCTL, "--target", "unix://" + daemon_socket] + list(args),
+                       capture_output=True, text=True, timeout=60, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+class RemotedAdminTest(RemoteTestCase):
+    def api(self):
+        return unix_api(self.daemon.admin_socket)
+
+    def audit_lines(self):
+        path = os.path.join(self.daemon.state_dir, "audit.log")
+        with open(path) as f:
+            return f.read().splitlines()
+
+    def test_python_client_applies_policy_and_the_next_delivery_obeys(self):
+        p = self.peer()  # plain SMTP: no STARTTLS
+        self.route("example.test", p)
+        self.start_daemon()
+        api = self.api()
+        got = api.get()
+        self.assertEqual(got.generation, 1)
+        self.assertEqual(got.daemon, "qtls-remoted")
+        self.assertTrue(self.deliver(ARGV).startswith(b"r\0K127.0.0.2 accepted message."))
+
+        # Watch sessions from here on: the next delivery must show up as a record.
+        records = []
+        call = api.metrics.WatchSessions(metrics_pb2.WatchSessionsRequest(
+            direction=metrics_pb2.WatchSessionsRequest.DIRECTION_OUTBOUND))
+        call.initial_metadata()  # subscribed once the headers are here
+        reader = threading.Thread(target=lambda: records.extend([next(call)]), daemon=True)
+        reader.start()
+
+        dry = api.put(1, {"tlspolicy": "example.test encrypt\n"}, dry_run=True)
+        self.assertFalse(dry.applied)
+        self.assertEqual(dry.changes[0].diff,
+                         "--- a/tlspolicy\n+++ b/tlspolicy\n@@ -0,0 +1,1 @@\n+example.test encrypt\n")
+        self.assertFalse(os.path.exists(os.path.join(self.home.control, "tlspolicy")))
+        r = api.put(1, {"tlspolicy": "example.test encrypt\n"})
+        self.assertTrue(r.applied)
+        self.assertEqual((r.generation_before, r.generation_after), (1, 2))
+        with open(os.path.join(self.home.control, "tlspolicy")) as f:
+            self.assertEqual(f.read(), "example.test encrypt\n")
+
+        before = len(p.transcript)
+        out = self.deliver(ARGV)
+        self.assertEqual(out, b"ZNo TLS achieved while control/tlspolicy line 1 requires encrypt; "
+                              b"connecting to 127.0.0.2.\n\0")
+        self.assertNotIn("MAIL FROM:<a@sender.test>", p.transcript[before:])
+        reader.join(10)
+        call.cancel()
+        self.assertEqual(len(records), 1)
+        rec = records[0]
+        self.assertEqual((rec.direction, rec.domain, rec.outcome, rec.level_requested,
+                          rec.policy_generation), ("outbound", "example.test", "Z", "encrypt", 2))
+
+        resolved = api.policy.ResolvePolicy(policy_pb2.ResolvePolicyRequest(domain="example.test"))
+        self.assertEqual(resolved.level, policy_pb2.TLS_LEVEL_ENCRYPT)
+        self.assertEqual(resolved.source, "tlspolicy")
+        self.assertEqual(resolved.generation, 2)
+
+        stats = api.metrics.GetStats(metrics_pb2.GetStatsRequest(name_prefix="qtls_policy_"))
+        by = {(f.name, tuple((l.name, l.value) for l in s.labels)): s.value
+              for f in stats.families for s in f.samples}
+        self.assertEqual(by[("qtls_policy_generation", ())], 2)
+        self.assertEqual(by[("qtls_policy_updates_total", (("op", "apply"), ("result", "applied")))],
+                         1)
+        audit = [l for l in self.audit_lines() if "op=apply" in l]
+        self.assertEqual(len(audit), 1)
+        self.assertRegex(audit[0], r"caller=unix op=apply result=applied generation=1->2 "
+                                   r"digest=sha256:[0-9a-f]{64} changes=\+tlspolicy reason=test")
+        self.assertIn(audit[0], self.daemon.read_log())
+
+    def test_invalid_changes_are_refused_with_the_field_and_nothing_changes(self):
+        self.start_daemon()
+        api = self.api()
+        listing = sorted(os.listdir(self.home.control))
+        for files, remove, want in (
+                ({"tlshosts/../../../tmp/evil.pem": "x"}, (), r'put tlshosts/\.\./\.\./\.\./tmp/evil\.pem: "\.\."'),
+                ({"notlshosts/a\0b": ""}, (), "NUL"),
+                ({"tlshosts/mx.test.pem": "not a certificate\n"}, (),
+                 "put tlshosts/mx.test.pem: no PEM certificate in it"),
+                ({"tlspolicy": "example.test sometimes\n"}, (), "tlspolicy line 1"),
+                ({"helohost": "x\n"}, (), "put helohost: not a file qtls-remoted policy owns"),
+                ({}, ("notlshosts/never.test",), "no such file in generation 1")):
+            code, details = code_of(lambda: api.put(1, files, remove))
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, details)
+            self.assertRegex(details, want)
+        self.assertEqual(sorted(os.listdir(self.home.control)), listing)
+        self.assertFalse(os.path.exists("/tmp/evil.pem"))
+        self.assertEqual(api.get().generation, 1)
+        self.assertEqual(len([l for l in self.audit_lines() if "result=refused" in l]), 6)
+
+    def test_eight_clients_racing_leave_a_linear_history(self):
+        self.start_daemon()
+        start = self.api().get().generation
+        conflicts = []
+
+        def client(i):
+            api = self.api()  # its own channel, like a separate operator
+            while True:
+                cur = api.get()
+                lines = [l for l in next((it.content.decode() for it in cur.items
+                                          if it.path == "tlspolicy"), "").splitlines() if l]
+                lines.append("d%d.example encrypt" % i)
+                try:
+                    r = api.put(cur.generation, {"tlspolicy": "\n".join(lines) + "\n"})
+                    return r.generation_before, r.generation_after
+                except grpc.RpcError as e:
+                    self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION, e.details())
+                    conflicts.append(i)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(client, range(8)))
+        # Every client got exactly one step of the history, and the steps chain.
+        self.assertEqual(sorted(results), [(start + k, start + k + 1) for k in range(8)])
+        final = self.api().get()
+        self.assertEqual(final.generation, start + 8)
+        content = next(it.content.decode() for it in final.items if it.path == "tlspolicy")
+        self.assertEqual(sorted(content.splitlines()),
+                         sorted("d%d.example encrypt" % i for i in range(8)))  # none lost
+        applied = [l for l in self.audit_lines() if "op=apply result=applied" in l]
+        gens = [re.search(r"generation=(\d+)->(\d+)", l).groups() for l in applied]
+        self.assertEqual(gens, [(str(start + k), str(start + k + 1)) for k in range(8)])
+        refused = [l for l in self.audit_lines() if "result=refused" in l]
+        self.assertEqual(len(refused), len(conflicts))
+        print("8 clients: %d conflicts retried" % len(conflicts), file=sys.stderr)
+
+    def test_killed_between_commit_steps_comes_back_whole(self):
+        for point, new_wins in (("snapshot-written", False), ("pending-written", True),
+                                ("control-partial", True)):
+            with self.subTest(point=point):
+                self.home.write("tlspolicy", "example.test may\n")
+                self.home.write("notlshosts/old.test", "")
+                for f in ("notlshosts/new.test",):
+                    if os.path.exists(os.path.join(self.home.control, f)):
+                        self.home.remove(f)
+                env = dict(os.environ, QTLS_CRASH_POINT=point)
+                old_environ = os.environ.copy()
+                os.environ.update(env)
+                try:
+                    d = Remoted(self.home, self.dir, args=["--admin-listen",
+                                                           "unix:" + os.path.join(self.dir, "a.sock")])
+                finally:
+                    os.environ.clear()
+                    os.environ.update(old_environ)
+                api = unix_api(os.path.join(self.dir, "a.sock"))
+                gen = api.get().generation
+                code, _ = code_of(lambda: api.put(gen, {"tlspolicy": "example.test verify\n",
+                                                        "notlshosts/new.test": ""},
+                                                  remove=["notlshosts/old.test"]))
+                self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)  # it died mid-call
+                d.proc.wait(10)
+                self.assertEqual(d.proc.returncode, -signal.SIGKILL)
+                d.log.close()
+                d = Remoted(self.home, self.dir, args=["--admin-listen",
+                                                       "unix:" + os.path.join(self.dir, "a.sock")])
+                try:
+                    api = unix_api(os.path.join(self.dir, "a.sock"))
+                    after = api.get()
+                    items = {it.path: it.content.decode() for it in after.items}
+                    if new_wins:
+                        self.assertEqual(after.generation, gen + 1)
+                        self.assertEqual(items, {"tlspolicy": "example.test verify\n",
+                                                 "notlshosts/new.test": ""})
+                        self.assertIn("interrupted by a crash", d.read_log())
+                    else:
+                        self.assertEqual(after.generation, gen)
+                        self.assertEqual(items, {"tlspolicy": "example.test may\n",
+                                                 "notlshosts/old.test": ""})
+                    on_disk = sorted(os.listdir(os.path.join(self.home.control, "notlshosts")))
+                    self.assertEqual(on_disk, ["new.test"] if new_wins else ["old.test"])
+                finally:
+                    d.stop()
+
+    def test_hand_edit_and_sighup_bump_the_generation(self):
+        self.start_daemon()
+        api = self.api()
+        self.home.write("notlshosts/hand.test", "")
+        self.daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: api.get().generation == 2, what="generation 2")
+        self.assertIn("caller=SIGHUP op=hand-edit result=applied generation=1->2",
+                      self.daemon.read_log())
+        # Rollback undoes the hand edit as generation 3.
+        r = api.policy.Rollback(policy_pb2.RollbackRequest(expected_generation=2))
+        self.assertEqual((r.generation_after, r.changes[0].path), (3, "notlshosts/hand.test"))
+        self.assertFalse(os.path.exists(os.path.join(self.home.control, "notlshosts/hand.test")))
+
+    def test_health_is_not_serving_while_draining(self):
+        p = self.peer(stall="dot")  # holds the delivery open after the message
+        self.route("example.test", p)
+        self.start_daemon()
+        api = self.api()
+        self.assertEqual(api.health.Check(health_pb2.HealthCheckRequest()).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        watch = api.health.Watch(health_pb2.HealthCheckRequest())
+        self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.SERVING)
+        t = threading.Thread(target=lambda: self.deliver(ARGV), daemon=True)
+        t.start()
+        wait_for(lambda: any("DATA" in l for l in p.transcript), what="delivery in flight")
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.assertEqual(api.health.Check(health_pb2.HealthCheckRequest()).status,
+                         health_pb2.HealthCheckResponse.NOT_SERVING)
+        code, details = code_of(lambda: api.put(1, {"notlshosts/x.test": ""}))
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
+        watch.cancel()
+        self.daemon.proc.kill()
+
+    def test_reflection_lists_the_services(self):
+        self.start_daemon()
+        stub = reflection_pb2_grpc.ServerReflectionStub(
+            grpc.insecure_channel("unix:" + self.daemon.admin_socket))
+        reply = next(stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in reply.list_services_response.service}
+        self.assertLessEqual({"qtls.v1.PolicyService", "qtls.v1.TlsMetricsService",
+                              "grpc.health.v1.Health"}, names)
+
+    def test_socket_is_0660_and_removed_at_stop(self):
+        self.start_daemon()
+        mode = os.stat(self.daemon.admin_socket).st_mode & 0o777
+        self.assertEqual(mode, 0o660)
+        self.daemon.stop()
+        self.assertFalse(os.path.exists(self.daemon.admin_socket))
+        self.daemon = None
+
+    def test_qtlsctl_tables_and_exit_codes(self):
+        p = self.peer()
+        self.route("example.test", p)
+        self.start_daemon()
+        sock = self.daemon.admin_socket
+        rc, out, err = ctl(sock, "health")
+        self.assertEqual((rc, out), (0, "SERVING\n"))
+        tp = os.path.join(self.dir, "tp")
+        with open(tp, "w") as f:
+            f.write("example.test verify\n")
+        rc, out, err = ctl(sock, "policy", "apply", "--put", "tlspolicy=" + tp,
+                           "--reason", "ticket 7")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^applied: generation 1 -> 2 \(digest sha256:[0-9a-f]{64}\)\n"
+                              r"  \+ tlspolicy \(tlspolicy\)\n")
+        rc, out, err = ctl(sock, "policy", "get")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"qtls-remoted generation 2 digest sha256:[0-9a-f]{64}\n")
+        self.assertRegex(out, r"\ntlspolicy +tlspolicy +[0-9a-f]{12} +20\n")
+        # A stale generation: exit 5, both generations, and what to do.
+        rc, out, err = ctl(sock, "policy", "apply", "--put", "tlspolicy=" + tp,
+                           "--expect-generation", "1")
+        self.assertEqual(rc, 5)
+        self.assertIn("this change was made against generation 1, but generation 2 is in force",
+                      err)
+        self.assertIn("reapply your change to generation 2", err)
+        # Invalid: exit 4 with the daemon's reason.
+        rc, out, err = ctl(sock, "policy", "apply", "--put", "../me=" + tp)
+        self.assertEqual(rc, 4)
+        self.assertIn("INVALID_ARGUMENT: put ../me:", err)
+        # A directory in control/ layout as the whole policy; diff first, then apply.
+        staged = os.path.join(self.dir, "staged")
+        os.makedirs(os.path.join(staged, "notlshosts"))
+        open(os.path.join(staged, "notlshosts", "legacy.test"), "w").close()
+        with open(os.path.join(staged, "me"), "w") as f:
+            f.write("ignored\n")
+        rc, out, err = ctl(sock, "policy", "diff", "--from", staged)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("dry run: would change generation 2", out)
+        self.assertIn("  + notlshosts/legacy.test (notlshost)", out)
+        self.assertIn("  - tlspolicy (tlspolicy)", out)
+        self.assertIn("1 file(s) in %s are not part of qtls-remoted's policy" % staged, err)
+        rc, out, err = ctl(sock, "--json", "policy", "apply", "--from", staged)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r'"generation_after": "3"')
+        rc, out, err = ctl(sock, "policy", "resolve", "example.test")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("level may (from default", out)
+        rc, out, err = ctl(sock, "policy", "rollback", "--to", "2")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("applied: generation 3 -> 4", out)
+        rc, out, err = ctl(sock, "stats", "--prefix", "qtls_policy_generation")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"qtls_policy_generation +4\n")
+        # Usage and an unreachable daemon.
+        self.assertEqual(ctl(sock, "policy", "frobnicate")[0], 2)
+        self.assertEqual(ctl(os.path.join(self.dir, "nothing.sock"), "--timeout", "2", "health")[0], 3)
+        # watch: one line per delivery (the route was there from the start).
+        w = subprocess.Popen([QTLSCTL, "--target", "unix://" + sock, "watch", "--count", "1"],
+                             stdout=subprocess.PIPE, text=True)
+        wait_for(lambda: "session watch started" in self.daemon.read_log(), what="watch")
+        self.deliver(ARGV)
+        out, _ = w.communicate(timeout=20)
+        self.assertEqual(w.returncode, 0)
+        self.assertRegex(out, r"outbound +\S*\[127\.0\.0\.2\]:\d+ example\.test "
+                              r"level=verify/none tls=-/- .*outcome=Z")
+
+
+class SmtpdAdminTest(SmtpdTestCase):
+    """qtls-smtpd serves the same API over its inbound policy."""
+
+    def test_server_certificate_applied_over_grpc_is_used_without_restart(self):
+        self.home.remove("servercert.pem")
+        self.start(tls_port=False)
+        api = unix_api(self.agent.admin_socket)
+        got = api.get()
+        self.assertEqual(got.daemon, "qtls-smtpd")
+        self.assertIn("servercert.pem", got.owned_patterns)
+        records = []
+        call = api.metrics.WatchSessions(metrics_pb2.WatchSessionsRequest(
+            direction=metrics_pb2.WatchSessionsRequest.DIRECTION_INBOUND))
+        call.initial_metadata()
+        reader = threading.Thread(target=lambda: records.extend([next(call), next(call)]),
+                                  daemon=True)
+        reader.start()
+        c = self.connect()
+        c.reply()
+        self.assertNotIn("STARTTLS", c.cmd("EHLO client.test"))
+        c.cmd("QUIT")
+
+        # A key that does not match the certificate is refused whole.
+        other = self.certs.leaf("other-agent", dns=["agent.test"])
+        with open(self.server.cert_path) as f, open(other.key_path) as k:
+            mismatched = k.read() + f.read()
+        code, details = code_of(lambda: api.put(got.generation, {"servercert.pem": mismatched}))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("put servercert.pem: the private key does not match", details)
+        with open(self.server.pem_path) as f:
+            r = api.put(got.generation, {"servercert.pem": f.read()})
+        self.assertTrue(r.applied)
+        self.assertEqual(r.changes[0].diff, "")  # a private key is never diffed
+        shown = api.get()
+        item = next(i for i in shown.items if i.path == "servercert.pem")
+        self.assertTrue(item.redacted)
+        self.assertNotIn(b"PRIVATE KEY", item.content)
+        self.assertIn(b"BEGIN CERTIFICATE", item.content)
+
+        c = self.connect()
+        c.reply()
+        self.assertIn("STARTTLS", c.cmd("EHLO client.test"))
+        c.cmd("QUIT")
+        reader.join(10)
+        call.cancel()
+        self.assertEqual([(r.direction, r.tls_mode, r.domain) for r in records],
+                         [("inbound", "plain", "client.test")] * 2)
+        self.assertEqual([r.policy_generation for r in records], [1, 2])
+
+        stats = api.metrics.GetStats(metrics_pb2.GetStatsRequest(
+            name_prefix="qtls_tls_cert_expiry"))
+        sample = stats.families[0].samples[0]
+        self.assertGreater(sample.value, time.time())
+
+        resolved = api.policy.ResolvePolicy(policy_pb2.ResolvePolicyRequest(
+            client_address="127.0.0.1", recipient="u@elsewhere.test"))
+        self.assertTrue(resolved.starttls_offered)
+        self.assertFalse(resolved.relay_allowed)
+        self.assertFalse(resolved.recipient_accepted)
+        self.assertIn("elsewhere.test is not in control/rcpthosts", resolved.reason)
+
+
+class MutualTlsTest(RemoteTestCase):
+    """The TCP admin listener: mutual TLS and the identity allow-list."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        c = cls.certs
+        cls.server = c.leaf("admin-server", cn="remoted.qtls.test", dns=["remoted.qtls.test"])
+        cls.writer = c.leaf("admin-writer", cn="ops.qtls.test", ips=[])
+        cls.reader = c.leaf("admin-reader", cn="viewer.qtls.test", ips=[])
+        cls.stranger = c.leaf("admin-stranger", cn="stranger.qtls.test", ips=[])
+        cls.other = certs.CertFactory(os.path.join(cls.root), ca_name="impostor CA")
+        cls.impostor = cls.other.leaf("impostor", cn="ops.qtls.test", ips=[])
+
+    def start_tcp(self):
+        clients = os.path.join(self.dir, "admin-clients")
+        with open(clients, "w") as f:
+            f.write("# identity rights\nops.qtls.test write\nviewer.qtls.test read\n")
+        self.start_daemon(args=["--admin-listen", "127.0.0.1:0",
+                                "--admin-cert", self.server.cert_path,
+                                "--admin-key", self.server.key_path,
+                                "--admin-client-ca", self.certs.ca.cert_path,
+                                "--admin-clients", clients])
+        wait_for(lambda: re.search(r"admin listen=(127\.0\.0\.1:\d+)", self.daemon.read_log()),
+                 what="admin listen")
+        return re.search(r"admin listen=(127\.0\.0\.1:\d+)", self.daemon.read_log()).group(1)
+
+    def channel(self, addr, identity=None):
+        def read(p):
+            with open(p, "rb") as f:
+                return f.read()
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read(self.certs.ca.cert_path),
+            private_key=read(identity.key_path) if identity else None,
+            certificate_chain=read(identity.cert_path) if identity else None)
+        return Api(grpc.secure_channel(addr, creds, options=(
+            ("grpc.ssl_target_name_override", "remoted.qtls.test"),)))
+
+    def test_refusals_each_with_the_right_code(self):
+        addr = self.start_tcp()
+        writer = self.channel(addr, self.writer)
+        gen = writer.get().generation
+        self.assertTrue(writer.put(gen, {"notlshosts/a.test": ""}).applied)
+        audit = self.daemon.read_log()
+        self.assertIn("caller=mtls:ops.qtls.test@ipv4:127.0.0.1:", audit)
+
+        reader = self.channel(addr, self.reader)
+        self.assertEqual(reader.get().generation, gen + 1)
+        code, details = code_of(lambda: reader.put(gen + 1, {"notlshosts/b.test": ""}))
+        self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("viewer.qtls.test has read rights only", details)
+        code, _ = code_of(lambda: reader.policy.Rollback(
+            policy_pb2.RollbackRequest(expected_generation=gen + 1)))
+        self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+
+        stranger = self.channel(addr, self.stranger)  # right CA, not on the list
+        code, details = code_of(stranger.get)
+        self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("stranger.qtls.test is not on this daemon's admin allow-list", details)
+        code, _ = code_of(lambda: stranger.health.Check(health_pb2.HealthCheckRequest(), timeout=5))
+        self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+
+        # No certificate, or one from another CA: the TLS handshake fails, nothing is served.
+        for api in (self.channel(addr, None), self.channel(addr, self.impostor)):
+            code, _ = code_of(lambda: api.policy.GetPolicy(policy_pb2.GetPolicyRequest(), timeout=5))
+            self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(writer.get().generation, gen + 1)  # nothing changed
+        # qtlsctl over mTLS.
+        p = subprocess.run([QTLSCTL, "--target", addr, "--cert", self.reader.cert_path,
+                            "--key", self.reader.key_path, "--ca", self.certs.ca.cert_path,
+                            "--server-name", "remoted.qtls.test", "policy", "rollback"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 6, p.stderr)
+        self.assertIn("PERMISSION_DENIED", p.stderr)
+
+    def test_tcp_without_mutual_tls_is_refused_at_start(self):
+        with self.assertRaises(AssertionError) as e:
+            self.start_daemon(args=["--admin-listen", "127.0.0.1:0"])
+        self.assertIn("qtls-remoted: fatal: refusing to serve the admin API on TCP 127.0.0.1:0 "
+                      "without mutual TLS", str(e.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
