@@ -7,6 +7,7 @@
 #include <asio/io_context.hpp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 
 #include "admin/admin_flags.h"
@@ -166,8 +167,16 @@ int main(int argc, char** argv) {
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
-      admin::smtpdSchema(
-          [&](const std::string& h) { return loadSmtpdConfig(h, cipherVariants).status(); }),
+      admin::smtpdSchema([&](const std::string& h) -> absl::Status {
+        auto cfg = loadSmtpdConfig(h, cipherVariants);
+        if (!cfg.ok()) return cfg.status();
+        // qmail-smtpd relays for everyone without rcpthosts; a remote change must not do that.
+        if (!(*cfg)->haveRcpthosts)
+          return absl::InvalidArgumentError(
+              "rcpthosts: a policy without control/rcpthosts would make qtls-smtpd an open "
+              "relay; refused");
+        return absl::OkStatus();
+      }),
       home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items&) {
         if (auto s = store.reload(home, cipherVariants, gen); !s.ok()) return s;
         auto cfg = store.current();
@@ -211,6 +220,13 @@ int main(int argc, char** argv) {
   if (!user.empty()) {
     struct passwd* pw = getpwnam(user.c_str());
     if (pw == nullptr) die("--user: no such user: " + user);
+    // The state directory was made as root; the policy is changed as this user from now on.
+    std::error_code ec;
+    for (auto& e : std::filesystem::recursive_directory_iterator(adminFlags.stateDir, ec))
+      if (::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) ec.clear();
+    if (::chown(adminFlags.stateDir.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+      die("--user " + user + ": cannot give " + adminFlags.stateDir +
+          " to the user: " + std::strerror(errno));
     if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
         setuid(pw->pw_uid) != 0)
       die("--user " + user + ": cannot drop privileges: " + std::strerror(errno));

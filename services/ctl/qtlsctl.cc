@@ -221,7 +221,8 @@ std::map<std::string, std::string> collect(const std::string& dir,
     if (d == nullptr) return;
     while (struct dirent* e = readdir(d)) {
       std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
+      // Dotfiles (.qtls-generation, editor swap files) and backups~ are not policy.
+      if (n.empty() || n[0] == '.' || n.back() == '~') continue;
       struct stat st;
       std::string rel = sub.empty() ? n : sub + "/" + n;
       if (stat((dir + "/" + rel).c_str(), &st) == 0 && S_ISREG(st.st_mode))
@@ -326,6 +327,11 @@ int policyGet(Client& c, const Options& o, Args& a) {
   grpc::Status s = c.policy().GetPolicy(ctx.get(), {}, &r);
   if (!s.ok()) return fail(o, s);
   if (!out.empty()) {
+    mkdir(out.c_str(), 0755);
+    {
+      std::ofstream g(out + "/.qtls-generation", std::ios::trunc);
+      g << r.generation() << "\n";
+    }
     for (const auto& it : r.items()) {
       std::string path = out + "/" + it.path();
       std::string dir = path.substr(0, path.rfind('/'));
@@ -393,6 +399,17 @@ int policyApply(Client& c, const Options& o, Args& a, bool diffOnly) {
   if (!from.empty() && (req.put_size() || req.remove_size()))
     usage("--from gives the whole policy; do not mix it with --put or --remove");
   if (diffOnly) req.set_dry_run(true);
+  if (!from.empty() && !haveExpect && !diffOnly) {
+    // The generation the directory was read at (policy get --out), so that a change made
+    // since then is a conflict, not silently reverted.
+    std::ifstream g(from + "/.qtls-generation");
+    std::string line;
+    if (!std::getline(g, line))
+      usage("policy apply --from " + from + " needs --expect-generation N (the generation " +
+            "you reviewed), or a directory written by `qtlsctl policy get --out`");
+    req.set_expected_generation(number(from + "/.qtls-generation", line));
+    haveExpect = true;
+  }
   if (!haveExpect || !from.empty()) {
     v1::GetPolicyResponse cur;
     auto ctx = c.context();
@@ -400,11 +417,27 @@ int policyApply(Client& c, const Options& o, Args& a, bool diffOnly) {
     if (!s.ok()) return fail(o, s);
     if (!haveExpect) req.set_expected_generation(cur.generation());
     if (!from.empty()) {
-      req.set_replace(true);
-      for (auto& [path, content] : collect(from, cur)) {
+      // DIR is the whole policy: put what differs, remove what DIR lacks. A file shown
+      // without its key (policy get) and left as it was keeps the key on the daemon.
+      std::map<std::string, std::string> local = collect(from, cur);
+      if (local.empty())
+        usage(from + " holds none of the files " + cur.daemon() +
+              "'s policy owns; refusing to remove them all (use --remove for that)");
+      std::map<std::string, const v1::PolicyItem*> now;
+      for (const auto& it : cur.items()) now[it.path()] = &it;
+      for (const auto& [path, content] : local) {
+        auto n = now.find(path);
+        if (n != now.end() && n->second->content() == content) continue;  // unchanged
         auto* it = req.add_put();
         it->set_path(path);
         it->set_content(content);
+      }
+      for (const auto& [path, item] : now)
+        if (!local.count(path)) req.add_remove(path);
+      if (req.put_size() == 0 && req.remove_size() == 0) {
+        std::printf("no change: %s is generation %llu already\n", from.c_str(),
+                    static_cast<unsigned long long>(cur.generation()));
+        return kOk;
       }
     }
   }

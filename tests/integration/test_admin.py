@@ -5,6 +5,7 @@ refuses what it must; eight clients racing on compare-and-swap leave a linear hi
 daemon killed in the middle of a commit comes back with the old or the new policy whole;
 qtlsctl's tables and exit codes."""
 import concurrent.futures
+import grp
 import os
 import re
 import signal
@@ -319,13 +320,23 @@ class RemotedAdminTest(RemoteTestCase):
         self.assertLessEqual({"qtls.v1.PolicyService", "qtls.v1.TlsMetricsService",
                               "grpc.health.v1.Health"}, names)
 
-    def test_socket_is_0660_and_removed_at_stop(self):
+    def test_socket_modes_and_removed_at_stop(self):
+        # Without --admin-group only the daemon's user; with it, that group too.
         self.start_daemon()
-        mode = os.stat(self.daemon.admin_socket).st_mode & 0o777
-        self.assertEqual(mode, 0o660)
+        self.assertEqual(os.stat(self.daemon.admin_socket).st_mode & 0o777, 0o600)
         self.daemon.stop()
         self.assertFalse(os.path.exists(self.daemon.admin_socket))
-        self.daemon = None
+        group = grp.getgrgid(os.getgid()).gr_name
+        self.start_daemon(args=["--admin-group", group])
+        st = os.stat(self.daemon.admin_socket)
+        self.assertEqual((st.st_mode & 0o777, st.st_gid), (0o660, os.getgid()))
+        # A second daemon on the same state directory is refused before it publishes anything.
+        os.makedirs(os.path.join(self.dir, "second"))
+        with self.assertRaises(AssertionError) as e:
+            Remoted(self.home, os.path.join(self.dir, "second"), args=[
+                "--admin-listen", "none", "--state-dir", self.daemon.state_dir])
+        self.assertIn("is in use by another daemon; give each instance its own --state-dir",
+                      str(e.exception))
 
     def test_qtlsctl_tables_and_exit_codes(self):
         p = self.peer()
@@ -357,10 +368,16 @@ class RemotedAdminTest(RemoteTestCase):
         rc, out, err = ctl(sock, "policy", "apply", "--put", "../me=" + tp)
         self.assertEqual(rc, 4)
         self.assertIn("INVALID_ARGUMENT: put ../me:", err)
-        # A directory in control/ layout as the whole policy; diff first, then apply.
+        # A directory in control/ layout as the whole policy: get, edit, diff, apply.
         staged = os.path.join(self.dir, "staged")
+        rc, out, err = ctl(sock, "policy", "get", "--out", staged)
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(staged, ".qtls-generation")) as f:
+            self.assertEqual(f.read(), "2\n")
+        os.unlink(os.path.join(staged, "tlspolicy"))
         os.makedirs(os.path.join(staged, "notlshosts"))
         open(os.path.join(staged, "notlshosts", "legacy.test"), "w").close()
+        open(os.path.join(staged, "notlshosts", "legacy.test~"), "w").close()  # editor leftover
         with open(os.path.join(staged, "me"), "w") as f:
             f.write("ignored\n")
         rc, out, err = ctl(sock, "policy", "diff", "--from", staged)

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -213,6 +214,17 @@ const char* kindWord(ItemKind k) {
 
 }  // namespace
 
+std::string describe(const std::vector<Change>& changes) {
+  std::string what;
+  for (const Change& c : changes)
+    what += text::cat(what.empty() ? "" : ",",
+                      c.op == Change::Op::kAdded     ? "+"
+                      : c.op == Change::Op::kRemoved ? "-"
+                                                     : "~",
+                      c.path);
+  return what.empty() ? "none" : what;
+}
+
 void crashPoint(const char* point) {
   const char* want = std::getenv("QTLS_CRASH_POINT");
   if (want != nullptr && std::strcmp(want, point) == 0) {
@@ -254,6 +266,10 @@ PolicyStore::PolicyStore(Schema schema, std::string home, std::string stateDir, 
       control_(home_ + "/control"),
       state_(std::move(stateDir)),
       activate_(std::move(activate)) {}
+
+PolicyStore::~PolicyStore() {
+  if (lockFd_ >= 0) ::close(lockFd_);  // releases the flock
+}
 
 std::string PolicyStore::sha256Hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -388,6 +404,9 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
     return invalid(text::cat("larger than ", kMaxItemBytes, " bytes"));
   if (rule->content != Content::kAny && content.find('\0') != std::string::npos)
     return invalid("contains a NUL byte");
+  if (rule->content != Content::kCertAndKey &&
+      content.find("PRIVATE KEY-----") != std::string::npos)
+    return invalid("holds a private key; only clientcert.pem and servercert.pem may");
   ERR_clear_error();
   switch (rule->content) {
     case Content::kAny:
@@ -424,7 +443,9 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
       std::vector<X509*> certs = readCerts(content);
       std::vector<EVP_PKEY*> keys;
       BioPtr bio = memBio(content);
-      while (EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr))
+      // An encrypted key must not make OpenSSL prompt on a terminal: no passphrase, refused.
+      auto noPassphrase = [](char*, int, int, void*) { return 0; };
+      while (EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr))
         keys.push_back(k);
       ERR_clear_error();
       std::string why;
@@ -455,20 +476,48 @@ absl::Status PolicyStore::checkWhole(const Items& items) const {
   fs::create_directories(home, ec);
   if (ec) return absl::InternalError(text::cat("cannot create ", home, ": ", ec.message()));
   ::chmod(home.c_str(), 0700);
-  fs::copy(control_, home + "/control",
-           fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(dir, e);
+    }
+  } cleanup{home};
+  // Real directories and copies of contents only: control/ (or a subdirectory) may be a
+  // symlink (Debian's /var/qmail/control -> /etc/qmail), and the live files must never be
+  // reachable from here. Files the policy does not own are copied as the loader sees them;
+  // one this daemon cannot read is left out (the loader says so if it needs it).
+  const std::string copy = home + "/control";
+  fs::create_directories(copy, ec);
+  struct stat st;
+  if (ec || ::lstat(copy.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return absl::InternalError(text::cat("cannot create ", copy));
+  for (auto it = fs::recursive_directory_iterator(control_,
+                                                  fs::directory_options::follow_directory_symlink |
+                                                      fs::directory_options::skip_permission_denied,
+                                                  ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string rel = fs::relative(it->path(), control_, ec).string();
+    if (ec) break;
+    if (it->is_directory(ec)) {
+      if (rel.find('/') != std::string::npos || rel == "." || rel[0] == '.')
+        it.disable_recursion_pending();  // qmail's control/ is one level of subdirectories
+      else
+        fs::create_directory(copy + "/" + rel, ec);
+      continue;
+    }
+    if (!it->is_regular_file(ec) || kindOf(rel)) continue;
+    auto content = control::readFile(it->path().string());
+    if (!content.ok() || !*content) continue;
+    if (auto w = writeAtomic(copy + "/" + rel, **content, 0600, false); !w.ok()) return w;
+  }
   if (ec)
-    return absl::InternalError(text::cat("cannot copy ", control_, " to check: ", ec.message()));
-  auto disk = readDisk();
-  if (!disk.ok()) return disk.status();
-  for (const auto& [path, content] : *disk)
-    if (!items.count(path)) fs::remove(home + "/control/" + path, ec);
+    return absl::InternalError(text::cat("cannot read ", control_, " to check: ", ec.message()));
   for (const auto& [path, content] : items) {
-    fs::create_directories(dirOf(home + "/control/" + path), ec);
-    if (auto s = writeAtomic(home + "/control/" + path, content, 0600, false); !s.ok()) return s;
+    fs::create_directories(dirOf(copy + "/" + path), ec);
+    if (auto w = writeAtomic(copy + "/" + path, content, 0600, false); !w.ok()) return w;
   }
   absl::Status s = schema_.check(home);
-  fs::remove_all(home, ec);
   if (!s.ok()) {
     // Name files by their place in control/, not in the private copy.
     std::string msg(s.message());
@@ -545,6 +594,14 @@ absl::Status PolicyStore::open() {
   fs::create_directories(state_ + "/generations", ec);
   if (ec) return absl::InternalError(text::cat("cannot create ", state_, ": ", ec.message()));
   ::chmod(state_.c_str(), 0700);
+  // One daemon per state directory: two would hand out the same generation numbers.
+  if (lockFd_ < 0) {
+    lockFd_ = ::open((state_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lockFd_ < 0) return absl::InternalError(errnoText("cannot open", state_ + "/lock"));
+    if (::flock(lockFd_, LOCK_EX | LOCK_NB) != 0)
+      return absl::FailedPreconditionError(text::cat(
+          state_, " is in use by another daemon; give each instance its own --state-dir"));
+  }
 
   // 1. Finish a change that reached its commit point.
   auto pending = control::readLine(state_ + "/pending");
@@ -577,8 +634,13 @@ absl::Status PolicyStore::open() {
   const std::string digest = digestOf(*disk);
   uint64_t gen = 1;
   if (!*current) {
+    // No record of the generation in force: continue after any generation still kept, never
+    // reuse a number for different content.
+    std::vector<uint64_t> kept = history();
+    if (!kept.empty()) gen = kept.back() + 1;
     if (auto s = persistGeneration(gen, *disk); !s.ok()) return s;
-    audit("start", "init", "applied", 0, gen, digest, diff({}, *disk), "first start");
+    audit("start", "init", "applied", gen - 1, gen, digest, diff({}, *disk),
+          kept.empty() ? "first start" : "state/current was missing");
   } else {
     std::vector<std::string_view> f = text::splitAny(**current, " ");
     gen = f.empty() ? 0 : std::strtoull(std::string(f[0]).c_str(), nullptr, 10);
@@ -602,6 +664,7 @@ absl::Status PolicyStore::open() {
 
 absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!interrupted_.empty()) return absl::UnavailableError(interrupted_);
   auto disk = readDisk();
   if (!disk.ok()) return disk.status();
   const std::string digest = digestOf(*disk);
@@ -656,18 +719,11 @@ std::vector<Change> PolicyStore::diff(const Items& from, const Items& to) const 
 void PolicyStore::audit(const std::string& caller, const std::string& op, const std::string& result,
                         uint64_t before, uint64_t after, const std::string& digest,
                         const std::vector<Change>& changes, const std::string& reason) const {
-  std::string what;
-  for (const Change& c : changes)
-    what += text::cat(what.empty() ? "" : ",",
-                      c.op == Change::Op::kAdded     ? "+"
-                      : c.op == Change::Op::kRemoved ? "-"
-                                                     : "~",
-                      c.path);
-  const std::string line =
-      text::cat("audit daemon=", schema_.daemon, " caller=", log::value(caller), " op=", op,
-                " result=", result, " generation=", before, "->", after, " digest=", digest,
-                " changes=", what.empty() ? "none" : log::value(what),
-                " reason=", log::value(reason.empty() ? "-" : reason));
+  const std::string what = describe(changes);
+  const std::string line = text::cat(
+      "audit daemon=", schema_.daemon, " caller=", log::value(caller), " op=", op,
+      " result=", result, " generation=", before, "->", after, " digest=", digest,
+      " changes=", log::value(what), " reason=", log::value(reason.empty() ? "-" : reason));
   log::info(line);
   if (observer_) observer_(op, result == "applied");
   // The same line, kept with the state: a record that outlives log rotation.
@@ -688,10 +744,22 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   r.digestBefore = cur_.digest;
   r.digestAfter = digestOf(next);
   r.changes = diff(cur_.items, next);
+  if (!interrupted_.empty()) return absl::UnavailableError(interrupted_);
   if (expected != cur_.generation) {
     auto s = absl::FailedPreconditionError(text::cat(
         "generation conflict: the change expected generation ", expected, " but generation ",
         cur_.generation, " is in force; read the policy again and reapply the change to it"));
+    audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
+          std::string(s.message()));
+    return s;
+  }
+  // A hand edit not yet reloaded would be overwritten without a trace: refuse instead.
+  if (auto disk = readDisk(); !disk.ok() || digestOf(*disk) != cur_.digest) {
+    auto s = disk.ok() ? absl::FailedPreconditionError(text::cat(
+                             "control files were edited by hand since generation ", cur_.generation,
+                             " was loaded (", describe(diff(cur_.items, *disk)),
+                             "); send SIGHUP to make the edit a generation, then retry"))
+                       : disk.status();
     audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
           std::string(s.message()));
     return s;
@@ -722,13 +790,18 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   crashPoint("snapshot-written");
   if (auto s = writeAtomic(state_ + "/pending", text::cat(gen, "\n"), 0600); !s.ok()) return s;
   crashPoint("pending-written");
-  if (auto s = writeControl(next); !s.ok()) {
-    log::error(text::cat("policy: change to generation ", gen, " interrupted: ",
-                         std::string(s.message()), "; it is finished at the next start"));
-    return absl::InternalError(text::cat("writing control files: ", std::string(s.message())));
-  }
+  auto broken = [&](const absl::Status& s) {
+    // Past the commit point: only the roll-forward at the next start may touch the files.
+    interrupted_ =
+        text::cat("the change to generation ", gen, " was interrupted (", std::string(s.message()),
+                  "); restart the daemon to finish it before any other change");
+    log::error(text::cat("policy: ", interrupted_));
+    audit(caller, op, "interrupted", gen - 1, gen, r.digestAfter, r.changes, reason);
+    return absl::InternalError(interrupted_);
+  };
+  if (auto s = writeControl(next); !s.ok()) return broken(s);
   crashPoint("control-written");
-  if (auto s = persistGeneration(gen, next); !s.ok()) return s;
+  if (auto s = persistGeneration(gen, next); !s.ok()) return broken(s);
   crashPoint("current-written");
   ::unlink((state_ + "/pending").c_str());
   fsyncDir(state_).IgnoreError();
@@ -779,28 +852,41 @@ absl::StatusOr<ChangeResult> PolicyStore::rollback(uint64_t expectedGeneration,
                                                    const std::string& reason,
                                                    const std::string& caller) {
   std::lock_guard<std::mutex> lock(mu_);
+  return rollbackLocked(expectedGeneration, toGeneration, dryRun, reason, caller);
+}
+
+absl::StatusOr<ChangeResult> PolicyStore::rollbackLocked(uint64_t expectedGeneration,
+                                                         uint64_t toGeneration, bool dryRun,
+                                                         const std::string& reason,
+                                                         const std::string& caller) {
+  // Refusals before the commit step are audited here; commit() audits its own.
+  auto refuse = [&](absl::Status st) {
+    audit(caller, "rollback", "refused", cur_.generation, cur_.generation, "-", {},
+          std::string(st.message()));
+    return st;
+  };
   if (expectedGeneration == 0)
-    return absl::InvalidArgumentError(
-        "expected_generation: required; read the generation in force with GetPolicy");
+    return refuse(absl::InvalidArgumentError(
+        "expected_generation: required; read the generation in force with GetPolicy"));
   if (toGeneration == 0) {
     for (uint64_t g : history())
       if (g < cur_.generation) toGeneration = g;
     if (toGeneration == 0)
-      return absl::NotFoundError(
-          text::cat("no generation before ", cur_.generation, " is kept on disk"));
+      return refuse(absl::NotFoundError(
+          text::cat("no generation before ", cur_.generation, " is kept on disk")));
   }
   if (toGeneration >= cur_.generation)
-    return absl::InvalidArgumentError(text::cat("to_generation: ", toGeneration,
-                                                " is not older than the generation in force (",
-                                                cur_.generation, ")"));
+    return refuse(absl::InvalidArgumentError(
+        text::cat("to_generation: ", toGeneration, " is not older than the generation in force (",
+                  cur_.generation, ")")));
   auto snap = control::readFile(snapshotPath(state_, toGeneration));
-  if (!snap.ok()) return snap.status();
+  if (!snap.ok()) return refuse(snap.status());
   if (!*snap)
-    return absl::NotFoundError(text::cat("generation ", toGeneration,
-                                         " is no longer kept on disk (the last ", kKeepGenerations,
-                                         " are)"));
+    return refuse(absl::NotFoundError(text::cat("generation ", toGeneration,
+                                                " is no longer kept on disk (the last ",
+                                                kKeepGenerations, " are)")));
   auto items = decodeSnapshot(**snap, snapshotPath(state_, toGeneration));
-  if (!items.ok()) return items.status();
+  if (!items.ok()) return refuse(items.status());
   return commit(*items, expectedGeneration, dryRun, "rollback",
                 text::cat("to generation ", toGeneration, reason.empty() ? "" : ": ", reason),
                 caller);

@@ -119,6 +119,9 @@ class PolicyStore {
   // configuration in with that generation; on error the old configuration must stay.
   using Activate = std::function<absl::Status(uint64_t generation, const Items& items)>;
   PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate);
+  ~PolicyStore();
+  PolicyStore(const PolicyStore&) = delete;
+  PolicyStore& operator=(const PolicyStore&) = delete;
 
   // Called once per audited change: op ("apply", "rollback", "hand-edit", "start") and
   // whether it was applied. Set before open().
@@ -169,6 +172,9 @@ class PolicyStore {
              uint64_t before, uint64_t after, const std::string& digest,
              const std::vector<Change>& changes, const std::string& reason) const;
   std::vector<Change> diff(const Items& from, const Items& to) const;
+  absl::StatusOr<ChangeResult> rollbackLocked(uint64_t expectedGeneration, uint64_t toGeneration,
+                                              bool dryRun, const std::string& reason,
+                                              const std::string& caller);
 
   Schema schema_;
   std::string home_, control_, state_;
@@ -176,7 +182,12 @@ class PolicyStore {
   std::function<void(const std::string&, bool)> observer_;
   mutable std::mutex mu_;  // one change at a time; guards cur_
   Snapshot cur_;
+  std::string interrupted_;  // set when a change failed past its commit point
+  int lockFd_ = -1;          // flock on <state>/lock: one daemon per state directory
 };
+
+// "+tlshosts/a.pem,~tlspolicy" for log lines; "none" when empty.
+std::string describe(const std::vector<Change>& changes);
 
 // "tlshost-ca", "server-cert", ...: a short word for tables.
 std::string kindName(ItemKind k);

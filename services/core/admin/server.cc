@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/auth_metadata_processor.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,8 +43,8 @@ grpc::Status toGrpc(const absl::Status& s) {
     case absl::StatusCode::kPermissionDenied:
       c = grpc::StatusCode::PERMISSION_DENIED;
       break;
-    case absl::StatusCode::kUnavailable:
-      c = grpc::StatusCode::UNAVAILABLE;
+    case absl::StatusCode::kUnavailable:  // the store's disk trouble: not "try elsewhere"
+      c = grpc::StatusCode::INTERNAL;
       break;
     case absl::StatusCode::kDataLoss:
       c = grpc::StatusCode::DATA_LOSS;
@@ -51,6 +53,41 @@ grpc::Status toGrpc(const absl::Status& s) {
       break;
   }
   return grpc::Status(c, std::string(s.message()));
+}
+
+// proto3 strings must be UTF-8 or the peer's parser refuses the whole message; HELO names,
+// remote replies and hand-made file names are not. Invalid bytes become \xNN.
+std::string utf8(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    const unsigned char c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
+    if (ok && len == 2) ok = c >= 0xC2;  // no overlong forms
+    if (ok && len == 3) {
+      const unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // no overlong, surrogates
+    }
+    if (ok && len == 4) {
+      const unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
+      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (ok) {
+      out.append(in, i, len);
+      i += len;
+    } else {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+      ++i;
+    }
+  }
+  return out;
 }
 
 // Certificate CN and subjectAltName values of the peer.
@@ -110,12 +147,12 @@ void fillResult(const ChangeResult& r, v1::PolicyChangeResult* out) {
   out->set_digest_after(r.digestAfter);
   for (const Change& c : r.changes) {
     v1::ItemChange* ic = out->add_changes();
-    ic->set_path(c.path);
+    ic->set_path(utf8(c.path));
     ic->set_op(opOf(c.op));
     ic->set_kind(static_cast<v1::ItemKind>(c.kind));
     ic->set_old_sha256(c.oldSha256);
     ic->set_new_sha256(c.newSha256);
-    ic->set_diff(c.diff);
+    ic->set_diff(utf8(c.diff));
   }
 }
 
@@ -123,6 +160,17 @@ std::string unixPath(const std::string& listen) {
   std::string p = listen.substr(5);
   if (p.rfind("//", 0) == 0) p = p.substr(2);
   return p;
+}
+
+bool socketInUse(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct sockaddr_un sa {};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  bool used = ::connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) == 0;
+  ::close(fd);
+  return used;
 }
 
 absl::StatusOr<std::string> readWhole(const std::string& path, const char* flag) {
@@ -182,17 +230,14 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       if (g < snap.generation) out->add_history(g);
     for (const auto& [path, content] : snap.items) {
       v1::PolicyItem* it = out->add_items();
-      it->set_path(path);
+      it->set_path(utf8(path));
       it->set_kind(
           static_cast<v1::ItemKind>(policy_.kindOf(path).value_or(ItemKind::kUnspecified)));
       it->set_sha256(PolicyStore::sha256Hex(content));
-      if (policy_.secret(path)) {
-        bool redacted = false;
-        it->set_content(PolicyStore::redactKeys(content, &redacted));
-        it->set_redacted(redacted);
-      } else {
-        it->set_content(content);
-      }
+      // Keys never leave the daemon, whichever file (a hand edit, say) holds one.
+      bool redacted = false;
+      it->set_content(PolicyStore::redactKeys(content, &redacted));
+      it->set_redacted(redacted);
     }
     return grpc::Status::OK;
   }
@@ -200,7 +245,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status ApplyPolicy(grpc::ServerContext* ctx, const v1::ApplyPolicyRequest* req,
                            v1::PolicyChangeResult* out) override {
     std::string caller;
-    if (auto s = authorize(ctx, true, &caller); !s.ok()) return s;
+    // A dry run changes nothing: read rights are enough (qtlsctl policy diff).
+    if (auto s = authorize(ctx, !req->dry_run(), &caller); !s.ok()) return s;
     if (!serving_)
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the daemon is stopping; apply the change after it restarts");
@@ -227,7 +273,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status Rollback(grpc::ServerContext* ctx, const v1::RollbackRequest* req,
                         v1::PolicyChangeResult* out) override {
     std::string caller;
-    if (auto s = authorize(ctx, true, &caller); !s.ok()) return s;
+    // A dry run changes nothing: read rights are enough (qtlsctl policy diff).
+    if (auto s = authorize(ctx, !req->dry_run(), &caller); !s.ok()) return s;
     if (!serving_)
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the daemon is stopping; roll back after it restarts");
@@ -314,22 +361,22 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       v1::SessionRecord rec;
       rec.set_end_time(e->endTime);
       rec.set_direction(e->direction);
-      rec.set_peer(e->peer);
-      rec.set_domain(e->domain);
-      rec.set_level_requested(e->levelRequested);
-      rec.set_level_achieved(e->levelAchieved);
-      rec.set_policy_source(e->policySource);
-      rec.set_tls_version(e->tlsVersion);
-      rec.set_cipher(e->cipher);
-      rec.set_verify(e->verify);
+      rec.set_peer(utf8(e->peer));
+      rec.set_domain(utf8(e->domain));
+      rec.set_level_requested(utf8(e->levelRequested));
+      rec.set_level_achieved(utf8(e->levelAchieved));
+      rec.set_policy_source(utf8(e->policySource));
+      rec.set_tls_version(utf8(e->tlsVersion));
+      rec.set_cipher(utf8(e->cipher));
+      rec.set_verify(utf8(e->verify));
       rec.set_resumed(e->resumed);
       rec.set_connection_reused(e->connectionReused);
-      rec.set_outcome(e->outcome);
-      rec.set_detail(e->detail);
+      rec.set_outcome(utf8(e->outcome));
+      rec.set_detail(utf8(e->detail));
       rec.set_duration_seconds(e->durationSeconds);
       rec.set_recipients(e->recipients);
       rec.set_messages(e->messages);
-      rec.set_tls_mode(e->tlsMode);
+      rec.set_tls_mode(utf8(e->tlsMode));
       rec.set_dropped_before(lost);
       rec.set_policy_generation(e->policyGeneration);
       lost = 0;
@@ -362,8 +409,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
         log::warn(text::cat("admin: refused write by read-only identity ", log::value(id)));
         return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                             text::cat("identity ", id,
-                                      " has read rights only; ApplyPolicy and Rollback need "
-                                      "write rights in the admin allow-list"));
+                                      " has read rights only; ApplyPolicy and Rollback (other than "
+                                      "dry runs) need write rights in the admin allow-list"));
       }
       return grpc::Status::OK;
     }
@@ -411,6 +458,9 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
         if (!S_ISSOCK(st.st_mode))
           return absl::InvalidArgumentError(
               text::cat("--admin-listen ", l, ": ", path, " exists and is not a socket"));
+        if (socketInUse(path))
+          return absl::FailedPreconditionError(
+              text::cat("--admin-listen ", l, ": another process is serving on ", path));
         ::unlink(path.c_str());  // left over from an earlier run
       }
       builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
@@ -448,7 +498,7 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
   }
 
   // Sockets are created 0660 from the start, not chmod-ed after a window.
-  const mode_t old = ::umask(0117);
+  const mode_t old = ::umask(o.socketGroup.empty() ? 0177 : 0117);
   server_ = builder.BuildAndStart();
   ::umask(old);
   if (!server_)
@@ -465,7 +515,9 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
         return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup,
                                              ": ", std::strerror(errno)));
     }
-    ::chmod(path.c_str(), 0660);
+    // Group access only for a group the operator named: the daemon's own group may be shared
+    // with other qmail daemons (nofiles), which must not change TLS policy.
+    ::chmod(path.c_str(), o.socketGroup.empty() ? 0600 : 0660);
     where.push_back("unix:" + path);
   }
   for (const auto& t : tcp) {

@@ -35,7 +35,7 @@ std::string unifiedDiff(const std::string& before, const std::string& after,
   if (binary(before) || binary(after)) return "Binary contents differ\n";
   const std::vector<std::string> a = lines(before), b = lines(after);
   const size_t n = a.size(), m = b.size();
-  if (n > kMaxDiffLines || m > kMaxDiffLines)
+  if (n > kMaxDiffLines || m > kMaxDiffLines || n * m > kMaxDiffCells)
     return text::cat("Contents differ (", n, " -> ", m, " lines; too long to diff)\n");
 
   // lcs[i][j]: length of the LCS of a[i..] and b[j..].

@@ -11,5 +11,6 @@ std::string unifiedDiff(const std::string& before, const std::string& after,
                         const std::string& name);
 
 inline constexpr size_t kMaxDiffLines = 4000;
+inline constexpr size_t kMaxDiffCells = 1 << 20;  // n * m: at most 4 MiB of table
 
 }  // namespace qtls::admin

@@ -1,4 +1,5 @@
 // Every admin RPC through a real gRPC server on a Unix socket, with the generated C++ client.
+#include <grp.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -44,6 +45,7 @@ class AdminServerTest : public ::testing::Test {
         });
     AdminOptions o;
     o.listen = {"unix:" + root_ + "/admin.sock"};
+    o.socketGroup = getgrgid(getgid())->gr_name;  // 0660 needs a named group
     auto where = server_->start(o);
     ASSERT_TRUE(where.ok()) << where.status().message();
     auto ch =

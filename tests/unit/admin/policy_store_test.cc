@@ -319,6 +319,48 @@ TEST_F(PolicyStoreTest, CrashAtAnyStepLeavesOldOrNewPolicyWhole) {
   }
 }
 
+TEST_F(PolicyStoreTest, AHandEditNotYetReloadedIsNeverOverwritten) {
+  auto store = open();
+  write("notlshosts/hand.example", "");  // no SIGHUP yet
+  auto r = store->apply(put(1, "tlspolicy", "example.com verify\n"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("edited by hand since generation 1 was loaded "
+                                      "(+notlshosts/hand.example); send SIGHUP"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_TRUE(fs::exists(home_ + "/control/notlshosts/hand.example"));
+  EXPECT_EQ(slurp(home_ + "/control/tlspolicy"), "example.com encrypt\n");
+}
+
+TEST_F(PolicyStoreTest, PrivateKeysOnlyInTheFilesMeantForThem) {
+  auto store = open();
+  const testing::Pem a = testing::selfSigned("ca.example");
+  auto r = store->apply(put(1, "tlshosts/mx.example.com.pem", a.cert + a.key));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("holds a private key"), std::string::npos);
+}
+
+// Debian's qmail has /var/qmail/control -> /etc/qmail: validating a change (dry run or
+// refused) must not write through the link into the live directory.
+TEST_F(PolicyStoreTest, SymlinkedControlDirectoryIsNeverWrittenByAValidation) {
+  fs::rename(home_ + "/control", root_ + "/etc-qmail");
+  fs::create_directory_symlink(root_ + "/etc-qmail", home_ + "/control");
+  auto store = open();
+  auto before = tree(root_ + "/etc-qmail");
+  ChangeRequest dry = put(1, "tlspolicy", "example.com verify\n");
+  dry.put["notlshosts/x.example"] = "";
+  dry.dryRun = true;
+  ASSERT_TRUE(store->apply(dry).ok());
+  ChangeRequest bad = put(1, "tlspolicy", "example.com sometimes\n");
+  EXPECT_FALSE(store->apply(bad).ok());
+  EXPECT_EQ(tree(root_ + "/etc-qmail"), before);
+  EXPECT_TRUE(fs::is_symlink(home_ + "/control"));
+  // A real change goes through the link, as qmail's own files do.
+  ASSERT_TRUE(store->apply(put(1, "tlspolicy", "example.com verify\n")).ok());
+  EXPECT_EQ(slurp(root_ + "/etc-qmail/tlspolicy"), "example.com verify\n");
+}
+
 TEST(TextDiffTest, HunksWithContext) {
   std::string a, b;
   for (int i = 1; i <= 20; ++i) a += "line" + std::to_string(i) + "\n";
