@@ -211,11 +211,7 @@ int main(int argc, char** argv) {
       [&](const qtls::v1::ResolvePolicyRequest& req, qtls::v1::ResolvePolicyResponse* out) {
         return resolve(*store.current(), req, out);
       });
-  if (!adminFlags.options.listen.empty()) {
-    auto where = adminServer.start(adminFlags.options);
-    if (!where.ok()) die(std::string(where.status().message()));
-    for (const auto& w : *where) log::info(text::cat("admin listen=", w));
-  }
+  if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
 
   if (!user.empty()) {
     struct passwd* pw = getpwnam(user.c_str());

@@ -26,9 +26,9 @@ struct SessionParams {
   std::string qmailQueue;  // program to run
   SessionLimits limits;
   bool implicitTls = false;
-  std::string listenerCiphers;      // per-listener cipher override, "" = tlsserverciphers
-  std::string listener;             // label for the log
-  AgentMetrics* metrics = nullptr;  // may be null
+  std::string listenerCiphers;          // per-listener cipher override, "" = tlsserverciphers
+  std::string listener;                 // label for the log
+  AgentMetrics* metrics = nullptr;      // may be null
   admin::SessionHub* events = nullptr;  // may be null
 };
 

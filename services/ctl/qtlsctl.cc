@@ -313,6 +313,20 @@ int conflict(Client& c, const Options& o, const grpc::Status& s, uint64_t expect
   return kConflict;
 }
 
+// The answer to ApplyPolicy or Rollback, for people or scripts.
+int finishChange(Client& c, const Options& o, const grpc::Status& s,
+                 const v1::PolicyChangeResult& r, uint64_t expected, bool dryRun) {
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+      s.error_message().find("generation conflict") != std::string::npos)
+    return conflict(c, o, s, expected);
+  if (!s.ok()) return fail(o, s);
+  if (o.json)
+    printJson(r);
+  else
+    printChanges(r, dryRun);
+  return kOk;
+}
+
 int policyGet(Client& c, const Options& o, Args& a) {
   std::string out;
   while (a.more()) {
@@ -444,15 +458,7 @@ int policyApply(Client& c, const Options& o, Args& a, bool diffOnly) {
   v1::PolicyChangeResult r;
   auto ctx = c.context();
   grpc::Status s = c.policy().ApplyPolicy(ctx.get(), req, &r);
-  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-      s.error_message().find("generation conflict") != std::string::npos)
-    return conflict(c, o, s, req.expected_generation());
-  if (!s.ok()) return fail(o, s);
-  if (o.json)
-    printJson(r);
-  else
-    printChanges(r, req.dry_run());
-  return kOk;
+  return finishChange(c, o, s, r, req.expected_generation(), req.dry_run());
 }
 
 int policyRollback(Client& c, const Options& o, Args& a) {
@@ -482,15 +488,7 @@ int policyRollback(Client& c, const Options& o, Args& a) {
   v1::PolicyChangeResult r;
   auto ctx = c.context();
   grpc::Status s = c.policy().Rollback(ctx.get(), req, &r);
-  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-      s.error_message().find("generation conflict") != std::string::npos)
-    return conflict(c, o, s, req.expected_generation());
-  if (!s.ok()) return fail(o, s);
-  if (o.json)
-    printJson(r);
-  else
-    printChanges(r, req.dry_run());
-  return kOk;
+  return finishChange(c, o, s, r, req.expected_generation(), req.dry_run());
 }
 
 int policyResolve(Client& c, const Options& o, Args& a) {

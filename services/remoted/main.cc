@@ -232,11 +232,7 @@ int main(int argc, char** argv) {
       [&](const v1::ResolvePolicyRequest& req, v1::ResolvePolicyResponse* out) {
         return resolve(*store.current(), req, out);
       });
-  if (!adminFlags.options.listen.empty()) {
-    auto where = adminServer.start(adminFlags.options);
-    if (!where.ok()) die(std::string(where.status().message()));
-    for (const auto& w : *where) log::info(text::cat("admin listen=", w));
-  }
+  if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
 
   // The shim socket last: once it exists, the admin API is up too.
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "admin/server.h"
+#include "log/log.h"
 #include "util/flags.h"
+#include "util/text.h"
 
 namespace qtls::admin {
 
@@ -51,6 +53,15 @@ inline void adminDefaults(AdminFlags& a, const std::string& daemon) {
   if (a.options.listen.empty())
     a.options.listen.push_back("unix:/run/qtls/" + daemon + "-admin.sock");
   if (a.options.listen.size() == 1 && a.options.listen[0] == "none") a.options.listen.clear();
+}
+
+// Starts `server` on the listeners in `a` (none when the list is empty), logging each one.
+inline absl::Status startAdmin(AdminServer& server, const AdminFlags& a) {
+  if (a.options.listen.empty()) return absl::OkStatus();
+  auto where = server.start(a.options);
+  if (!where.ok()) return where.status();
+  for (const auto& w : *where) log::info(text::cat("admin listen=", w));
+  return absl::OkStatus();
 }
 
 }  // namespace qtls::admin
