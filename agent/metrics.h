@@ -13,6 +13,10 @@ struct AgentMetrics {
                            {"tls_mode"})),
         starttls(r.counter("qtls_agent_starttls_total", "STARTTLS and implicit TLS handshakes.",
                            {"result"})),
+        tlsSessions(r.counter("qtls_agent_tls_sessions_total",
+                              "Finished inbound sessions that ran over TLS, by mode, version, "
+                              "cipher and session resumed.",
+                              {"tls_mode", "version", "cipher", "resumed"})),
         certRelay(r.counter("qtls_agent_client_cert_relay_total",
                             "Client-certificate relay checks by decision.", {"decision"})),
         messages(r.counter("qtls_agent_messages_total",
@@ -26,6 +30,7 @@ struct AgentMetrics {
 
   stats::Family& sessions;
   stats::Family& starttls;
+  stats::Family& tlsSessions;
   stats::Family& certRelay;
   stats::Family& messages;
   stats::Family& sessionsOpen;

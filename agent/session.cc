@@ -494,17 +494,25 @@ void Session::logSession(std::string_view end) {
                       " cert=", log::value(certDesc), " verify=", log::value(verify),
                       " relay=", relayUsed_, " relay_refused=", refusedRelay_,
                       " accepted=", accepted_, " injected_bytes=", injected_, " end=", end));
+  const char* mode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
+  const bool up = tls_ && SSL_is_init_finished(tls_->native_handle());
+  if (tls_ && !up) {
+    e.failureReason = "handshake";
+    e.tlsVersion = e.cipher = "-";
+  }
+  if (up && p_.metrics)
+    p_.metrics->tlsSessions.with({mode, e.tlsVersion, e.cipher, e.resumed ? "yes" : "no"}).add(1);
   if (p_.events == nullptr) return;
   e.endTime = admin::unixNow();
   e.direction = "inbound";
   e.peer = remoteIp_;
   e.domain = helo_;
   e.levelRequested = "-";
-  e.levelAchieved = tls_ ? (verify == "ok" ? "verify" : "encrypt") : "none";
+  e.levelAchieved = up ? (verify == "ok" ? "verify" : "encrypt") : "none";
   e.policySource = "relay:" + relayUsed_;
   e.verify = verify;
   e.outcome = std::string(end);
-  e.tlsMode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
+  e.tlsMode = mode;
   e.messages = static_cast<uint32_t>(accepted_);
   e.durationSeconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();

@@ -97,7 +97,8 @@ class Session {
 
   // Log fields.
   std::string relay_, levelRequested_ = "-", levelAchieved_ = "none", tlsVersion_ = "-",
-                      cipher_ = "-", verify_ = "-", policySource_ = "-";
+                      cipher_ = "-", verify_ = "-", policySource_ = "-", failure_ = "none";
+  bool resumed_ = false;
 
  private:
   asio::awaitable<bool> talk(const Target& t, unsigned port);
@@ -110,8 +111,10 @@ class Session {
   void quit(char kind, std::string_view prepend, std::string_view append, const smtp::Reply* r) {
     report_.finish(kind, connectedText(prepend, ip_, append, r ? remoteSaid(*r) : std::string()));
   }
-  void tlsFail(std::string_view what, std::string_view err, bool connected,
+  // `reason`: a word from a closed set, for metrics and the session stream.
+  void tlsFail(std::string_view reason, std::string_view what, std::string_view err, bool connected,
                const std::string& said = "") {
+    failure_ = std::string(reason);
     report_.finish('Z', tlsText(what, err, connected, ip_, said));
   }
 
@@ -164,7 +167,8 @@ bool Session::verifyPeer(const TlsPlan& plan) {
     long r = SSL_get_verify_result(ssl);
     if (r != X509_V_OK) {
       verify_ = "fail";
-      tlsFail(text::cat("TLS unable to verify server with ", plan.caLabel),
+      tlsFail(r == X509_V_ERR_CERT_HAS_EXPIRED ? "expired" : "untrusted",
+              text::cat("TLS unable to verify server with ", plan.caLabel),
               X509_verify_cert_error_string(r), true);
       return false;
     }
@@ -173,13 +177,14 @@ bool Session::verifyPeer(const TlsPlan& plan) {
   tls::X509Ptr peer(SSL_get1_peer_certificate(ssl));
   if (!peer) {
     verify_ = "fail";
-    tlsFail(text::cat("TLS unable to verify server ", who), "no certificate provided", true);
+    tlsFail("no_certificate", text::cat("TLS unable to verify server ", who),
+            "no certificate provided", true);
     return false;
   }
   if (level == TlsLevel::kFingerprint) {
     if (!pinMatches(peer.get(), plan.entry->pins)) {
       verify_ = "fail";
-      tlsFail(text::cat("TLS unable to verify server ", who),
+      tlsFail("pin_mismatch", text::cat("TLS unable to verify server ", who),
               text::cat("certificate matches no fingerprint of control/tlspolicy line ",
                         plan.entry->line),
               true);
@@ -190,7 +195,8 @@ bool Session::verifyPeer(const TlsPlan& plan) {
   }
   if (plan.names.empty()) {
     verify_ = "fail";
-    tlsFail(text::cat("TLS unable to verify server ", ip_), "no host name to check", true);
+    tlsFail("name_mismatch", text::cat("TLS unable to verify server ", ip_),
+            "no host name to check", true);
     return false;
   }
   tls::NameResult first;
@@ -206,13 +212,15 @@ bool Session::verifyPeer(const TlsPlan& plan) {
   std::string what = text::cat("TLS unable to verify server ", who);
   switch (first.result) {
     case tls::NameCheck::kNoCommonName:
-      tlsFail(what, "certificate contains no valid commonName", true);
+      tlsFail("name_mismatch", what, "certificate contains no valid commonName", true);
       break;
     case tls::NameCheck::kCnMismatch:
-      tlsFail(what, text::cat("received certificate for ", printable(first.cn)), true);
+      tlsFail("name_mismatch", what, text::cat("received certificate for ", printable(first.cn)),
+              true);
       break;
     default:
-      tlsFail(what, "certificate contains no matching dNSNnames", true);  // (sic), as qmail-tls
+      tlsFail("name_mismatch", what, "certificate contains no matching dNSNnames",
+              true);  // (sic), as qmail-tls
       break;
   }
   return false;
@@ -229,17 +237,17 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   if (!ctx.ok()) {
     if (!required) co_return true;
     if (ctx.status().code() == absl::StatusCode::kFailedPrecondition)
-      tlsFail(text::cat("TLS unable to load ", plan.caLabel), std::string(ctx.status().message()),
-              false);
+      tlsFail("ca_unusable", text::cat("TLS unable to load ", plan.caLabel),
+              std::string(ctx.status().message()), false);
     else
-      tlsFail("TLS error initializing ctx", std::string(ctx.status().message()), false);
+      tlsFail("internal", "TLS error initializing ctx", std::string(ctx.status().message()), false);
     co_return false;
   }
   ERR_clear_error();
   tls::SslPtr ssl(SSL_new(ctx->get()));
   if (!ssl) {
     if (!required) co_return true;
-    tlsFail("TLS error initializing ssl", tls::drainErrors(), false);
+    tlsFail("internal", "TLS error initializing ssl", tls::drainErrors(), false);
     co_return false;
   }
   // SNI with the MX name (qmail-tls sent none); never for IP targets.
@@ -251,7 +259,7 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
     if (!co_await command("STARTTLS\r\n", rr, true)) co_return false;
     if (rr.reply.code != 220) {
       if (!required) co_return true;  // plain text, with the first EHLO's answer
-      tlsFail(text::cat("STARTTLS rejected while ", plan.sentence), "", false,
+      tlsFail("starttls_rejected", text::cat("STARTTLS rejected while ", plan.sentence), "", false,
               remoteSaid(rr.reply));
       co_return false;
     }
@@ -272,11 +280,12 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
                         " bytes before the TLS handshake; discarded (reply injection)"));
   if (ec) {
     polite_ = false;
-    tlsFail("TLS connect failed", sslErrorText(ec, conn_->timedOut()), true);
+    tlsFail("handshake", "TLS connect failed", sslErrorText(ec, conn_->timedOut()), true);
     co_return false;
   }
   tlsVersion_ = SSL_get_version(conn_->ssl());
   cipher_ = SSL_get_cipher_name(conn_->ssl());
+  resumed_ = SSL_session_reused(conn_->ssl()) == 1;
   if (!verifyPeer(plan)) co_return false;
   levelAchieved_ = plan.decision.level >= TlsLevel::kVerify
                        ? std::string(policy::levelName(plan.decision.level))
@@ -322,7 +331,7 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
     // plain text.
     if (!smtp::hasKeyword(keywords, "STARTTLS")) {
       if (policy::tlsRequired(plan.decision.level)) {
-        tlsFail(text::cat("No TLS achieved while ", plan.sentence), "", false);
+        tlsFail("no_starttls", text::cat("No TLS achieved while ", plan.sentence), "", false);
         co_return false;
       }
     } else if (!co_await startTls(t, plan, false, tlsDone)) {
@@ -480,6 +489,13 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
                              : "temporary"})
         .add(1);
     deps.metrics->deliverySeconds().observe(secs);
+    if (session.tlsVersion_ != "-")
+      deps.metrics->tlsSessions
+          .with({session.levelRequested_, session.tlsVersion_, session.cipher_,
+                 session.resumed_ ? "yes" : "no", "no"})
+          .add(1);
+    if (session.failure_ != "none")
+      deps.metrics->tlsFailures.with({session.levelRequested_, session.failure_}).add(1);
   }
   char delay[32];
   std::snprintf(delay, sizeof delay, "%.3f", secs);
@@ -503,6 +519,8 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
     e.tlsVersion = session.tlsVersion_;
     e.cipher = session.cipher_;
     e.verify = session.verify_;
+    e.resumed = session.resumed_;
+    e.failureReason = session.failure_;
     e.outcome = std::string(1, out.report.finalKind());
     e.detail = result;
     e.durationSeconds = secs;

@@ -18,6 +18,14 @@ struct RemoteMetrics {
                              {"level", "result", "version"})),
         handshakeSeconds(r.histogram("qtls_remote_tls_handshake_duration_seconds",
                                      "Outbound TLS handshake time.", stats::latencyBuckets())),
+        tlsSessions(r.counter("qtls_remote_tls_sessions_total",
+                              "Deliveries that ran over TLS, by requested level, version, "
+                              "cipher, session resumed, connection reused.",
+                              {"level", "version", "cipher", "resumed", "reused"})),
+        tlsFailures(r.counter("qtls_remote_tls_failures_total",
+                              "Deliveries deferred for a TLS reason, by requested level and "
+                              "reason.",
+                              {"level", "reason"})),
         inFlight(r.gauge("qtls_remote_deliveries_in_flight", "Deliveries in progress.")),
         certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
                            "Earliest notAfter of the certificates in force, Unix time; -1 when "
@@ -29,6 +37,8 @@ struct RemoteMetrics {
   stats::Family& deliverySeconds;
   stats::Family& handshakes;
   stats::Family& handshakeSeconds;
+  stats::Family& tlsSessions;
+  stats::Family& tlsFailures;
   stats::Family& inFlight;
   stats::Family& certExpiry;
   stats::ConfigMetrics config;

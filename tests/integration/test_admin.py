@@ -155,13 +155,19 @@ class RemotedAdminTest(RemoteTestCase):
         self.assertEqual(len(records), 1)
         rec = records[0]
         self.assertEqual((rec.direction, rec.domain, rec.outcome, rec.level_requested,
-                          rec.policy_generation), ("outbound", "example.test", "Z", "encrypt", 2))
+                          rec.policy_generation, rec.failure_reason),
+                         ("outbound", "example.test", "Z", "encrypt", 2, "no_starttls"))
 
         resolved = api.policy.ResolvePolicy(policy_pb2.ResolvePolicyRequest(domain="example.test"))
         self.assertEqual(resolved.level, policy_pb2.TLS_LEVEL_ENCRYPT)
         self.assertEqual(resolved.source, "tlspolicy")
         self.assertEqual(resolved.generation, 2)
 
+        failures = api.metrics.GetStats(metrics_pb2.GetStatsRequest(
+            name_prefix="qtls_remote_tls_failures_total"))
+        self.assertEqual([(tuple((l.name, l.value) for l in s.labels), s.value)
+                          for f in failures.families for s in f.samples],
+                         [((("level", "encrypt"), ("reason", "no_starttls")), 1)])
         stats = api.metrics.GetStats(metrics_pb2.GetStatsRequest(name_prefix="qtls_policy_"))
         by = {(f.name, tuple((l.name, l.value) for l in s.labels)): s.value
               for f in stats.families for s in f.samples}
@@ -456,6 +462,16 @@ class SmtpdAdminTest(SmtpdTestCase):
         self.assertIn("STARTTLS", c.cmd("EHLO client.test"))
         c.cmd("QUIT")
         reader.join(10)
+        rc, out = self.swaks("--tls", "--quit-after", "EHLO")
+        self.assertEqual(rc, 0, out)
+        wait_for(lambda: api.metrics.GetStats(metrics_pb2.GetStatsRequest(
+            name_prefix="qtls_agent_tls_sessions_total")).families[0].samples, what="tls session")
+        tls = api.metrics.GetStats(metrics_pb2.GetStatsRequest(
+            name_prefix="qtls_agent_tls_sessions_total")).families[0].samples[0]
+        labels = {l.name: l.value for l in tls.labels}
+        self.assertEqual((labels["tls_mode"], labels["version"], labels["resumed"], tls.value),
+                         ("starttls", "TLSv1.3", "no", 1))
+        self.assertRegex(labels["cipher"], r"^TLS_")
         call.cancel()
         self.assertEqual([(r.direction, r.tls_mode, r.domain) for r in records],
                          [("inbound", "plain", "client.test")] * 2)

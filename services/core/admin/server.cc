@@ -377,6 +377,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       rec.set_recipients(e->recipients);
       rec.set_messages(e->messages);
       rec.set_tls_mode(utf8(e->tlsMode));
+      rec.set_failure_reason(e->failureReason);
       rec.set_dropped_before(lost);
       rec.set_policy_generation(e->policyGeneration);
       lost = 0;

@@ -22,6 +22,7 @@ struct SessionEvent {
   std::string tlsVersion = "-", cipher = "-", verify = "-";
   bool resumed = false, connectionReused = false;
   std::string outcome, detail, tlsMode;
+  std::string failureReason = "none";  // closed set: docs/metrics.md
   double durationSeconds = 0;
   uint32_t recipients = 0, messages = 0;
   uint64_t policyGeneration = 0;
