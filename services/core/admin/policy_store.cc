@@ -139,6 +139,8 @@ std::string snapshotPath(const std::string& state, uint64_t gen) {
   return text::cat(state, "/generations/", gen, ".snap");
 }
 
+}  // namespace
+
 // Netstrings, qmail's own framing, after a header line carrying the digest.
 std::string encodeSnapshot(const Items& items) {
   std::string out = text::cat("qtls-policy-snapshot 1 ", PolicyStore::digestOf(items), "\n");
@@ -178,6 +180,8 @@ absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string&
   if (PolicyStore::digestOf(items) != digest) return bad("digest mismatch");
   return items;
 }
+
+namespace {
 
 const char* kindWord(ItemKind k) {
   switch (k) {
@@ -292,30 +296,27 @@ std::string PolicyStore::digestOf(const Items& items) {
 }
 
 std::string PolicyStore::redactKeys(const std::string& pem, bool* redacted) {
+  // Line by line, as PEM readers work: from a "-----BEGIN ...PRIVATE KEY..." line through the
+  // next "-----END " line (or the end of the text) nothing is kept.
   std::string out;
   *redacted = false;
+  bool inKey = false;
   size_t i = 0;
   while (i < pem.size()) {
-    size_t begin = pem.find("-----BEGIN ", i);
-    if (begin == std::string::npos) break;
-    size_t headEnd = pem.find("-----", begin + 11);
-    if (headEnd == std::string::npos) break;
-    std::string label = pem.substr(begin + 11, headEnd - begin - 11);
-    if (label.find("PRIVATE KEY") == std::string::npos) {
-      out.append(pem, i, headEnd + 5 - i);
-      i = headEnd + 5;
-      continue;
+    size_t nl = pem.find('\n', i);
+    const size_t end = nl == std::string::npos ? pem.size() : nl + 1;
+    std::string_view line(pem.data() + i, end - i);
+    if (!inKey && line.substr(0, 11) == "-----BEGIN " &&
+        line.find("PRIVATE KEY") != std::string_view::npos) {
+      inKey = true;
+      *redacted = true;
+    } else if (inKey) {
+      if (line.substr(0, 9) == "-----END ") inKey = false;
+    } else {
+      out.append(line);
     }
-    const std::string endMark = "-----END " + label + "-----";
-    size_t end = pem.find(endMark, headEnd);
-    out.append(pem, i, begin - i);
-    *redacted = true;
-    if (end == std::string::npos) return out;  // an unterminated key: drop the rest
-    i = end + endMark.size();
-    if (i < pem.size() && pem[i] == '\r') ++i;
-    if (i < pem.size() && pem[i] == '\n') ++i;
+    i = end;
   }
-  out.append(pem, std::min(i, pem.size()), std::string::npos);
   return out;
 }
 

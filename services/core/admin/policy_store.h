@@ -189,6 +189,10 @@ class PolicyStore {
 // "+tlshosts/a.pem,~tlspolicy" for log lines; "none" when empty.
 std::string describe(const std::vector<Change>& changes);
 
+// The file format of <state>/generations/<N>.snap (fuzzed: tests/fuzz/admin_fuzz.cc).
+std::string encodeSnapshot(const Items& items);
+absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string& file);
+
 // "tlshost-ca", "server-cert", ...: a short word for tables.
 std::string kindName(ItemKind k);
 
