@@ -1,5 +1,6 @@
 // One delivery: find targets, connect, speak SMTP under the TLS policy, and produce
-// qmail-remote's report. Runs as a coroutine on the delivery's strand.
+// qmail-remote's report. Runs as a coroutine on the delivery's strand, within an absolute
+// deadline; an exception inside it becomes a Z report, never a lost answer.
 #pragma once
 
 #include <asio/awaitable.hpp>
@@ -8,30 +9,16 @@
 #include <vector>
 
 #include "admin/session_events.h"
+#include "delivery_control.h"
 #include "metrics.h"
 #include "outcome.h"
-#include "policy/resolve.h"
+#include "plan.h"
 #include "remote_config.h"
 #include "resolver.h"
 #include "smtp_conn.h"
 #include "targets.h"
-#include "tls/client_context.h"
 
 namespace qtls::remoted {
-
-// What the policy asks for at one target, and the words the reports use for it.
-struct TlsPlan {
-  policy::Decision decision;
-  const policy::TableEntry* entry = nullptr;
-  // "control/tlshosts/<fqdn>.pem exists" or "control/tlspolicy line N requires L"
-  std::string sentence;
-  std::string caLabel;             // CA file as reports name it
-  std::vector<std::string> names;  // accepted certificate names (verify)
-  tls::ClientContextSpec spec;
-};
-// The plan for delivering mail for `domain` to target `t` under `cfg` (also answers the
-// admin API's ResolvePolicy).
-TlsPlan makePlan(const RemoteConfig& cfg, const std::string& domain, const Target& t);
 
 struct DeliveryRequest {
   std::string host;
@@ -45,6 +32,7 @@ struct DeliveryDeps {
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;
+  long maxDeliverySeconds = 3600;       // cap of the per-delivery deadline
   RemoteMetrics* metrics = nullptr;     // may be null (tests)
   admin::SessionHub* events = nullptr;  // may be null
 };
@@ -53,8 +41,19 @@ struct DeliveryResult {
   Report report;
   std::shared_ptr<SmtpConn> openConn;  // to be closed politely (QUIT) after reporting
   std::string logLine;
+  bool possibleDuplicate = false;  // stopped or failed after the final dot was sent
 };
 
-asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req);
+// The absolute time a delivery may take: one connect per likely address (at most 5) and one
+// timeoutremote for each step of the dialogue (greeting, EHLO, STARTTLS, handshake, EHLO,
+// HELO, MAIL, DATA, body, final reply, plus one RCPT per recipient), at most `cap` seconds.
+long deliveryLimitSeconds(const RemoteConfig& cfg, size_t recipients, long cap);
+
+// Awaits `body`; returns the text of an exception that escaped it, "" when none.
+asio::awaitable<std::string> exceptionFrom(asio::awaitable<void> body);
+
+// `control` may be stopped from outside while the delivery runs (on the same strand).
+asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req,
+                                        std::shared_ptr<DeliveryControl> control);
 
 }  // namespace qtls::remoted

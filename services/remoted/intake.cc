@@ -1,6 +1,7 @@
 // Shim request intake.
 #include "intake.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -260,29 +262,80 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   req.messageFd = msg.fd;
 
   DeliveryDeps deps = deps_();
-  auto keepalive = [&]() -> asio::awaitable<void> {
+  auto control = std::make_shared<DeliveryControl>();
+  const int fd = sock.native_handle();
+  control->shimAlive = [fd] {
+    struct pollfd p = {fd, 0, 0};  // POLLHUP and POLLERR are always reported
+    return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)) == 0;
+  };
+  struct Registered {
+    std::shared_ptr<Running> running;
+    DeliveryControl* key;
+    ~Registered() {
+      std::lock_guard<std::mutex> lock(running->mu);
+      running->controls.erase(key);
+    }
+  } registered{running_, control.get()};
+  {
+    std::lock_guard<std::mutex> lock(running_->mu);
+    running_->controls[control.get()] = {control, sock.get_executor()};
+  }
+
+  // While the delivery runs: a keepalive frame every 10 s, and the shim's end of the socket
+  // watched. The moment it hangs up (killed, or its own timeout gave up), the delivery is
+  // stopped: nobody would receive the report, and qmail will retry the message.
+  auto watchShim = [&]() -> asio::awaitable<void> {
     asio::steady_timer t(sock.get_executor());
     for (;;) {
       t.expires_after(std::chrono::seconds(proto::kKeepaliveSeconds));
-      std::error_code kec;
-      co_await t.async_wait(asio::redirect_error(use_awaitable, kec));
-      if (kec) co_return;
+      std::error_code tec, wec;
+      auto first = co_await (
+          t.async_wait(asio::redirect_error(use_awaitable, tec)) ||
+          sock.async_wait(asio::socket_base::wait_error, asio::redirect_error(use_awaitable, wec)));
+      // The loser of the race is cancelled; both are when the delivery is over.
+      if (first.index() == 1) {
+        if (wec == asio::error::operation_aborted) co_return;
+        break;  // hang-up or error on the shim's socket
+      }
+      if (tec) co_return;
       co_await asio::async_write(sock, asio::buffer(frame(proto::kKeepalive, "")),
-                                 asio::redirect_error(use_awaitable, kec));
-      if (kec) co_return;  // the shim is gone: abandon the delivery
+                                 asio::redirect_error(use_awaitable, wec));
+      if (wec) break;
     }
+    control->stop(StopReason::kShimGone);
+    // The delivery ends promptly now; this waits to be cancelled by its end.
+    t.expires_at(asio::steady_timer::time_point::max());
+    std::error_code ignored;
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ignored));
   };
-  std::variant<DeliveryResult, std::monostate> r = co_await (deliver(deps, req) || keepalive());
-  if (r.index() != 0) {
-    log::warn(text::cat("intake: shim for domain=", log::value(req.host),
-                        " went away during the delivery"));
+  std::variant<DeliveryResult, std::monostate> r =
+      co_await (deliver(deps, req, control) || watchShim());
+  if (r.index() != 0) co_return;  // not reached: watchShim never ends first
+  DeliveryResult& result = std::get<0>(r);
+  if (control->reason() == StopReason::kShimGone) {
+    log::warn(text::cat(
+        "intake: shim for domain=", log::value(req.host), " went away during the delivery; ",
+        result.possibleDuplicate ? "the final dot had been sent: possible duplicate"
+                                 : "abandoned before the final dot, nothing was sent"));
+    log::info(result.logLine);
     co_return;
   }
-  DeliveryResult& result = std::get<0>(r);
   co_await answer(result.report.bytes());
+  if (control->stopped())
+    log::warn(text::cat("intake: delivery for domain=", log::value(req.host), " cut off (",
+                        stopReasonName(control->reason()), ")",
+                        result.possibleDuplicate ? ": possible duplicate" : ""));
   log::info(result.logLine);
   sock.close(ec);  // the shim has its answer; QUIT below must not keep it waiting
   if (result.openConn) co_await result.openConn->quit();
+}
+
+void Intake::cutOff() {
+  std::lock_guard<std::mutex> lock(running_->mu);
+  for (auto& [key, entry] : running_->controls)
+    asio::post(entry.second, [w = entry.first] {
+      if (auto c = w.lock()) c->stop(StopReason::kShutdown);
+    });
 }
 
 }  // namespace qtls::remoted

@@ -9,11 +9,14 @@
 #include <asio/local/stream_protocol.hpp>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
 #include "delivery.h"
+#include "delivery_control.h"
 
 namespace qtls::remoted {
 
@@ -27,10 +30,21 @@ class Intake {
   absl::Status start();
   void stop();
   int active() const { return active_->load(); }
+  // Stops every delivery still running (the stop drain ran out): each answers its shim with a
+  // Z that says so, "Possible duplicate!" when the final dot had been sent, and logs its line.
+  void cutOff();
 
  private:
   asio::awaitable<void> acceptLoop();
   asio::awaitable<void> serve(asio::local::stream_protocol::socket sock);
+
+  // The deliveries in progress, for cutOff(). Shared: a frame destroyed after the Intake
+  // (shutdown) still deregisters safely.
+  struct Running {
+    std::mutex mu;
+    std::map<DeliveryControl*, std::pair<std::weak_ptr<DeliveryControl>, asio::any_io_executor>>
+        controls;
+  };
 
   asio::io_context& io_;
   std::string path_;
@@ -39,6 +53,7 @@ class Intake {
   asio::local::stream_protocol::acceptor acceptor_;
   int maxDeliveries_;
   std::shared_ptr<std::atomic<int>> active_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<Running> running_ = std::make_shared<Running>();
 };
 
 // Parses a request payload: netstrings "qtls-remote/1", host, sender, recipient...

@@ -12,11 +12,13 @@
 #include "admin/admin_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
+#include "daemon/privileges.h"
 #include "daemon/serve.h"
 #include "delivery.h"
 #include "intake.h"
 #include "log/log.h"
 #include "metrics.h"
+#include "plan.h"
 #include "qtls/v1/policy.pb.h"
 #include "remote_config.h"
 #include "resolver.h"
@@ -42,6 +44,11 @@ const char kUsage[] =
     "  --ipme-exclude ADDR   local address not treated as \"me\"; repeatable\n"
     "  --max-deliveries N    concurrent deliveries; more are deferred with Z (default 1000)\n"
     "  --threads N           delivery threads (default 2)\n"
+    "  --delivery-limit N    cap in seconds of each delivery's deadline (default 3600)\n"
+    "  --drain-seconds N     on SIGTERM, wait this long for deliveries, then cut them off\n"
+    "                        with a Z (default 60)\n"
+    "  --user USER           run as USER once the admin socket is open (the shim socket is\n"
+    "                        made as USER); required when started as root (root: stay root)\n"
     "  --metrics-listen H:P  Prometheus /metrics address (default 127.0.0.1:9741; none = off)\n"
     "  --verbose             debug logging\n";
 
@@ -114,6 +121,8 @@ int main(int argc, char** argv) {
   unsigned mxPort = 25;
   int threads = 2;
   int maxDeliveries = 1000;
+  long deliveryLimit = 3600, drainSeconds = 60;
+  std::string user;
   std::string metricsListen = "127.0.0.1:9741";
   admin::AdminFlags adminFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
@@ -134,6 +143,12 @@ int main(int argc, char** argv) {
       mxPort = static_cast<unsigned>(f.number(1, 65535));
     else if (a == "--max-deliveries")
       maxDeliveries = static_cast<int>(f.number(1, 1000000));
+    else if (a == "--delivery-limit")
+      deliveryLimit = f.number(1, 86400);
+    else if (a == "--drain-seconds")
+      drainSeconds = f.number(0, 86400);
+    else if (a == "--user")
+      user = f.value();
     else if (a == "--threads")
       threads = static_cast<int>(f.number(1, 256));
     else if (a == "--metrics-listen")
@@ -167,9 +182,11 @@ int main(int argc, char** argv) {
     allowed.insert(pw->pw_uid);
   }
 
+  if (auto s = daemon::checkUser(user, "qtls-remoted", "qmailr"); !s.ok())
+    die(std::string(s.message()));
   signal(SIGPIPE, SIG_IGN);
-  asio::io_context io;
-  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
+  // What deliveries use lives longer than the io_context: when the stop drain cuts deliveries
+  // off, the io_context's destructor destroys their frames, which still touch these.
   ConfigStore store;
   stats::Registry registry;
   RemoteMetrics metrics(registry);
@@ -200,6 +217,8 @@ int main(int argc, char** argv) {
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   std::mutex ipmeMu;
 
+  asio::io_context io;
+  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   Resolver* res = resolver->get();
   Intake intake(
       io, socketPath, allowed,
@@ -212,19 +231,19 @@ int main(int argc, char** argv) {
           d.ipme = ipme;
         }
         d.mxPort = mxPort;
+        d.maxDeliverySeconds = deliveryLimit;
         d.metrics = &metrics;
         d.events = &sessions;
         return d;
       },
       maxDeliveries);
-  // Metrics are an aid, not a reason to stop delivering mail: a port in use is logged.
+  // A metrics address already taken is fatal: another daemon holds it, and scrapes would
+  // read that one's figures.
   stats::HttpEndpoint endpoint(registry);
   if (metricsListen != "none") {
     auto where = endpoint.start(metricsListen);
-    if (where.ok())
-      log::info(text::cat("metrics listen=", *where));
-    else
-      log::error(std::string(where.status().message()));
+    if (!where.ok()) die(std::string(where.status().message()));
+    log::info(text::cat("metrics listen=", *where));
   }
 
   admin::AdminServer adminServer(
@@ -233,6 +252,8 @@ int main(int argc, char** argv) {
         return resolve(*store.current(), req, out);
       });
   if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
+  if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
+    die(std::string(s.message()));
 
   // The shim socket last: once it exists, the admin API is up too.
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
@@ -240,6 +261,8 @@ int main(int argc, char** argv) {
                       " generation=", store.current()->generation, " threads=", threads));
   daemon::ServeOptions serve;
   serve.threads = threads;
+  serve.drain = std::chrono::seconds(drainSeconds);
+  serve.cutOff = [&] { intake.cutOff(); };
   serve.reload = [&] {
     if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok())
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",

@@ -50,6 +50,54 @@ std::string diedText(std::string_view ip, bool afterDot, std::string_view detail
   return out;
 }
 
+std::string stoppedText(StopReason why, std::string_view ip, bool afterDot, long limitSeconds) {
+  std::string out = ip.empty() ? std::string() : text::cat("Connected to ", ip, " but ");
+  std::string_view code = "(#4.3.0)\n";
+  switch (why) {
+    case StopReason::kDeadline:
+      out += text::cat(ip.empty() ? "Sorry, the" : "the", " delivery took longer than ",
+                       limitSeconds, " seconds. ");
+      code = ip.empty() ? "(#4.4.1)\n" : "(#4.4.2)\n";
+      break;
+    case StopReason::kShutdown:
+      out += ip.empty() ? "qtls-remoted stopped before the delivery was made. "
+                        : "qtls-remoted stopped during the delivery. ";
+      break;
+    case StopReason::kShimGone:
+    case StopReason::kNone:
+      out += "qtls-remote went away; delivery abandoned. ";
+      break;
+  }
+  if (afterDot) out += "Possible duplicate! ";
+  out += code;
+  return out;
+}
+
+std::string internalErrorText(std::string_view what, bool afterDot) {
+  std::string shown(what.substr(0, 200));
+  for (char& c : shown)
+    if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) > 126) c = '?';
+  return text::cat("qtls-remoted: internal error during the delivery: ", shown, ". ",
+                   afterDot ? "Possible duplicate! " : "", "(#4.3.0)\n");
+}
+
+char qmailVerdict(std::string_view s) {
+  if (s.empty()) return 'Z';  // "produced no output"
+  char result = 'D';          // no K/Z/D record: permanent
+  for (size_t pos = 0; pos < s.size();) {
+    size_t nul = s.find('\0', pos);
+    if (nul == std::string_view::npos) break;
+    if (s[pos] == 'K' || s[pos] == 'Z' || s[pos] == 'D') {
+      result = s[pos];
+      break;
+    }
+    pos = nul + 1;
+  }
+  if (s[0] == 's') return 'Z';
+  if (s[0] == 'h') return 'D';
+  return result;
+}
+
 std::string printable(std::string_view s) {
   std::string out(s);
   for (char& c : out)

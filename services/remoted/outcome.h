@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "delivery_control.h"
 #include "smtp/reply.h"
 
 namespace qtls::remoted {
@@ -41,6 +42,21 @@ std::string tlsText(std::string_view what, std::string_view err, bool connected,
 
 // "Connected to <ip> but connection died. [Possible duplicate! ](#4.4.2)\n"
 std::string diedText(std::string_view ip, bool afterDot, std::string_view detail = "");
+
+// A delivery stopped from outside (delivery_control.h). `ip` is empty when no SMTP connection
+// was up yet; `afterDot` adds "Possible duplicate! ".
+//   deadline:  "Connected to <ip> but the delivery took longer than <N> seconds. (#4.4.2)\n"
+//   shutdown:  "Connected to <ip> but qtls-remoted stopped during the delivery. (#4.3.0)\n"
+//   shim gone: "Connected to <ip> but qtls-remote went away; delivery abandoned. (#4.3.0)\n"
+std::string stoppedText(StopReason why, std::string_view ip, bool afterDot, long limitSeconds);
+
+// An exception inside the delivery: "qtls-remoted: internal error during the delivery:
+// <what>. [Possible duplicate! ](#4.3.0)\n"
+std::string internalErrorText(std::string_view what, bool afterDot);
+
+// What qmail-send will do with these report bytes: qmail-rspawn's translation (spec 1.3),
+// 'K' delivered, 'Z' deferred, 'D' bounced.
+char qmailVerdict(std::string_view reportBytes);
 
 // Fixed texts.
 inline constexpr char kTempDns[] = "Sorry, I couldn't find any host by that name. (#4.1.2)\n";

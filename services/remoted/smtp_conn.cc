@@ -14,7 +14,6 @@ using asio::use_awaitable;
 SmtpConn::SmtpConn(asio::any_io_executor ex) : sock_(ex), watchdog_(ex) {}
 SmtpConn::~SmtpConn() = default;
 
-// The watchdog closes the socket when an operation outlives its deadline; the pending
 // The watchdog closes the socket when an operation outlives its deadline; the pending operation
 // then fails and the caller sees timedOut().
 void SmtpConn::arm() {
@@ -98,6 +97,18 @@ asio::awaitable<std::error_code> SmtpConn::handshake(tls::SslPtr ssl, size_t& di
   disarm();
   if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
   co_return ec;
+}
+
+size_t SmtpConn::unread() {
+  size_t n = buf_.size();
+  if (tls_) {
+    int p = SSL_pending(tls_->native_handle());
+    if (p > 0) n += static_cast<size_t>(p);
+  } else if (sock_.is_open()) {
+    std::error_code ec;
+    n += sock_.available(ec);
+  }
+  return n;
 }
 
 SSL* SmtpConn::ssl() const { return tls_ ? tls_->native_handle() : nullptr; }

@@ -47,6 +47,9 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   // Bytes received after the last reply and not yet read: a server that answers a command we
   // did not send (we never pipeline) is breaking the protocol.
   size_t buffered() const { return buf_.size(); }
+  // buffered() plus what has arrived since and waits in the socket (plain text) or in
+  // OpenSSL's buffer (TLS): checked before each command is sent.
+  size_t unread();
   bool timedOut() const { return timedOut_; }
 
   // Polite close in the background: QUIT, wait briefly for its reply, TLS close_notify.

@@ -203,10 +203,16 @@ bool validReport(const std::string& out, size_t recipients) {
   return false;
 }
 
+// How long to wait for any byte from the daemon (QTLS_REMOTE_TIMEOUT, default 120 s). Never
+// less than three keepalive intervals: a shim that gave up on a daemon still working would
+// print Z while the daemon might already have sent the final dot, and qmail would deliver the
+// message again. Lower values are raised to the floor (docs/operations.md).
 int idleTimeout() {
+  const int floor = 3 * static_cast<int>(qtls::shimproto::kKeepaliveSeconds);
   const char* s = getenv("QTLS_REMOTE_TIMEOUT");
   int v = s ? atoi(s) : 0;
-  return v > 0 ? v : 120;
+  if (v <= 0) return 120;
+  return v < floor ? floor : v;
 }
 
 }  // namespace

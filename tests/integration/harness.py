@@ -114,6 +114,8 @@ class Remoted:
             cmd += ["--admin-listen", "unix:" + self.admin_socket]
         if dns_port:
             cmd += ["--dns-server", "127.0.0.1:%d" % dns_port]
+        if "--user" not in args:
+            cmd += ["--user", "root"]  # the tests run as root; the daemon refuses it unasked
         cmd += list(args)
         if os.path.exists(self.socket):
             os.unlink(self.socket)  # left by an earlier daemon in the same directory
@@ -207,18 +209,22 @@ class SmtpPeer:
     `replies` overrides the reply for a stage (greeting, ehlo, helo, starttls, mail, rcpt, data,
     dot), `drop_after_dot` closes without answering the message, `starttls` offers STARTTLS
     with `server_ctx`, `implicit` does TLS before the greeting, `inject` is sent together with
-    the 220 to STARTTLS, `stall` stops answering at that stage. Everything the client sent is in
-    `transcript`; TLS facts of each session in `tls_info`."""
+    the 220 to STARTTLS, `stall` stops answering at that stage, `delay` waits that many seconds
+    before answering a stage, `late_extra` = (seconds, bytes) sends unasked bytes that long after
+    the greeting, `dribble` sends that stage's reply one byte every 0.3 s, endlessly. Everything
+    the client sent is in `transcript`; TLS facts of each session in `tls_info`."""
 
     def __init__(self, host="127.0.0.2", port=0, replies=None, server_ctx=None, starttls=False,
                  implicit=False, inject=b"", drop_after_dot=False, stall=None, raw_after=None,
-                 tls_garbage=None):
+                 tls_garbage=None, delay=None, late_extra=None, dribble=None):
         self.replies = replies or {}
         self.server_ctx, self.starttls, self.implicit = server_ctx, starttls, implicit
         self.inject, self.drop_after_dot, self.stall = inject, drop_after_dot, stall
         self.raw_after = raw_after or {}
         self.tls_garbage = tls_garbage
+        self.delay, self.late_extra, self.dribble = delay or {}, late_extra, dribble
         self.transcript, self.tls_info, self.messages = [], [], []
+        self.dot_seen = False
         self.sni = []
         if server_ctx is not None:
             server_ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name) and None
@@ -269,6 +275,14 @@ class SmtpPeer:
                 conn.sendall(line.encode() + b"\r\n" if isinstance(line, str) else line)
 
             def stalled(stage):
+                if stage in self.delay:
+                    time.sleep(self.delay[stage])
+                if self.dribble == stage:
+                    conn.sendall(b"220-")
+                    while not self.done.is_set():
+                        conn.sendall(b"x")
+                        time.sleep(0.3)
+                    return True
                 if self.stall == stage:
                     time.sleep(60)
                     return True
@@ -277,6 +291,9 @@ class SmtpPeer:
             if stalled("greeting"):
                 return
             send(self._reply("greeting", "220 peer.test ESMTP"))
+            if self.late_extra:
+                time.sleep(self.late_extra[0])
+                conn.sendall(self.late_extra[1])
             tls_active = self.implicit
             buf = b""
             while True:
@@ -337,6 +354,7 @@ class SmtpPeer:
                     self.messages.append(body[2:] + b"\r\n")
                     if self.drop_after_dot:
                         return
+                    self.dot_seen = True
                     if stalled("dot"):
                         return
                     send(self._reply("dot", "250 ok queued"))

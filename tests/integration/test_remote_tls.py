@@ -42,8 +42,8 @@ class TlsTestCase(RemoteTestCase):
         return self.deliver(ARGV, message)
 
     def log_line(self):
-        wait_for(lambda: "delivery domain=" in self.daemon.read_log(), what="delivery log")
-        return [l for l in self.daemon.read_log().splitlines() if "delivery domain=" in l][-1]
+        wait_for(lambda: "delivery id=" in self.daemon.read_log(), what="delivery log")
+        return [l for l in self.daemon.read_log().splitlines() if "delivery id=" in l][-1]
 
 
 class PostfixTest(TlsTestCase):
@@ -131,6 +131,10 @@ class PolicyFilesTest(TlsTestCase):
                                      b" unable to verify the first certificate; connected to "
                                      b"127.0.0.2.\n\0")
         self.assertNotIn("MAIL FROM:<a@sender.test>", p.transcript)
+        # The log says what the session had: encrypted, not verified.
+        line = self.log_line()
+        self.assertIn(" level=verify/encrypt tls=TLSv1.3/", line)
+        self.assertIn(" verify=fail status=Z ", line)
 
     def test_wrong_name(self):
         self.trust()

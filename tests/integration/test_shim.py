@@ -14,8 +14,8 @@ from harness import SHIM, RemoteTestCase, rspawn, run_shim, wait_for
 class FakeDaemon:
     """A Unix socket server that answers with fixed bytes: for malformed-answer cases only."""
 
-    def __init__(self, path, answer=None, chunks=(), delay=0.0):
-        self.path = path
+    def __init__(self, path, answer=None, chunks=(), delay=0.0, hold=30):
+        self.path, self.hold = path, hold
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(4)
@@ -34,7 +34,7 @@ class FakeDaemon:
                 time.sleep(pause)
                 conn.sendall(data)
             if self.answer is None:
-                time.sleep(30)
+                time.sleep(self.hold)
                 return
             time.sleep(self.delay)
             conn.sendall(self.answer)
@@ -168,16 +168,23 @@ class ShimTest(RemoteTestCase):
         self.assertEqual(out, ("Zqtls-remote: connection closed before an answer from qtls-remoted "
                                "at %s: answer cut short. (#4.3.0)\n\0" % path).encode())
 
-    def test_silent_daemon_times_out(self):
-        path = self.fake(answer=None)
+    def test_silent_daemon_times_out_no_sooner_than_the_floor(self):
+        # QTLS_REMOTE_TIMEOUT below three keepalive intervals (30 s) is raised to 30 s: a shim
+        # must not give up on a daemon that is still working.
+        path = self.fake(answer=None, hold=40)
+        t0 = time.time()
         out = self.shim(path, env={"QTLS_REMOTE_TIMEOUT": "1"})
+        self.assertGreaterEqual(time.time() - t0, 29.5)
         self.assertEqual(out, ("Zqtls-remote: timed out waiting for qtls-remoted at %s: no answer "
-                               "for 1 seconds. (#4.3.0)\n\0" % path).encode())
+                               "for 30 seconds. (#4.3.0)\n\0" % path).encode())
 
     def test_keepalives_extend_the_wait(self):
-        keep = [(b"1:.,", 0.6)] * 4
+        # 36 s in all, more than the 30 s timeout, with a keepalive every 12 s.
+        keep = [(b"1:.,", 12)] * 3
         path = self.fake(answer=b"10:Rr\0Kdone\n\0,", chunks=keep)
-        out = self.shim(path, env={"QTLS_REMOTE_TIMEOUT": "1"})
+        t0 = time.time()
+        out = self.shim(path, env={"QTLS_REMOTE_TIMEOUT": "30"})
+        self.assertGreater(time.time() - t0, 35)
         self.assertEqual(out, b"r\0Kdone\n\0")
 
 

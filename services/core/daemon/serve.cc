@@ -20,8 +20,22 @@ void Runner::run(const ServeOptions& o) {
   asio::signal_set& signals = signals_;
   asio::steady_timer drainTimer(io);
   std::chrono::steady_clock::time_point stopStart;
+  bool cut = false;
   std::function<void(std::error_code)> drainPoll = [&](std::error_code) {
-    if (o.inFlight() == 0 || std::chrono::steady_clock::now() - stopStart > o.drain) {
+    const auto now = std::chrono::steady_clock::now();
+    const int left = o.inFlight();
+    if (left == 0) {
+      io.stop();
+      return;
+    }
+    if (!cut && now - stopStart > o.drain) {
+      cut = true;
+      stopStart = now;
+      log::warn(text::cat("stopping: drain limit of ", o.drain.count(), " s reached; cutting off ",
+                          left, " ", o.inFlightWhat));
+      if (o.cutOff) o.cutOff();
+    } else if (cut && now - stopStart > o.grace) {
+      log::error(text::cat("stopping: ", left, " ", o.inFlightWhat, " did not end in time"));
       io.stop();
       return;
     }

@@ -1,7 +1,8 @@
 // The event loop both daemons run: `threads` threads on one io_context; SIGHUP calls reload();
-// SIGTERM or SIGINT calls stopAccepting(), waits until inFlight() is 0 (at most `drain`), then
-// stops. The signals are caught from the Runner's construction on, so a daemon constructs it
-// before it publishes its socket: a SIGHUP sent right after start must not kill it.
+// SIGTERM or SIGINT calls stopAccepting(), waits until inFlight() is 0 (at most `drain`); if
+// work is left then, cutOff() tells it to end now and it gets `grace` more to answer and log.
+// Then the loop stops. The signals are caught from the Runner's construction on, so a daemon
+// constructs it before it publishes its socket: a SIGHUP sent right after start must not kill it.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -18,6 +19,8 @@ struct ServeOptions {
   std::function<void()> reload;
   std::function<void()> stopAccepting;
   std::function<int()> inFlight;
+  std::function<void()> cutOff;  // may be empty
+  std::chrono::seconds grace{5};
   std::string inFlightWhat = "in flight";  // for the stopping log line
 };
 

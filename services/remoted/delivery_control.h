@@ -1,0 +1,47 @@
+// How a running delivery is stopped from outside, and why. Three things may end a delivery
+// before it ends by itself: the shim that asked for it went away (qmail no longer waits for
+// the answer), its absolute deadline passed, or the daemon's stop drain ran out. Stopping
+// closes the SMTP connection, so whatever operation the delivery awaits fails at once, and the
+// delivery then reports by the reason (outcome.h: stoppedText). A delivery that had not sent
+// the final dot has sent nothing the server can queue; one that had is a possible duplicate.
+//
+// Every member runs on the delivery's strand.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+namespace qtls::remoted {
+
+class SmtpConn;
+
+enum class StopReason { kNone, kShimGone, kDeadline, kShutdown };
+
+// Word for the log line's `stopped=` field.
+const char* stopReasonName(StopReason r);
+
+class DeliveryControl {
+ public:
+  // The first reason wins; later calls change nothing.
+  void stop(StopReason why);
+  StopReason reason() const { return reason_; }
+  bool stopped() const { return reason_ != StopReason::kNone; }
+
+  // The connection that stop() closes (the delivery's current one).
+  void attach(const std::shared_ptr<SmtpConn>& conn) { conn_ = conn; }
+
+  // Asks the shim link, synchronously, whether anyone still waits for the answer; stops the
+  // delivery (kShimGone) if not. The delivery calls it just before DATA and before the final
+  // dot, so a shim that died a moment ago cannot have the message sent behind its back.
+  bool stillWanted();
+  std::function<bool()> shimAlive;  // set by the intake; empty = always wanted
+
+  // The delivery's absolute time limit in seconds (for the report text).
+  long limitSeconds = 0;
+
+ private:
+  StopReason reason_ = StopReason::kNone;
+  std::weak_ptr<SmtpConn> conn_;
+};
+
+}  // namespace qtls::remoted
