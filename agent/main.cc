@@ -13,6 +13,7 @@
 #include "admin/admin_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
+#include "daemon/privileges.h"
 #include "daemon/serve.h"
 #include "listener.h"
 #include "log/log.h"
@@ -147,10 +148,12 @@ int main(int argc, char** argv) {
   }
   if (queue.empty()) queue = home + "/bin/qmail-queue";
   admin::adminDefaults(adminFlags, "smtpd");
+  if (auto s = daemon::checkUser(user, "qtls-smtpd", "qmaild"); !s.ok())
+    die(std::string(s.message()));
   signal(SIGPIPE, SIG_IGN);
 
-  asio::io_context io;
-  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
+  // What sessions use lives longer than the io_context: at a shutdown that cut sessions off,
+  // the io_context's destructor destroys their frames, which still touch these.
   SmtpdConfigStore store;
   std::vector<ListenerSpec> specs;
   for (const auto& l : listenArgs) {
@@ -190,6 +193,8 @@ int main(int argc, char** argv) {
       [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
 
+  asio::io_context io;
+  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   Listeners listeners(io, limits, [&]() {
     SessionParams p;
     p.config = store.current();
@@ -213,30 +218,16 @@ int main(int argc, char** argv) {
       });
   if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
 
-  if (!user.empty()) {
-    struct passwd* pw = getpwnam(user.c_str());
-    if (pw == nullptr) die("--user: no such user: " + user);
-    // The state directory was made as root; the policy is changed as this user from now on.
-    std::error_code ec;
-    for (auto& e : std::filesystem::recursive_directory_iterator(adminFlags.stateDir, ec))
-      if (::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) ec.clear();
-    if (::chown(adminFlags.stateDir.c_str(), pw->pw_uid, pw->pw_gid) != 0)
-      die("--user " + user + ": cannot give " + adminFlags.stateDir +
-          " to the user: " + std::strerror(errno));
-    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-        setuid(pw->pw_uid) != 0)
-      die("--user " + user + ": cannot drop privileges: " + std::strerror(errno));
-    if (setuid(0) == 0) die("--user " + user + ": privileges could be regained");
-  }
+  if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
+    die(std::string(s.message()));
 
-  // Metrics are an aid, not a reason to refuse mail: a port in use is logged, not fatal.
+  // A metrics address already taken is fatal: another daemon holds it, and scrapes would
+  // read that one's figures.
   stats::HttpEndpoint endpoint(registry);
   if (metricsListen != "none") {
     auto where = endpoint.start(metricsListen);
-    if (where.ok())
-      log::info(text::cat("metrics listen=", *where));
-    else
-      log::error(std::string(where.status().message()));
+    if (!where.ok()) die(std::string(where.status().message()));
+    log::info(text::cat("metrics listen=", *where));
   }
   listeners.start();
   std::string where;

@@ -20,7 +20,7 @@ port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 start_agent() {
   "$build/agent/qtls-smtpd" --qmail-home "$tmp" --qmail-queue "$build/tests/null_qmail_queue" \
     --listen "127.0.0.1:$port" --max-per-client 2000 --state-dir "$tmp/state" \
-    --admin-listen "unix:$tmp/admin.sock" 2> "$tmp/log" &
+    --admin-listen "unix:$tmp/admin.sock" --user "$(id -un)" 2> "$tmp/log" &
   pid=$!
   sleep 0.5
 }

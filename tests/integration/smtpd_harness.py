@@ -31,6 +31,8 @@ class Agent:
         cmd += ["--state-dir", self.state_dir]
         if not any(a == "--admin-listen" for a in args):
             cmd += ["--admin-listen", "unix:" + self.admin_socket]
+        if "--user" not in args:
+            cmd += ["--user", "root"]  # the tests run as root; the daemon refuses it unasked
         cmd += list(args)
         e = dict(os.environ)
         e["FAKEQ_DIR"] = queue_dir

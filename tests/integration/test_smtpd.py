@@ -95,7 +95,7 @@ class ListenerTest(SmtpdTestCase):
         tls.listen(16)
         log = open(os.path.join(self.dir, "activated.log"), "wb")
         script = ('exec 3<&%d 4<&%d; LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=smtp:smtps '
-                  'exec %s --qmail-home %s --qmail-queue %s --state-dir %s --admin-listen none'
+                  'exec %s --qmail-home %s --qmail-queue %s --state-dir %s --admin-listen none --user root'
                   % (plain.fileno(), tls.fileno(), SMTPD, self.home.path, FAKEQ,
                      os.path.join(self.dir, "activated-state")))
         env = dict(os.environ, FAKEQ_DIR=self.qdir)

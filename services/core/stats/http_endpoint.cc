@@ -19,13 +19,20 @@ absl::StatusOr<std::string> HttpEndpoint::start(const std::string& listen) {
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   int port = std::atoi(listen.c_str() + colon + 1);
   server_ = std::make_unique<httplib::Server>();
+  // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, with which a second daemon
+  // on the same address starts silently and scrapes alternate between the two.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   int bound =
       port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
   if (bound < 0)
-    return absl::UnavailableError(text::cat("metrics listener ", listen, ": cannot bind"));
+    return absl::UnavailableError(
+        text::cat("metrics listener ", listen, ": cannot bind (address in use or not local)"));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return text::cat(listen.substr(0, colon), ":", bound);
 }
