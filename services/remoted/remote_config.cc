@@ -29,7 +29,11 @@ absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string
 
   auto routes = control::readList(dir + "/smtproutes");
   if (!routes.ok()) return routes.status();
-  if (routes->has_value()) cfg->routes = control::SmtpRoutes(**routes);
+  if (routes->has_value()) {
+    auto parsed = control::SmtpRoutes::parse(**routes);
+    if (!parsed.ok()) return parsed.status();
+    cfg->routes = *std::move(parsed);
+  }
 
   auto tc = control::readInt(dir + "/timeoutconnect", 60);
   if (!tc.ok()) return tc.status();

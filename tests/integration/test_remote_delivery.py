@@ -150,6 +150,14 @@ class DialogueTest(RemoteTestCase):
         self.assertEqual(out, b"r\0r\0K127.0.0.2 accepted message.\nRemote host said: 250 ok queued\n\0")
         self.assertIn("MAIL FROM:<>", p.transcript)
 
+    def test_smtproutes_with_auth_credentials_is_refused_at_load(self):
+        self.home.write("smtproutes", "example.test:smtp.isp.test:587|alice|s3cret\n")
+        with self.assertRaises(AssertionError) as e:
+            self.start_daemon()
+        self.assertIn('smtproutes: the route for "example.test" carries SMTP AUTH credentials',
+                      str(e.exception))
+        self.assertNotIn("s3cret", str(e.exception))
+
     def test_no_connection(self):
         port = __import__("harness").free_port(IP)
         self.home.write("smtproutes", "example.test:%s:%d\n" % (IP, port))

@@ -14,6 +14,19 @@ SmtpRoutes::SmtpRoutes(const std::vector<std::string>& lines) {
   }
 }
 
+absl::StatusOr<SmtpRoutes> SmtpRoutes::parse(const std::vector<std::string>& lines) {
+  for (const auto& line : lines) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    if (line.find('|', colon) != std::string::npos)  // the credentials are never echoed
+      return absl::InvalidArgumentError(
+          text::cat("smtproutes: the route for \"", line.substr(0, colon),
+                    "\" carries SMTP AUTH credentials (relay:port|user|password, from a qmail AUTH "
+                    "patch); qtls does not do SMTP AUTH: remove the credentials or the line"));
+  }
+  return SmtpRoutes(lines);
+}
+
 std::optional<Route> SmtpRoutes::lookup(const std::string& host) const {
   const std::string h = text::lower(host);
   const std::string* value = nullptr;

@@ -7,6 +7,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace qtls::control {
 
 struct Route {
@@ -19,6 +21,10 @@ class SmtpRoutes {
   SmtpRoutes() = default;
   // Lines of the file as readList() returns them; lines without ':' are ignored.
   explicit SmtpRoutes(const std::vector<std::string>& lines);
+  // The same, refusing what qtls cannot honour: a route carrying SMTP AUTH credentials
+  // (`domain:relay:port|user|password`, from some qmail patches) would otherwise be taken as
+  // a port and the mail sent without the authentication the relay expects.
+  static absl::StatusOr<SmtpRoutes> parse(const std::vector<std::string>& lines);
 
   // The route for `host`, or nullopt when no key matches or the matching entry has an empty
   // relay ("use MX as usual").

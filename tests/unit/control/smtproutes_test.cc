@@ -39,5 +39,15 @@ TEST(SmtpRoutes, SuffixKeyDoesNotMatchTheDomainItself) {
   EXPECT_FALSE(r.lookup("badexample.com"));
 }
 
+TEST(SmtpRoutes, AuthCredentialsAreRefusedWithoutEchoingThem) {
+  auto r = SmtpRoutes::parse({"a.org:relay", "example.com:smtp.isp.test:587|alice|s3cret"});
+  ASSERT_FALSE(r.ok());
+  const std::string msg(r.status().message());
+  EXPECT_NE(msg.find("the route for \"example.com\" carries SMTP AUTH credentials"),
+            std::string::npos);
+  EXPECT_EQ(msg.find("s3cret"), std::string::npos);
+  EXPECT_TRUE(SmtpRoutes::parse({"a.org:relay:25", ":catchall"}).ok());
+}
+
 }  // namespace
 }  // namespace qtls::control
