@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/ip/v6_only.hpp>
@@ -37,8 +38,20 @@ absl::StatusOr<ListenerSpec> parseListenerSpec(const std::string& s) {
   return spec;
 }
 
-Listeners::Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn params)
-    : io_(io), limits_(limits), params_(std::move(params)) {}
+asio::ip::address clientKey(const asio::ip::address& a, int ipv6Prefix) {
+  const asio::ip::address u = unmapped(a);
+  if (!u.is_v6()) return u;
+  auto bytes = u.to_v6().to_bytes();
+  for (int i = 0; i < 16; ++i) {
+    const int keep = std::clamp(ipv6Prefix - i * 8, 0, 8);
+    bytes[i] &= static_cast<unsigned char>(0xff00 >> keep);
+  }
+  return asio::ip::address_v6(bytes);
+}
+
+Listeners::Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn params,
+                     SessionRegistry& registry)
+    : io_(io), limits_(limits), params_(std::move(params)), registry_(registry) {}
 
 absl::Status Listeners::bind(const ListenerSpec& spec) {
   size_t colon = spec.address.rfind(':');
@@ -94,8 +107,11 @@ absl::StatusOr<int> Listeners::adoptSystemdSockets() {
       return absl::InvalidArgumentError(
           text::cat("socket activation: fd ", fd, ": ", ec.message()));
     auto l = std::make_unique<Listener>();
-    l->spec.implicitTls = name.size() >= 5 && (name.substr(name.size() - 5) == "smtps" ||
-                                               name.substr(name.size() - 3) == "tls");
+    // Implicit TLS for names ending in "smtps" or "tls" ("tls" itself included).
+    auto endsWith = [&name](std::string_view s) {
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    l->spec.implicitTls = endsWith("smtps") || endsWith("tls");
     auto ep = acc->local_endpoint(ec);
     l->spec.address = text::cat("fd", fd, "=", ep.address().to_string(), ":", ep.port());
     l->acceptor = std::move(acc);
@@ -117,7 +133,10 @@ void Listeners::stop() {
     std::error_code ignored;
     l->acceptor->close(ignored);
   }
+  registry_.closeAll(SessionControl::Close::kWhenIdle);
 }
+
+void Listeners::cutOff() { registry_.closeAll(SessionControl::Close::kNow); }
 
 asio::awaitable<void> Listeners::acceptLoop(Listener& l) {
   for (;;) {
@@ -139,21 +158,34 @@ asio::awaitable<void> Listeners::acceptLoop(Listener& l) {
 
 asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const ListenerSpec& spec) {
   std::error_code ec;
-  auto peer = sock.remote_endpoint(ec).address();
+  const auto address = sock.remote_endpoint(ec).address();
+  const auto peer = clientKey(address, limits_.ipv6Prefix);
   std::string refusal;
+  const char* reason = "";
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (active_.load() >= limits_.maxConnections)
-      refusal = "421 too many connections, try again later (#4.3.2)\r\n";
-    else if (perClient_[peer] >= limits_.maxPerClient)
+    auto it = perClient_.find(peer);
+    const int mine = it == perClient_.end() ? 0 : it->second;
+    const int reserved = limits_.maxConnections * limits_.reservePercent / 100;
+    const int active = active_.load();
+    if (mine >= limits_.maxPerClient ||
+        (mine > 0 && reserved > 0 && active < limits_.maxConnections &&
+         active >= limits_.maxConnections - reserved)) {
+      // The last slots are for clients that hold none: a few addresses cannot take them all.
       refusal = "421 too many connections from your address, try again later (#4.3.2)\r\n";
+      reason = "too_many_from_client";
+    } else if (active >= limits_.maxConnections && !registry_.evictIdlest(limits_.evictAfterIdle)) {
+      refusal = "421 too many connections, try again later (#4.3.2)\r\n";
+      reason = "too_many";
+    }
     if (refusal.empty()) {
       ++active_;
       ++perClient_[peer];
     }
   }
   if (!refusal.empty()) {
-    log::warn(text::cat("listener ", spec.address, " refused client=", peer.to_string(), ": ",
+    if (AgentMetrics* m = params_().metrics) m->closedByLimit.with({reason}).add(1);
+    log::warn(text::cat("listener ", spec.address, " refused client=", address.to_string(), ": ",
                         refusal.substr(4, refusal.size() - 6)));
     // Plain text even on a TLS port: there is no session to protect yet, and a client that
     // does not understand it only sees the connection close.

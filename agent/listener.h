@@ -1,11 +1,14 @@
 // Accepts inbound connections on any number of listeners (bound here, or handed over by systemd
 // socket activation), enforces the connection limits with a clear 421, and starts a session
-// per connection on its own strand.
+// per connection on its own strand. Clients are counted per address, IPv6 per prefix (one /64
+// is one client by default); the last slots are kept for clients holding none, and when every
+// slot is taken the session idle the longest is closed to make room.
 #pragma once
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "session.h"
+#include "session_registry.h"
 
 namespace qtls::agent {
 
@@ -29,19 +33,29 @@ absl::StatusOr<ListenerSpec> parseListenerSpec(const std::string& s);
 struct ConnectionLimits {
   int maxConnections = 1000;
   int maxPerClient = 100;
+  int ipv6Prefix = 64;      // IPv6 clients are counted per this prefix
+  int reservePercent = 10;  // of maxConnections, only for clients with no connection yet
+  std::chrono::seconds evictAfterIdle{10};  // a full table closes the idlest idle this long
 };
+
+// The key a client is counted under: the IPv4 address, or the IPv6 address cut to `prefix`.
+asio::ip::address clientKey(const asio::ip::address& a, int ipv6Prefix);
 
 class Listeners {
  public:
   using ParamsFn = std::function<SessionParams()>;
-  Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn params);
+  Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn params,
+            SessionRegistry& registry);
 
   absl::Status bind(const ListenerSpec& spec);
   // Adopts listening sockets passed by systemd (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES). A socket
   // whose name ends in "smtps" or "tls" is implicit TLS. Returns how many were adopted.
   absl::StatusOr<int> adoptSystemdSockets();
   void start();
+  // Stops accepting; idle sessions are closed with a 421, the others after their message.
   void stop();
+  // The drain ran out: every session is closed with a 421, also in the middle of DATA.
+  void cutOff();
   int active() const { return active_.load(); }
   const std::vector<ListenerSpec>& specs() const { return specs_; }
 
@@ -56,6 +70,7 @@ class Listeners {
   asio::io_context& io_;
   ConnectionLimits limits_;
   ParamsFn params_;
+  SessionRegistry& registry_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<ListenerSpec> specs_;
   std::atomic<int> active_{0};

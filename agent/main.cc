@@ -37,7 +37,18 @@ const char kUsage[] =
     "  --qmail-queue PATH      program to hand messages to (default <home>/bin/qmail-queue)\n"
     "  --user USER             drop to this user (and its group) after binding\n"
     "  --max-connections N     overall (default 1000)\n"
-    "  --max-per-client N      per client address (default 100)\n"
+    "  --max-per-client N      per client address, IPv6 per --ipv6-prefix (default 100)\n"
+    "  --ipv6-prefix N         IPv6 clients are counted per /N (default 64)\n"
+    "  --reserve-percent N     last N% of --max-connections only for clients holding none\n"
+    "                          (default 10)\n"
+    "  --evict-idle N          with every slot taken, a new client makes the session idle\n"
+    "                          the longest (at least N seconds) close (default 10)\n"
+    "  --command-timeout N     seconds for a command line once begun (default 120)\n"
+    "  --data-min-rate N       DATA bytes/second it must average after --data-grace\n"
+    "                          (default 1024)\n"
+    "  --data-grace N          seconds before the DATA rate counts (default 60)\n"
+    "  --drain-seconds N       on SIGTERM, idle sessions get 421 at once; messages in\n"
+    "                          progress get N seconds (default 30)\n"
     "  --max-line N            command line bytes (default 4096)\n"
     "  --max-recipients N      per message (default 1000)\n"
     "  --max-message N         bytes, when control/databytes is 0 (default 67108864)\n"
@@ -111,6 +122,7 @@ int main(int argc, char** argv) {
   ConnectionLimits limits;
   SessionLimits sessionLimits;
   int threads = 2;
+  long drainSeconds = 30;
   std::string metricsListen = "127.0.0.1:9742";
   admin::AdminFlags adminFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
@@ -129,6 +141,20 @@ int main(int argc, char** argv) {
       limits.maxConnections = static_cast<int>(f.number(1, 1000000));
     else if (a == "--max-per-client")
       limits.maxPerClient = static_cast<int>(f.number(1, 1000000));
+    else if (a == "--ipv6-prefix")
+      limits.ipv6Prefix = static_cast<int>(f.number(1, 128));
+    else if (a == "--reserve-percent")
+      limits.reservePercent = static_cast<int>(f.number(0, 90));
+    else if (a == "--evict-idle")
+      limits.evictAfterIdle = std::chrono::seconds(f.number(0, 86400));
+    else if (a == "--command-timeout")
+      sessionLimits.commandTimeout = std::chrono::seconds(f.number(1, 86400));
+    else if (a == "--data-min-rate")
+      sessionLimits.dataMinRate = static_cast<size_t>(f.number(1, 1L << 30));
+    else if (a == "--data-grace")
+      sessionLimits.dataGrace = std::chrono::seconds(f.number(0, 86400));
+    else if (a == "--drain-seconds")
+      drainSeconds = f.number(0, 86400);
     else if (a == "--max-line")
       sessionLimits.maxLine = static_cast<size_t>(f.number(512, 1 << 20));
     else if (a == "--max-recipients")
@@ -150,11 +176,16 @@ int main(int argc, char** argv) {
   admin::adminDefaults(adminFlags, "smtpd");
   if (auto s = daemon::checkUser(user, "qtls-smtpd", "qmaild"); !s.ok())
     die(std::string(s.message()));
+  if (auto s = daemon::raiseFileLimit(3 * static_cast<rlim_t>(limits.maxConnections) + 64,
+                                      "--max-connections " + std::to_string(limits.maxConnections));
+      !s.ok())
+    die(std::string(s.message()));
   signal(SIGPIPE, SIG_IGN);
 
   // What sessions use lives longer than the io_context: at a shutdown that cut sessions off,
   // the io_context's destructor destroys their frames, which still touch these.
   SmtpdConfigStore store;
+  SessionRegistry sessionRegistry;
   std::vector<ListenerSpec> specs;
   for (const auto& l : listenArgs) {
     auto spec = parseListenerSpec(l);
@@ -195,15 +226,19 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
-  Listeners listeners(io, limits, [&]() {
-    SessionParams p;
-    p.config = store.current();
-    p.qmailQueue = queue;
-    p.limits = sessionLimits;
-    p.metrics = &metrics;
-    p.events = &sessions;
-    return p;
-  });
+  Listeners listeners(
+      io, limits,
+      [&]() {
+        SessionParams p;
+        p.registry = &sessionRegistry;
+        p.config = store.current();
+        p.qmailQueue = queue;
+        p.limits = sessionLimits;
+        p.metrics = &metrics;
+        p.events = &sessions;
+        return p;
+      },
+      sessionRegistry);
   auto adopted = listeners.adoptSystemdSockets();
   if (!adopted.ok()) die(std::string(adopted.status().message()));
   if (*adopted == 0 && specs.empty()) specs = {{"0.0.0.0:25", false, ""}, {"[::]:25", false, ""}};
@@ -239,7 +274,8 @@ int main(int argc, char** argv) {
                       " rcpthosts=", cfg->haveRcpthosts ? "yes" : "MISSING(open relay)"));
   daemon::ServeOptions serve;
   serve.threads = threads;
-  serve.drain = std::chrono::seconds(30);
+  serve.drain = std::chrono::seconds(drainSeconds);
+  serve.cutOff = [&] { listeners.cutOff(); };
   serve.reload = [&] {
     if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok()) {
       log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",

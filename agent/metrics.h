@@ -24,6 +24,10 @@ struct AgentMetrics {
                            "temporary or permanent refusal.",
                            {"result"})),
         sessionsOpen(r.gauge("qtls_agent_sessions_open", "Inbound sessions open now.")),
+        closedByLimit(r.counter("qtls_agent_limit_closes_total",
+                                "Connections refused or closed by a limit: too_many, "
+                                "too_many_from_client, evicted, timeout, shutdown.",
+                                {"reason"})),
         certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
                            "notAfter of the server certificate in force, Unix time.", {"cert"})),
         config(r, "qtls-smtpd") {}
@@ -34,6 +38,7 @@ struct AgentMetrics {
   stats::Family& certRelay;
   stats::Family& messages;
   stats::Family& sessionsOpen;
+  stats::Family& closedByLimit;
   stats::Family& certExpiry;
   stats::ConfigMetrics config;
 };

@@ -39,6 +39,19 @@ namespace {
 using asio::redirect_error;
 using asio::use_awaitable;
 
+// The daemon's environment without what describes a connection, plus `extra`.
+std::vector<std::string> childEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view v(*e);
+    const std::string_view name = v.substr(0, v.find('='));
+    if (name == "PROTO" || name == "RELAYCLIENT" || name.substr(0, 3) == "TCP") continue;
+    out.emplace_back(v);
+  }
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
 }  // namespace
 
 QueueJob::QueueJob(asio::any_io_executor ex) : ex_(ex), msgOut_(ex), envOut_(ex) {}
@@ -55,7 +68,8 @@ QueueJob::~QueueJob() {
 }
 
 std::unique_ptr<QueueJob> QueueJob::start(asio::any_io_executor ex, const std::string& program,
-                                          const std::string& home) {
+                                          const std::string& home,
+                                          const std::vector<std::string>& env) {
   auto job = std::unique_ptr<QueueJob>(new QueueJob(ex));
   QueueResult& r = job->result_;
   int msgPipe[2], envPipe[2];
@@ -86,8 +100,12 @@ std::unique_ptr<QueueJob> QueueJob::start(asio::any_io_executor ex, const std::s
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::string prog = program;
   char* const argv[] = {prog.data(), nullptr};
+  std::vector<std::string> envStrings = childEnvironment(env);
+  std::vector<char*> envp;
+  for (auto& e : envStrings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = -1;
-  int err = posix_spawn(&pid, prog.c_str(), &actions, &attr, argv, environ);
+  int err = posix_spawn(&pid, prog.c_str(), &actions, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(msgPipe[0]);

@@ -35,8 +35,11 @@ class QueueJob {
  public:
   // nullptr when pipes or the process could not be made ("451 qqt failure"); a program that
   // cannot be run or a home that cannot be entered shows up as exit 120 / 61 at commit().
+  // `env`: "NAME=value" entries for the child, replacing the daemon's own variables of those
+  // names; the daemon's PROTO, TCP* and RELAYCLIENT never reach it otherwise.
   static std::unique_ptr<QueueJob> start(asio::any_io_executor ex, const std::string& program,
-                                         const std::string& home);
+                                         const std::string& home,
+                                         const std::vector<std::string>& env = {});
   ~QueueJob();
   // Appends to the message; false once qmail-queue stopped reading (nothing more is written).
   asio::awaitable<bool> write(std::string_view bytes);

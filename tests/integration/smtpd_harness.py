@@ -69,8 +69,9 @@ class Agent:
 class Client:
     """A raw SMTP client on a real socket: send exact bytes, read replies."""
 
-    def __init__(self, port, host="127.0.0.1", implicit_ctx=None, timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", implicit_ctx=None, timeout=10, source=None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         if implicit_ctx:
             self.sock = implicit_ctx.wrap_socket(self.sock, server_hostname="agent.test")
         self.buf = b""

@@ -64,6 +64,22 @@ class MetricsTest(RemoteTestCase):
         self.assertIn('qtls_agent_starttls_total{result="ok"} 1', agent)
         self.assertRegex(agent, r'qtls_tls_cert_expiry_timestamp_seconds\{cert="servercert"\} \d+')
 
+    def test_a_taken_metrics_address_refuses_start(self):
+        # Without SO_REUSEPORT a second daemon cannot share the port and split the scrapes.
+        for daemon, held in (("qtls-remoted", self.remote_metrics),
+                             ("qtls-smtpd", self.agent_metrics)):
+            with self.subTest(daemon=daemon):
+                with self.assertRaises(AssertionError) as e:
+                    if daemon == "qtls-remoted":
+                        from harness import Remoted
+                        other = os.path.join(self.dir, "second")
+                        os.makedirs(other, exist_ok=True)
+                        Remoted(self.home, other, args=["--metrics-listen", held])
+                    else:
+                        Agent(self.home, os.path.join(self.dir), os.path.join(self.dir, "queue"),
+                              args=["--metrics-listen", held], tls_port=False)
+                self.assertIn("fatal: metrics listener %s: cannot bind" % held, str(e.exception))
+
     def test_prometheus_scrapes_both(self):
         port = free_port("127.0.0.1")
         cfg = os.path.join(self.dir, "prometheus.yml")

@@ -69,7 +69,9 @@ class SwaksTest(SmtpdTestCase):
         self.start(tls_port=False)
         c = self.connect()
         c.reply()
-        self.assertEqual(c.cmd("EHLO x"), "250-mx.agent.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE")
+        # control/databytes is 0: the limit in force is --max-message (64 MiB by default).
+        self.assertEqual(c.cmd("EHLO x"), "250-mx.agent.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                                          "250 SIZE 67108864")
         self.assertEqual(c.cmd("STARTTLS"), "454 TLS missing certificate (#4.3.0)")
 
 
@@ -516,113 +518,6 @@ class PostfixRelayTest(SmtpdTestCase):
         self.assertIn("via postfix", msg.decode())
         wait_for(lambda: "status=sent" in pf.log(), what="postfix delivery log")
         self.assertRegex(pf.log(), r"Untrusted TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: TLSv1\.3")
-
-
-class RobustnessTest(SmtpdTestCase):
-    def test_one_megabyte_command_line(self):
-        self.start()
-        c = self.connect()
-        c.reply()
-        c.send(b"MAIL FROM:<" + b"a" * (1 << 20) + b">\r\n")
-        self.assertEqual(c.reply(), "500 command line too long (#5.5.2)")
-        self.assertEqual(c.cmd("NOOP"), "250 ok")
-        self.assertLess(self.agent.rss_kib(), 64 * 1024)
-
-    def test_large_message_is_streamed_not_held(self):
-        self.start()
-        def hwm():
-            with open("/proc/%d/status" % self.agent.proc.pid) as f:
-                return int([l for l in f if l.startswith("VmHWM:")][0].split()[1])
-        before = hwm()
-        c = self.connect()
-        c.reply()
-        c.cmd("MAIL FROM:<a@b.test>")
-        c.cmd("RCPT TO:<u@agent.test>")
-        self.assertEqual(c.cmd("DATA"), "354 go ahead")
-        line = b"x" * 998 + b"\r\n"
-        block = line * 1024  # 1 MiB
-        for _ in range(32):
-            c.send(block)
-        c.send(b".\r\n")
-        self.assertRegex(c.reply(), r"^250 ok \d+ qp \d+$")
-        [(msg, env)] = self.records()
-        self.assertTrue(msg.endswith(b"x" * 998 + b"\n"))
-        self.assertEqual(msg.count(b"\n"), 32 * 1024 + 2)  # + the two Received lines
-        grew = hwm() - before
-        print("\npeak RSS grew by %d KiB for a 32 MiB message" % grew)
-        self.assertLess(grew, 8 * 1024)
-
-    def test_binary_garbage(self):
-        self.start()
-        c = self.connect()
-        c.reply()
-        c.send(bytes(b for b in range(256) if b != 10) * 4 + b"\r\n")
-        self.assertEqual(c.reply(), "502 unimplemented (#5.5.1)")
-        self.assertEqual(c.cmd("NOOP"), "250 ok")
-
-    def test_client_stops_in_the_middle_of_data(self):
-        self.start()
-        c = self.connect()
-        c.reply()
-        c.cmd("MAIL FROM:<a@b.test>")
-        c.cmd("RCPT TO:<u@agent.test>")
-        c.cmd("DATA")
-        c.send("Subject: half\r\n\r\nsome of the body")
-        c.close()
-        wait_for(lambda: "end=eof-in-data" in self.agent.read_log(), what="eof in data")
-        self.assertEqual(self.records(), [])
-        rc, out = self.swaks()
-        self.assertEqual(rc, 0, out)
-        self.assertEqual(len(self.records()), 1)
-
-    def test_silent_client_times_out(self):
-        self.home.write("timeoutsmtpd", "1\n")
-        self.start()
-        c = self.connect()
-        c.reply()
-        self.assertEqual(c.reply(), "451 timeout (#4.4.2)")
-
-    def test_per_client_limit(self):
-        self.start(["--max-per-client", "2"])
-        a, b = self.connect(), self.connect()
-        a.reply(), b.reply()
-        c = self.connect()
-        self.assertEqual(c.reply(), "421 too many connections from your address, try again later (#4.3.2)")
-
-    def test_overall_limit(self):
-        self.start(["--max-connections", "1"])
-        a = self.connect()
-        a.reply()
-        b = self.connect()
-        self.assertEqual(b.reply(), "421 too many connections, try again later (#4.3.2)")
-
-    def test_500_simultaneous_connections(self):
-        self.start(["--max-per-client", "1000"])
-        before = self.agent.rss_kib()
-        socks = []
-        for i in range(500):
-            s = socket.create_connection(("127.0.0.1", self.agent.port), timeout=10)
-            socks.append(s)
-        greeted = 0
-        for s in socks:
-            if s.recv(100).startswith(b"220 "):
-                greeted += 1
-        self.assertEqual(greeted, 500)
-        rc, out = self.swaks()  # still serving others
-        self.assertEqual(rc, 0, out)
-        during = self.agent.rss_kib()
-        for s in socks:
-            s.close()
-        print("\nRSS before %d KiB, with 500 idle connections %d KiB" % (before, during))
-        self.assertLess(during - before, 100 * 1024)
-
-    def test_privileges_dropped_after_bind(self):
-        self.start(["--user", "nobody"])
-        with open("/proc/%d/status" % self.agent.proc.pid) as f:
-            uid_line = [l for l in f if l.startswith("Uid:")][0]
-        self.assertEqual(uid_line.split()[1:], ["65534"] * 4)
-        rc, out = self.swaks("--tls")  # the key (mode 0600, root) was read before dropping
-        self.assertEqual(rc, 0, out)
 
 
 if __name__ == "__main__":

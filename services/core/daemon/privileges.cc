@@ -56,4 +56,21 @@ absl::Status dropPrivileges(const std::string& user, const std::string& stateDir
   return absl::OkStatus();
 }
 
+absl::Status raiseFileLimit(rlim_t need, const std::string& why) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return absl::InternalError(text::cat("getrlimit: ", std::strerror(errno)));
+  if (rl.rlim_cur >= need) return absl::OkStatus();
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+    return absl::ResourceExhaustedError(text::cat(
+        why, " needs ", need, " open files (3 per connection plus 64), but the hard limit is ",
+        rl.rlim_max, ": raise it (LimitNOFILE= in the unit, ulimit -n, softlimit -o) or lower ",
+        "--max-connections"));
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return absl::InternalError(
+        text::cat("setrlimit(RLIMIT_NOFILE, ", need, "): ", std::strerror(errno)));
+  return absl::OkStatus();
+}
+
 }  // namespace qtls::daemon

@@ -4,6 +4,8 @@
 // root on purpose (tests, containers) and says so in the log.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <string>
 
 #include "absl/status/status.h"
@@ -17,5 +19,10 @@ absl::Status checkUser(const std::string& user, const std::string& program,
 // Gives `stateDir` (recursively) to `user`, then sets groups, gid and uid, and checks that
 // root cannot be regained. Nothing when `user` is empty or root.
 absl::Status dropPrivileges(const std::string& user, const std::string& stateDir);
+
+// Raises the soft RLIMIT_NOFILE to at least `need` descriptors (up to the hard limit); refuses
+// when the hard limit is lower, naming `why` and how to raise it, instead of failing accept()
+// with "Too many open files" under load.
+absl::Status raiseFileLimit(rlim_t need, const std::string& why);
 
 }  // namespace qtls::daemon

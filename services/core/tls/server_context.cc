@@ -94,7 +94,15 @@ absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec) {
   SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof kSidCtx - 1);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
   if (auto s = loadCertificateFile(ctx.get(), spec.certFile); !s.ok()) return s;
-  if (auto s = setCipherString(ctx.get(), spec.ciphers, "tls: server ciphers"); !s.ok()) return s;
+  if (spec.ciphers.empty()) {
+    // Forward-secret AEAD suites only (Mozilla "intermediate"): no CBC, no static-RSA key
+    // exchange. TLS 1.3 keeps OpenSSL's list, which is all AEAD. tlsserverciphers replaces
+    // this, so an operator can still widen it for old clients.
+    SSL_CTX_set_cipher_list(ctx.get(), kDefaultServerCiphers);
+    SSL_CTX_set_dh_auto(ctx.get(), 1);
+  } else if (auto s = setCipherString(ctx.get(), spec.ciphers, "tls: server ciphers"); !s.ok()) {
+    return s;
+  }
   if (!spec.clientCaFile.empty()) {
     if (SSL_CTX_load_verify_locations(ctx.get(), spec.clientCaFile.c_str(), nullptr) != 1)
       return absl::InvalidArgumentError(

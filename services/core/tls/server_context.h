@@ -13,9 +13,15 @@
 
 namespace qtls::tls {
 
+// The TLS 1.2 suites offered when control/tlsserverciphers is absent.
+inline constexpr char kDefaultServerCiphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+
 struct ServerTlsSpec {
   std::string certFile;       // servercert.pem
-  std::string ciphers;        // tlsserverciphers joined with ':'; empty = OpenSSL default
+  std::string ciphers;        // tlsserverciphers joined with ':'; empty = kDefaultServerCiphers
   int minVersion = 0;         // 0 = TLS 1.2
   std::string clientCaFile;   // clientca.pem; empty = never ask for a client certificate
   std::string clientCrlFile;  // clientcrl.pem; empty = no revocation checks

@@ -1,0 +1,130 @@
+// DATA (spec 4.7, 4.9): the message streamed to qmail-queue as it arrives, the envelope only
+// after a complete final dot, with the environment qmail-smtpd under tcpserver would give.
+#include <algorithm>
+#include <ctime>
+
+#include "queue.h"
+#include "received.h"
+#include "session_impl.h"
+
+namespace qtls::agent {
+
+std::vector<std::string> Session::queueEnvironment() const {
+  // tcpserver's variables (no DNS lookups: no TCPREMOTEHOST or TCPREMOTEINFO, so qmail-smtpd
+  // would have said "unknown"), TCPLOCALHOST as `tcpserver -l` sets it, and RELAYCLIENT (empty)
+  // when this client may relay: by control/relayclients, as a tcprules entry would set it, or
+  // by its certificate, as qmail-tls exports it.
+  std::vector<std::string> env = {
+      "PROTO=TCP",
+      "TCPREMOTEIP=" + remoteIp_,
+      "TCPREMOTEPORT=" + remotePort_,
+      "TCPLOCALIP=" + localIp_,
+      "TCPLOCALPORT=" + localPort_,
+      "TCPLOCALHOST=" + cfg_.localName,
+  };
+  if (relayClient_ || cert_.allowed) env.push_back("RELAYCLIENT=");
+  return env;
+}
+
+asio::awaitable<bool> Session::data() {
+  if (!haveMail_) {
+    reply("503 MAIL first (#5.5.1)");
+    co_return true;
+  }
+  if (rcpts_.empty()) {
+    reply("503 RCPT first (#5.5.1)");
+    co_return true;
+  }
+  // qmail-queue starts now and receives the message as it arrives; the envelope follows only
+  // after a complete final dot, so an interrupted or refused message is never queued.
+  std::unique_ptr<QueueJob> job =
+      QueueJob::start(sock_.get_executor(), p_.qmailQueue, cfg_.home, queueEnvironment());
+  if (!job) {
+    reply("451 qqt failure (#4.3.0)");
+    co_return true;
+  }
+  reply("354 go ahead");
+  bool feeding = co_await job->write(
+      receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr)));
+  DataReader reader(messageLimit());
+  std::string end;  // why the session ends early, if it does
+  // However slowly it comes, DATA must average dataMinRate after a grace period.
+  inData_ = true;
+  const Clock::time_point dataStart = Clock::now();
+  size_t received = 0;
+  std::string& in = reader_.buffer();
+  for (;;) {
+    size_t used = reader.feed(in);
+    in.erase(0, used);
+    // Hop or size overflow: stop feeding (the message will be refused), keep reading to the dot.
+    if (reader.overflow() || reader.hops() >= 100) feeding = false;
+    if (reader.pending() >= 65536 || reader.state() != DataReader::State::kMore) {
+      std::string chunk = reader.take();
+      if (feeding) feeding = co_await job->write(chunk);
+    }
+    if (reader.state() == DataReader::State::kDone) break;
+    if (reader.state() == DataReader::State::kBareLf) {
+      reply("451 See http://pobox.com/~djb/docs/smtplf.html.");
+      end = "bare-lf";
+      break;
+    }
+    if (!co_await flush()) {
+      end = "eof-in-data";
+      break;
+    }
+    char buf[65536];
+    std::error_code ec;
+    deadline_ = dataStart + p_.limits.dataGrace +
+                std::chrono::seconds(received / std::max<size_t>(p_.limits.dataMinRate, 1));
+    size_t n = co_await readSome(buf, sizeof buf, ec);
+    if (timedOut_) {
+      reply("451 timeout (#4.4.2)");
+      if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
+      end = "timeout-in-data";
+      break;
+    }
+    if (closing_ && closeHow_ == Close::kNow && ec == asio::error::operation_aborted) {
+      reply(closingReply());
+      if (p_.metrics) p_.metrics->closedByLimit.with({"shutdown"}).add(1);
+      end = "shutdown-in-data";
+      break;
+    }
+    if (ec) {  // client gone in the middle of DATA
+      end = "eof-in-data";
+      break;
+    }
+    received += n;
+    in.append(buf, n);
+  }
+  inData_ = false;
+  deadline_ = Clock::time_point::max();
+  if (!end.empty()) {
+    co_await job->abort();
+    co_await flush();
+    logSession(end);
+    co_return false;
+  }
+  std::string result;
+  if (reader.hops() >= 100) {
+    co_await job->abort();
+    result = "554 too many hops, this message is looping (#5.4.6)";
+  } else if (reader.overflow()) {
+    co_await job->abort();
+    result = "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
+  } else {
+    QueueResult q = co_await job->commit(envelopeBytes(sender_, rcpts_));
+    result = queueReply(q, std::time(nullptr));
+    if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
+  }
+  if (p_.metrics)
+    p_.metrics->messages
+        .with({result[0] == '2'   ? "accepted"
+               : result[0] == '4' ? "temporary"
+                                  : "permanent"})
+        .add(1);
+  resetTransaction();
+  reply(result);
+  co_return true;
+}
+
+}  // namespace qtls::agent

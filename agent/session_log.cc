@@ -1,0 +1,63 @@
+// The session's log line and its record for metrics and the session stream.
+#include <openssl/x509.h>
+
+#include <chrono>
+
+#include "log/log.h"
+#include "session_impl.h"
+#include "tls/ssl_ptr.h"
+#include "util/text.h"
+
+namespace qtls::agent {
+
+void Session::logSession(std::string_view end) {
+  std::string tlsDesc = "-/-", certDesc = "-", verify = "-";
+  admin::SessionEvent e;
+  if (tls_) {
+    SSL* ssl = tls_->native_handle();
+    e.tlsVersion = SSL_get_version(ssl);
+    e.cipher = SSL_get_cipher_name(ssl);
+    e.resumed = SSL_session_reused(ssl) == 1;
+    tlsDesc = text::cat(SSL_get_version(ssl), "/", SSL_get_cipher_name(ssl));
+    tls::X509Ptr peer(SSL_get1_peer_certificate(ssl));
+    if (peer) {
+      char buf[512];
+      X509_NAME_oneline(X509_get_subject_name(peer.get()), buf, sizeof buf);
+      certDesc = buf;
+      long v = SSL_get_verify_result(ssl);
+      verify = v == X509_V_OK ? "ok" : text::cat("fail:", X509_verify_cert_error_string(v));
+    } else {
+      verify = "none";
+    }
+  }
+  log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener, " tls=", tlsDesc,
+                      " cert=", log::value(certDesc), " verify=", log::value(verify),
+                      " relay=", relayUsed_, " relay_refused=", refusedRelay_,
+                      " accepted=", accepted_, " injected_bytes=", injected_, " end=", end));
+  const char* mode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
+  const bool up = tls_ && SSL_is_init_finished(tls_->native_handle());
+  if (tls_ && !up) {
+    e.failureReason = "handshake";
+    e.tlsVersion = e.cipher = "-";
+  }
+  if (up && p_.metrics)
+    p_.metrics->tlsSessions.with({mode, e.tlsVersion, e.cipher, e.resumed ? "yes" : "no"}).add(1);
+  if (p_.events == nullptr) return;
+  e.endTime = admin::unixNow();
+  e.direction = "inbound";
+  e.peer = remoteIp_;
+  e.domain = helo_;
+  e.levelRequested = "-";
+  e.levelAchieved = up ? (verify == "ok" ? "verify" : "encrypt") : "none";
+  e.policySource = "relay:" + relayUsed_;
+  e.verify = verify;
+  e.outcome = std::string(end);
+  e.tlsMode = mode;
+  e.messages = static_cast<uint32_t>(accepted_);
+  e.durationSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  e.policyGeneration = cfg_.generation;
+  p_.events->publish(e);
+}
+
+}  // namespace qtls::agent

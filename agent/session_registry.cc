@@ -1,0 +1,53 @@
+// Registry of running sessions.
+#include "session_registry.h"
+
+#include <asio/post.hpp>
+
+namespace qtls::agent {
+
+uint64_t SessionRegistry::add(std::weak_ptr<SessionControl> s, asio::any_io_executor ex) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_++;
+  entries_[id] = Entry{std::move(s), std::move(ex), false, Clock::now()};
+  return id;
+}
+
+void SessionRegistry::remove(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(id);
+}
+
+void SessionRegistry::setIdle(uint64_t id, bool idle, Clock::time_point since) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  it->second.idle = idle;
+  it->second.since = since;
+}
+
+void SessionRegistry::post(const Entry& e, SessionControl::Close how) {
+  asio::post(e.ex, [w = e.session, how] {
+    if (auto s = w.lock()) s->close(how);
+  });
+}
+
+void SessionRegistry::closeAll(SessionControl::Close how) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, e] : entries_) post(e, how);
+}
+
+bool SessionRegistry::evictIdlest(Clock::duration minIdle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  std::map<uint64_t, Entry>::iterator best = entries_.end();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (!it->second.idle || now - it->second.since < minIdle) continue;
+    if (best == entries_.end() || it->second.since < best->second.since) best = it;
+  }
+  if (best == entries_.end()) return false;
+  best->second.idle = false;  // not chosen twice
+  post(best->second, SessionControl::Close::kEvict);
+  return true;
+}
+
+}  // namespace qtls::agent
