@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs every Debian package that the build and the test suite need, then builds qtls.
-# Run as root on Debian 12. Safe to run again: apt-get and cmake only do what is missing.
+# Installs every Debian package that the build and the test suite need, then builds qtls twice:
+# build/ (what you run) and build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer, which
+# scripts/test.sh runs the tests on too). Run as root on Debian 12. Safe to run again: apt-get
+# and cmake only do what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build dependencies.
 build_pkgs=(
-  build-essential clang-14 cmake ninja-build pkg-config
+  build-essential clang-14 libclang-rt-14-dev cmake ninja-build pkg-config
   libssl-dev libc-ares-dev libasio-dev libabsl-dev libcpp-httplib-dev
   libgrpc++-dev libgrpc-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev
@@ -35,9 +37,15 @@ else
 fi
 
 # clang, not Debian's GCC 12: see the note at the top of CMakeLists.txt.
-if [ -f build/CMakeCache.txt ] && ! grep -q "^CMAKE_CXX_COMPILER:.*clang++-14" build/CMakeCache.txt; then
-  rm -rf build
-fi
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
-cmake --build build -j"$(nproc)"
+build() {  # build DIR [cmake options]
+  local dir=$1
+  shift
+  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q "^CMAKE_CXX_COMPILER:.*clang++-14" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 "$@"
+  cmake --build "$dir" -j"$(nproc)"
+}
+build build
+[ "${QTLS_NO_ASAN:-}" = 1 ] || build build-asan -DQTLS_SANITIZE=ON

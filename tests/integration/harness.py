@@ -45,6 +45,21 @@ def metrics_address(log):
     return m.group(1) if m else None
 
 
+# The build-asan run: freed memory sits in ASan's quarantine, so RSS figures mean nothing there.
+SANITIZED = os.environ.get("QTLS_SANITIZED") == "1"
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ERROR: UndefinedBehaviorSanitizer")
+
+
+def check_sanitizer_report(log):
+    """Raises if a daemon's log holds a sanitizer report (the build-asan test run)."""
+    for mark in SANITIZER_MARKS:
+        if mark in log:
+            at = log.index(mark)
+            raise AssertionError("sanitizer report in the daemon's log:\n" + log[max(0, at - 200):at + 3000])
+
+
 def rspawn(out, status):
     """qmail-rspawn's report() (spec 1.3): what qmail-send finally sees."""
     if status < 0:
@@ -135,6 +150,7 @@ class Remoted:
         return metrics_address(self.read_log())
 
     def stop(self):
+        """Stops the daemon; a sanitizer report in its log (build-asan) fails the test."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -143,6 +159,7 @@ class Remoted:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        check_sanitizer_report(self.read_log())
 
 
 def run_shim(socket_path, home, argv, message=b"Subject: t\n\nhello\n", pipe=False, env=None,

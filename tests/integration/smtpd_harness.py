@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BUILD, QmailHome, certs, free_port, wait_for
+from harness import BUILD, QmailHome, certs, check_sanitizer_report, free_port, wait_for
 
 SMTPD = os.path.join(BUILD, "agent", "qtls-smtpd")
 FAKEQ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_qmail_queue.py")
@@ -56,6 +56,7 @@ class Agent:
         return 0
 
     def stop(self):
+        """Stops the daemon; a sanitizer report in its log (build-asan) fails the test."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -64,6 +65,7 @@ class Agent:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        check_sanitizer_report(self.read_log())
 
 
 class Client:

@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import wait_for
+from harness import SANITIZED, wait_for
 from smtpd_harness import FAKEQ, SMTPD, Client, SmtpdTestCase, client_context
 
 
@@ -281,7 +281,8 @@ class RobustnessTest(SmtpdTestCase):
         c.send(b"MAIL FROM:<" + b"a" * (1 << 20) + b">\r\n")
         self.assertEqual(c.reply(), "500 command line too long (#5.5.2)")
         self.assertEqual(c.cmd("NOOP"), "250 ok")
-        self.assertLess(self.agent.rss_kib(), 64 * 1024)
+        if not SANITIZED:
+            self.assertLess(self.agent.rss_kib(), 64 * 1024)
 
     def test_large_message_is_streamed_not_held(self):
         self.start()
@@ -305,7 +306,8 @@ class RobustnessTest(SmtpdTestCase):
         self.assertEqual(msg.count(b"\n"), 32 * 1024 + 2)  # + the two Received lines
         grew = hwm() - before
         print("\npeak RSS grew by %d KiB for a 32 MiB message" % grew)
-        self.assertLess(grew, 8 * 1024)
+        if not SANITIZED:
+            self.assertLess(grew, 8 * 1024)
 
     def test_binary_garbage(self):
         self.start()
@@ -369,7 +371,8 @@ class RobustnessTest(SmtpdTestCase):
         for s in socks:
             s.close()
         print("\nRSS before %d KiB, with 500 idle connections %d KiB" % (before, during))
-        self.assertLess(during - before, 100 * 1024)
+        if not SANITIZED:
+            self.assertLess(during - before, 100 * 1024)
 
     def test_privileges_dropped_after_bind(self):
         self.start(["--user", "nobody"])
