@@ -174,7 +174,9 @@ asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const Listene
       // The last slots are for clients that hold none: a few addresses cannot take them all.
       refusal = "421 too many connections from your address, try again later (#4.3.2)\r\n";
       reason = "too_many_from_client";
-    } else if (active >= limits_.maxConnections && !registry_.evictIdlest(limits_.evictAfterIdle)) {
+    } else if (active >= limits_.maxConnections &&
+               (mine > 0 || !registry_.evictIdlest(limits_.evictAfterIdle))) {
+      // Only a client holding no connection may make room by closing the idlest session.
       refusal = "421 too many connections, try again later (#4.3.2)\r\n";
       reason = "too_many";
     }

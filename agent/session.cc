@@ -34,16 +34,16 @@ Session::~Session() {
 
 void Session::close(Close how) {
   if (how == Close::kEvict) {
-    // Chosen as the idlest; if a command has begun since, it is not idle any more.
-    if (closing_ || inData_ || reader_.midLine()) return;
+    if (closing_ || inData_) return;  // chosen as the idlest, but a message has begun since
   } else if (closing_ && (how == Close::kWhenIdle || closeHow_ == Close::kNow)) {
     return;
   }
   closing_ = true;
   closeHow_ = how;
-  // A session waiting for its next command hears it at once; a message in progress is
-  // finished first unless the drain ran out.
-  if (!inData_ || how == Close::kNow) {
+  // A session waiting for the client hears it at once; a message in progress is finished
+  // first unless the drain ran out. Only a wait for the client is cancelled, never a write: a
+  // 250 on its way must arrive.
+  if (reading_ && (!inData_ || how == Close::kNow)) {
     std::error_code ignored;
     sock_.cancel(ignored);
   }
@@ -75,7 +75,7 @@ void Session::armFor(Clock::duration t) {
 void Session::disarm() { watchdog_.disarm(); }
 
 void Session::setIdle(bool idle) {
-  if (p_.registry && registryId_ != 0) p_.registry->setIdle(registryId_, idle);
+  if (p_.registry && registryId_ != 0) p_.registry->setIdle(registryId_, idle, lastCommand_);
 }
 
 size_t Session::messageLimit() const {
@@ -84,11 +84,13 @@ size_t Session::messageLimit() const {
 
 asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& ec) {
   arm();
+  reading_ = true;
   size_t got;
   if (tls_)
     got = co_await tls_->async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
   else
     got = co_await sock_.async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
+  reading_ = false;
   disarm();
   co_return got;
 }
@@ -96,7 +98,8 @@ asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& 
 asio::awaitable<bool> Session::flush() {
   if (out_.empty()) co_return true;
   std::error_code ec;
-  armFor(std::chrono::seconds(cfg_.timeout));
+  // A client that does not read its replies is bounded like one that sends slowly.
+  armFor(std::min<Clock::duration>(std::chrono::seconds(cfg_.timeout), p_.limits.commandTimeout));
   if (tls_)
     co_await asio::async_write(*tls_, asio::buffer(out_), redirect_error(use_awaitable, ec));
   else
@@ -114,20 +117,25 @@ asio::awaitable<Session::Line> Session::readLine(std::string& line) {
     switch (reader_.next(line)) {
       case LineReader::Result::kLine:
         deadline_ = Clock::time_point::max();
+        lastCommand_ = Clock::now();
         co_return Line::kOk;
       case LineReader::Result::kTooLong:
         deadline_ = Clock::time_point::max();
+        lastCommand_ = Clock::now();
         co_return Line::kTooLong;
       case LineReader::Result::kNeedMore:
         break;
     }
-    if (closing_ && !reader_.midLine()) co_return Line::kClosing;
     if (!co_await flush()) co_return timedOut_ ? Line::kTimeout : Line::kError;
+    // Stopping or evicted: a command line begun is dropped too (the client will retry).
+    if (closing_) co_return Line::kClosing;
     if (!reader_.midLine())
       deadline_ = Clock::time_point::max();
     else if (deadline_ == Clock::time_point::max())
       deadline_ = Clock::now() + p_.limits.commandTimeout;
-    setIdle(!reader_.midLine());
+    // Evictable while waiting, a line begun or not: idleness counts from the last command, so
+    // a client dribbling its lines is as idle as a silent one.
+    setIdle(true);
     char buf[16384];
     std::error_code ec;
     size_t n = co_await readSome(buf, sizeof buf, ec);
@@ -149,9 +157,16 @@ asio::awaitable<bool> Session::handshake() {
   if (ssl == nullptr) co_return false;
   tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(sock_, ssl);
   std::error_code ec;
+  // A handshake is bounded like a command line, and the session is evictable meanwhile.
+  deadline_ = Clock::now() + p_.limits.commandTimeout;
   arm();
+  reading_ = true;
+  setIdle(true);
   co_await tls_->async_handshake(asio::ssl::stream_base::server, redirect_error(use_awaitable, ec));
+  setIdle(false);
+  reading_ = false;
   disarm();
+  deadline_ = Clock::time_point::max();
   if (p_.metrics) p_.metrics->starttls.with({ec || timedOut_ ? "failed" : "ok"}).add(1);
   if (ec || timedOut_) {
     std::string why = timedOut_ ? "timeout" : ec.message();
@@ -377,15 +392,7 @@ asio::awaitable<void> Session::run() {
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params) {
   AgentMetrics* m = params.metrics;
   const bool implicit = params.implicitTls;
-  struct Open {  // a guard: a session may be destroyed mid-way at shutdown
-    AgentMetrics* m;
-    explicit Open(AgentMetrics* metrics) : m(metrics) {
-      if (m) m->sessionsOpen().add(1);
-    }
-    ~Open() {
-      if (m) m->sessionsOpen().add(-1);
-    }
-  } open(m);
+  stats::GaugeGuard open(m ? &m->sessionsOpen : nullptr);
   auto ex = socket.get_executor();
   SessionRegistry* registry = params.registry;
   auto s = std::make_shared<Session>(std::move(socket), std::move(params));

@@ -56,8 +56,14 @@ asio::awaitable<bool> Session::data() {
   for (;;) {
     size_t used = reader.feed(in);
     in.erase(0, used);
-    // Hop or size overflow: stop feeding (the message will be refused), keep reading to the dot.
+    // Hop or size overflow: stop feeding (the message will be refused), keep reading to the
+    // dot, as qmail-smtpd does, but not without end.
     if (reader.overflow() || reader.hops() >= 100) feeding = false;
+    if (!feeding && received > 2 * messageLimit() + (1 << 20)) {
+      reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)");
+      end = "overflow";
+      break;
+    }
     if (reader.pending() >= 65536 || reader.state() != DataReader::State::kMore) {
       std::string chunk = reader.take();
       if (feeding) feeding = co_await job->write(chunk);

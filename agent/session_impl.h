@@ -43,6 +43,7 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   void arm();
   void armFor(Clock::duration t);
   void disarm();
+  // Evictable (waiting for the client outside DATA) since the last complete command, or busy.
   void setIdle(bool idle);
   void resetTransaction() {
     haveMail_ = false;
@@ -78,6 +79,8 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   bool closing_ = false;  // stopping or evicted: 421 at the next command
   Close closeHow_ = Close::kWhenIdle;
   bool inData_ = false;
+  bool reading_ = false;  // waiting for the client (a read or a handshake): close() may cancel
+  Clock::time_point lastCommand_ = Clock::now();  // idleness counts from here
 
   std::string helo_;
   bool haveMail_ = false, badFrom_ = false;

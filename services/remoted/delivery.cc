@@ -5,8 +5,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -108,19 +112,49 @@ long deliveryLimitSeconds(const RemoteConfig& cfg, size_t recipients, long cap) 
   return std::max(1L, std::min(limit, cap));
 }
 
-asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req,
-                                        std::shared_ptr<DeliveryControl> control) {
+namespace {
+
+// Targets for the delivery, or nullopt when the delivery was stopped first: the lookup runs on
+// its own (it cannot be cancelled), so a stop never waits behind DNS timeouts.
+asio::awaitable<std::optional<TargetList>> lookUp(const DeliveryDeps& deps,
+                                                  const DeliveryRequest& req,
+                                                  DeliveryControl& control) {
+  struct Wait {
+    explicit Wait(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<TargetList> targets;
+    bool over = false;  // the lookup ended or the delivery was stopped
+    void end() {
+      over = true;
+      done.cancel();
+    }
+  };
+  if (control.stopped()) co_return std::nullopt;
+  auto ex = co_await asio::this_coro::executor;
+  auto w = std::make_shared<Wait>(ex);
+  // The lookup may finish before the wait below begins (co_spawn dispatches inline on this
+  // strand): `over` is checked first, so its end is never missed.
+  asio::co_spawn(
+      ex,
+      [w, resolver = deps.resolver, host = req.host, route = deps.config->routes.lookup(req.host),
+       port = deps.mxPort, ipme = deps.ipme]() -> asio::awaitable<void> {
+        w->targets = co_await findTargets(*resolver, host, route, port, *ipme);
+        w->end();
+      },
+      asio::detached);
+  control.interrupt = [w] { w->end(); };
+  std::error_code ec;
+  while (!w->over) co_await w->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  control.interrupt = nullptr;
+  co_return std::move(w->targets);
+}
+
+asio::awaitable<DeliveryResult> deliverUnguarded(const DeliveryDeps& deps,
+                                                 const DeliveryRequest& req,
+                                                 std::shared_ptr<DeliveryControl> control) {
   DeliveryResult out;
   const auto start = std::chrono::steady_clock::now();
-  struct InFlight {  // a guard: the frame may be destroyed mid-way at shutdown
-    RemoteMetrics* m;
-    explicit InFlight(RemoteMetrics* metrics) : m(metrics) {
-      if (m) m->inFlight().add(1);
-    }
-    ~InFlight() {
-      if (m) m->inFlight().add(-1);
-    }
-  } inFlight(deps.metrics);
+  stats::GaugeGuard inFlight(deps.metrics ? &deps.metrics->inFlight : nullptr);
   const RemoteConfig& cfg = *deps.config;
   control->limitSeconds = deliveryLimitSeconds(cfg, req.recipients.size(), deps.maxDeliverySeconds);
   asio::steady_timer deadline(co_await asio::this_coro::executor,
@@ -132,18 +166,17 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
 
   Session session(deps, req, *control, out);
   auto work = [&]() -> asio::awaitable<void> {
-    std::optional<control::Route> route = cfg.routes.lookup(req.host);
-    TargetList targets =
-        co_await findTargets(*deps.resolver, req.host, route, deps.mxPort, *deps.ipme);
-    if (control->stopped())
+    std::optional<TargetList> targets = co_await lookUp(deps, req, *control);
+    if (!targets || control->stopped())
       out.report.finish('Z', stoppedText(control->reason(), "", false, control->limitSeconds));
-    else if (targets.failKind != 0)
-      out.report.finish(targets.failKind, targets.failText);
+    else if (targets->failKind != 0)
+      out.report.finish(targets->failKind, targets->failText);
     else
-      co_await session.run(targets);
+      co_await session.run(*targets);
   };
   const std::string internalError = co_await exceptionFrom(work());
   deadline.cancel();
+  control->finish();
   if (!internalError.empty()) {
     session.failed(internalError);
     out.openConn.reset();
@@ -151,8 +184,33 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
                          ": exception: ", log::value(internalError)));
   }
   out.possibleDuplicate = session.afterDot_ && !session.dotAnswered_;
-  record(deps, req, session, *control,
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), out);
+  try {  // the report stands whatever happens to its record
+    record(deps, req, session, *control,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), out);
+  } catch (const std::exception& e) {
+    log::error(
+        text::cat("delivery domain=", log::value(req.host), ": recording failed: ", e.what()));
+  }
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req,
+                                        std::shared_ptr<DeliveryControl> control) {
+  std::string what;
+  try {
+    co_return co_await deliverUnguarded(deps, req, control);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  // Only before the session started (it is guarded itself): nothing was sent.
+  control->finish();
+  log::error(text::cat("delivery domain=", log::value(req.host), ": exception: ", what));
+  DeliveryResult out;
+  out.report.finish('Z', internalErrorText(what, false));
   co_return out;
 }
 

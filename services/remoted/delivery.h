@@ -52,7 +52,8 @@ long deliveryLimitSeconds(const RemoteConfig& cfg, size_t recipients, long cap);
 // Awaits `body`; returns the text of an exception that escaped it, "" when none.
 asio::awaitable<std::string> exceptionFrom(asio::awaitable<void> body);
 
-// `control` may be stopped from outside while the delivery runs (on the same strand).
+// `control` may be stopped from outside while the delivery runs (on the same strand). Never
+// throws: whatever goes wrong inside becomes a Z report.
 asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const DeliveryRequest& req,
                                         std::shared_ptr<DeliveryControl> control);
 

@@ -20,9 +20,10 @@ const char* stopReasonName(StopReason r) {
 }
 
 void DeliveryControl::stop(StopReason why) {
-  if (reason_ != StopReason::kNone || why == StopReason::kNone) return;
+  if (finished_ || reason_ != StopReason::kNone || why == StopReason::kNone) return;
   reason_ = why;
   if (auto c = conn_.lock()) c->close();
+  if (interrupt) interrupt();
 }
 
 bool DeliveryControl::stillWanted() {

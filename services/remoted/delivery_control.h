@@ -22,13 +22,17 @@ const char* stopReasonName(StopReason r);
 
 class DeliveryControl {
  public:
-  // The first reason wins; later calls change nothing.
+  // The first reason wins; later calls change nothing, and so do calls after finish().
   void stop(StopReason why);
+  // The delivery has its report: a stop that was already on its way no longer applies.
+  void finish() { finished_ = true; }
   StopReason reason() const { return reason_; }
   bool stopped() const { return reason_ != StopReason::kNone; }
 
   // The connection that stop() closes (the delivery's current one).
   void attach(const std::shared_ptr<SmtpConn>& conn) { conn_ = conn; }
+  // Called by stop() too: ends a wait that is not on the connection (DNS). Empty = none.
+  std::function<void()> interrupt;
 
   // Asks the shim link, synchronously, whether anyone still waits for the answer; stops the
   // delivery (kShimGone) if not. The delivery calls it just before DATA and before the final
@@ -41,6 +45,7 @@ class DeliveryControl {
 
  private:
   StopReason reason_ = StopReason::kNone;
+  bool finished_ = false;
   std::weak_ptr<SmtpConn> conn_;
 };
 

@@ -184,10 +184,11 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     ~Done() { --*a; }
   } done{active};
   std::error_code ec;
-  auto answer = [&](const std::string& report) -> asio::awaitable<void> {
+  auto answer = [&](const std::string& report) -> asio::awaitable<std::error_code> {
     std::error_code wec;
     co_await asio::async_write(sock, asio::buffer(frame(proto::kReport, report)),
                                asio::redirect_error(use_awaitable, wec));
+    co_return wec;
   };
 
   struct ucred cred;
@@ -308,10 +309,12 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     std::error_code ignored;
     co_await t.async_wait(asio::redirect_error(use_awaitable, ignored));
   };
+  // deliver() never throws, so this ends when the delivery does; watchShim is then cancelled.
   std::variant<DeliveryResult, std::monostate> r =
       co_await (deliver(deps, req, control) || watchShim());
-  if (r.index() != 0) co_return;  // not reached: watchShim never ends first
+  if (r.index() != 0) co_return;
   DeliveryResult& result = std::get<0>(r);
+  const char verdict = qmailVerdict(result.report.bytes());
   if (control->reason() == StopReason::kShimGone) {
     log::warn(text::cat(
         "intake: shim for domain=", log::value(req.host), " went away during the delivery; ",
@@ -320,7 +323,14 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     log::info(result.logLine);
     co_return;
   }
-  co_await answer(result.report.bytes());
+  if (auto wec = co_await answer(result.report.bytes())) {
+    // Gone after the delivery ended: qmail retries what the server may already have.
+    log::warn(text::cat("intake: shim for domain=", log::value(req.host),
+                        " went away before its answer (", wec.message(), "); status=", verdict,
+                        verdict == 'K'             ? ": delivered, qmail will send it again"
+                        : result.possibleDuplicate ? ": possible duplicate"
+                                                   : ""));
+  }
   if (control->stopped())
     log::warn(text::cat("intake: delivery for domain=", log::value(req.host), " cut off (",
                         stopReasonName(control->reason()), ")",

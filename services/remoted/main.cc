@@ -212,13 +212,15 @@ int main(int argc, char** argv) {
   policy.setObserver(
       [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
+  // The io_context before the resolver: at shutdown the resolver goes first, and the answers it
+  // still owes are posted to a live io_context, whose destructor then drops them.
+  asio::io_context io;
+  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   auto resolver = Resolver::create(dnsOpts);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
   std::shared_ptr<const IpMe> ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   std::mutex ipmeMu;
 
-  asio::io_context io;
-  daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
   Resolver* res = resolver->get();
   Intake intake(
       io, socketPath, allowed,

@@ -64,8 +64,10 @@ std::string stoppedText(StopReason why, std::string_view ip, bool afterDot, long
                         : "qtls-remoted stopped during the delivery. ";
       break;
     case StopReason::kShimGone:
-    case StopReason::kNone:
       out += "qtls-remote went away; delivery abandoned. ";
+      break;
+    case StopReason::kNone:  // not stopped: never asked for
+      out += "the delivery was stopped. ";
       break;
   }
   if (afterDot) out += "Possible duplicate! ";

@@ -4,6 +4,7 @@ each. Real daemon and shim, scripted servers on loopback."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -154,6 +155,30 @@ class RemoteFaultTest(RemoteTestCase):
         out, p = self.stop_during("dot")
         self.assertEqual(out, b"r\0ZConnected to 127.0.0.2 but qtls-remoted stopped during the "
                               b"delivery. Possible duplicate! (#4.3.0)\n\0")
+
+    def silent_dns(self):
+        """A DNS server that reads queries and never answers."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        return ["--dns-server", "127.0.0.1:%d" % s.getsockname()[1], "--dns-timeout-ms", "9000"]
+
+    def test_stop_while_waiting_for_dns_answers_the_shim(self):
+        self.start_daemon(args=self.silent_dns() + ["--drain-seconds", "0"])
+        proc = self.shim_in_background()
+        time.sleep(0.5)
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        self.assertEqual(out, b"Zqtls-remoted stopped before the delivery was made. (#4.3.0)\n\0")
+        self.assertEqual(self.daemon.proc.wait(15), 0)
+        self.assertIn(" stopped=shutdown ", self.delivery_line())
+
+    def test_deadline_while_waiting_for_dns(self):
+        self.start_daemon(args=self.silent_dns() + ["--delivery-limit", "1"])
+        t0 = time.time()
+        out = self.deliver(ARGV)
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual(out, b"ZSorry, the delivery took longer than 1 seconds. (#4.4.1)\n\0")
 
     # 5. The log line tells the truth.
 

@@ -83,6 +83,34 @@ class ConnectionLimitTest(SmtpdTestCase):
         r = other.reply()
         self.assertTrue(r.startswith("220 "), r)
 
+    def test_reserve_holds_at_a_full_table(self):
+        # A client holding connections may not take the reserved slot, nor evict to get in.
+        self.start(["--max-connections", "3", "--reserve-percent", "34", "--evict-idle", "0"])
+        mine = [self.connect(), self.connect()]
+        for c in mine:
+            c.reply()
+        self.assertEqual(self.connect().reply(), "421 too many connections from your address, "
+                                                 "try again later (#4.3.2)")
+        other = Client(self.agent.port, source="127.0.0.2")
+        self.clients.append(other)
+        self.assertTrue(other.reply().startswith("220 "))
+        time.sleep(0.2)
+        self.assertEqual(self.connect().reply(), "421 too many connections, try again later "
+                                                 "(#4.3.2)")
+        self.assertEqual(other.cmd("NOOP"), "250 ok")  # not evicted
+
+    def test_a_client_dribbling_a_line_is_evictable(self):
+        self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "1"])
+        slow = self.connect()
+        slow.reply()
+        slow.send("NOO")  # a line begun, never finished
+        time.sleep(1.3)
+        new = Client(self.agent.port, source="127.0.0.2")
+        self.clients.append(new)
+        self.assertTrue(new.reply().startswith("220 "))
+        self.assertEqual(slow.reply(), "421 mx.agent.test closing an idle connection: too many "
+                                       "connections (#4.3.2)")
+
     def test_full_table_evicts_the_idlest(self):
         self.start(["--max-connections", "3", "--reserve-percent", "0", "--evict-idle", "1"])
         a, b, c = self.connect(), self.connect(), self.connect()
@@ -92,7 +120,8 @@ class ConnectionLimitTest(SmtpdTestCase):
         b.cmd("NOOP")  # b and c are busier than a
         c.cmd("NOOP")
         time.sleep(1.2)
-        d = self.connect()
+        d = Client(self.agent.port, source="127.0.0.2")  # a client holding none may evict
+        self.clients.append(d)
         self.assertTrue(d.reply().startswith("220 "))
         self.assertEqual(a.reply(), "421 mx.agent.test closing an idle connection: too many "
                                     "connections (#4.3.2)")

@@ -47,6 +47,23 @@ class Family {
   std::map<std::vector<std::string>, std::unique_ptr<Series>> series_;
 };
 
+// Adds 1 to an unlabelled gauge for its lifetime (deliveries in flight, sessions open). A
+// frame holding one may be destroyed mid-way at shutdown, which is why it is a guard. Null: no-op.
+class GaugeGuard {
+ public:
+  explicit GaugeGuard(Family* gauge) : s_(gauge ? &(*gauge)() : nullptr) {
+    if (s_) s_->add(1);
+  }
+  ~GaugeGuard() {
+    if (s_) s_->add(-1);
+  }
+  GaugeGuard(const GaugeGuard&) = delete;
+  GaugeGuard& operator=(const GaugeGuard&) = delete;
+
+ private:
+  Series* s_;
+};
+
 // A consistent-enough copy of every series, for /metrics and the gRPC GetStats call.
 struct SampleSnapshot {
   std::vector<std::string> labelValues;
