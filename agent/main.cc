@@ -256,14 +256,8 @@ int main(int argc, char** argv) {
   if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
     die(std::string(s.message()));
 
-  // A metrics address already taken is fatal: another daemon holds it, and scrapes would
-  // read that one's figures.
   stats::HttpEndpoint endpoint(registry);
-  if (metricsListen != "none") {
-    auto where = endpoint.start(metricsListen);
-    if (!where.ok()) die(std::string(where.status().message()));
-    log::info(text::cat("metrics listen=", *where));
-  }
+  if (auto s = endpoint.serve(metricsListen); !s.ok()) die(std::string(s.message()));
   listeners.start();
   std::string where;
   for (const auto& s : listeners.specs())

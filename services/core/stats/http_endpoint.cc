@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include "log/log.h"
 #include "util/text.h"
 
 namespace qtls::stats {
@@ -35,6 +36,14 @@ absl::StatusOr<std::string> HttpEndpoint::start(const std::string& listen) {
         text::cat("metrics listener ", listen, ": cannot bind (address in use or not local)"));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return text::cat(listen.substr(0, colon), ":", bound);
+}
+
+absl::Status HttpEndpoint::serve(const std::string& listen) {
+  if (listen == "none") return absl::OkStatus();
+  auto where = start(listen);
+  if (!where.ok()) return where.status();
+  log::info(text::cat("metrics listen=", *where));
+  return absl::OkStatus();
 }
 
 void HttpEndpoint::stop() {

@@ -21,6 +21,10 @@ class HttpEndpoint {
   ~HttpEndpoint();
   // "127.0.0.1:9741" (port 0 picks a free one); returns the bound "host:port".
   absl::StatusOr<std::string> start(const std::string& listen);
+  // The daemons' --metrics-listen: "none" serves nothing; otherwise start() and log
+  // "metrics listen=<bound>". An address already taken is an error: another daemon holds it,
+  // and scrapes would read that one's figures.
+  absl::Status serve(const std::string& listen);
   void stop();
 
  private:
