@@ -19,7 +19,8 @@ struct TlsPlan {
   std::string sentence;
   std::string caLabel;             // CA file as reports name it
   std::vector<std::string> names;  // accepted certificate names (verify)
-  tls::ClientContextSpec spec;
+  // The snapshot's compiled context for this plan, or why there is none.
+  RemoteConfig::Ctx context = absl::UnavailableError("no context");
 };
 
 // The plan for delivering mail for `domain` to target `t` under `cfg` (also answers the

@@ -6,6 +6,54 @@
 
 namespace qtls::remoted {
 
+namespace {
+
+// Every TLS context the snapshot's deliveries can need. A tlspolicy ca= file that is missing or
+// holds no usable certificate refuses the whole snapshot, naming the line (it is part of the
+// policy); a tlshosts file keeps its reason for the deliveries to that host.
+absl::Status compileContexts(RemoteConfig& cfg) {
+  tls::ClientContextBuilder builder;
+  tls::ClientContextSpec base;
+  base.ciphers = cfg.ciphers;
+  base.clientCertFile = cfg.clientCert;
+  cfg.plainContext = builder.get(base);
+  if (!cfg.plainContext.ok()) return cfg.plainContext.status();
+  for (const auto& [fqdn, pem] : cfg.files.tlshosts) {
+    tls::ClientContextSpec spec = base;
+    spec.caPem = pem.content;
+    cfg.tlshostsContexts.emplace(
+        fqdn, pem.error.empty() ? builder.get(spec)
+                                : RemoteConfig::Ctx(absl::FailedPreconditionError(pem.error)));
+  }
+  for (const auto& [destination, e] : cfg.tlspolicy.entries()) {
+    tls::ClientContextSpec spec = base;
+    spec.minVersion = e.minVersion;
+    const std::string where = text::cat(cfg.controlDir, "/tlspolicy line ", e.line);
+    if (e.level == policy::TlsLevel::kVerify) {
+      if (e.ca.empty()) {
+        spec.systemCa = true;
+      } else {
+        auto content = control::readFile(e.ca);
+        if (!content.ok() || !content->has_value())
+          return absl::InvalidArgumentError(
+              text::cat(where, ": ca=", e.ca, ": ",
+                        content.ok() ? "no such file" : std::string(content.status().message())));
+        spec.caPem = **content;
+        cfg.entryCa[&e] = spec.caPem;
+      }
+    }
+    auto ctx = builder.get(spec);
+    if (!ctx.ok())
+      return absl::InvalidArgumentError(text::cat(where,
+                                                  e.ca.empty() ? "" : text::cat(": ca=", e.ca),
+                                                  ": ", std::string(ctx.status().message())));
+    cfg.entryContexts.emplace(&e, std::move(ctx));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string& home) {
   auto cfg = std::make_shared<RemoteConfig>();
   cfg->home = home;
@@ -60,6 +108,11 @@ absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string
   }
   if (control::exists(dir + "/clientcert.pem")) cfg->clientCert = dir + "/clientcert.pem";
   if (auto s = tls::checkClientSettings(cfg->ciphers, cfg->clientCert); !s.ok()) return s;
+
+  auto files = policy::QmailFiles::read(dir);
+  if (!files.ok()) return files.status();
+  cfg->files = *std::move(files);
+  if (auto s = compileContexts(*cfg); !s.ok()) return s;
   return cfg;
 }
 

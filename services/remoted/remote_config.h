@@ -1,16 +1,19 @@
-// The outbound configuration snapshot: qmail control files plus control/tlspolicy, loaded
-// and validated whole, then published by swapping a shared_ptr. A delivery keeps the snapshot
-// it started with. Presence of tlshosts/ and notlshosts/ files is checked per delivery with
-// stat(), as qmail-tls does, so creating such a file takes effect without a reload.
+// The outbound configuration snapshot: qmail control files, the tlshosts/ and notlshosts/
+// names, every CA the policy names (tlshosts/<fqdn>.pem, tlspolicy ca=) and a TLS context per
+// distinct trust content, compiled whole and published by swapping a shared_ptr. A delivery
+// keeps the snapshot it started with and reads nothing else: no stat() or parse of policy
+// files on its path.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "control/smtproutes.h"
+#include "policy/qmail_files.h"
 #include "policy/tlspolicy_table.h"
 #include "tls/client_context.h"
 
@@ -26,8 +29,17 @@ struct RemoteConfig {
   policy::TlsPolicyTable tlspolicy;
   std::string ciphers;     // tlsclientciphers lines joined with ':'; empty = default
   std::string clientCert;  // control/clientcert.pem when it exists
+  policy::QmailFiles files;
   uint64_t generation = 0;
-  mutable tls::ClientContextCache contexts;
+
+  // Compiled TLS contexts: no CA (may, encrypt, fingerprint, none), per tlshosts name, per
+  // tlspolicy entry. A tlshosts file that cannot be used keeps its reason, reported (Z) by
+  // the deliveries that need it, as qmail-tls does.
+  using Ctx = absl::StatusOr<tls::SslCtxSharedPtr>;
+  Ctx plainContext = absl::UnavailableError("not compiled");
+  std::map<std::string, Ctx> tlshostsContexts;
+  std::map<const policy::TableEntry*, Ctx> entryContexts;
+  std::map<const policy::TableEntry*, std::string> entryCa;  // ca= content, by entry
 };
 using RemoteConfigConstSharedPtr = std::shared_ptr<const RemoteConfig>;
 

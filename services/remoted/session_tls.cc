@@ -128,7 +128,7 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   const bool required = implicit || policy::tlsRequired(plan.decision.level);
   if (plan.decision.level == TlsLevel::kNone && !implicit) co_return true;
 
-  auto ctx = cfg_.contexts.get(plan.spec);
+  const auto& ctx = plan.context;
   if (!ctx.ok()) {
     if (!required) co_return true;
     if (ctx.status().code() == absl::StatusCode::kFailedPrecondition)

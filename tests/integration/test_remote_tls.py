@@ -3,6 +3,7 @@ servers (Python's ssl on real sockets) for every failure of spec 3.7. Each asser
 report bytes."""
 import os
 import re
+import signal
 import ssl
 import unittest
 
@@ -283,12 +284,33 @@ class TlsPolicyTableTest(TlsTestCase):
         self.assertEqual(self.go(p), b"ZTLS unable to verify server third.test: certificate contains "
                                      b"no matching dNSNnames; connected to 127.0.0.2.\n\0")
 
-    def test_unreadable_ca_file(self):
-        self.home.write("tlspolicy", "example.test verify ca=/nonexistent/ca.pem\n")
-        p = self.tls_peer()
-        out = self.go(p)
-        self.assertTrue(out.startswith(b"ZTLS unable to load /nonexistent/ca.pem: error:"), out)
-        self.assertTrue(out.endswith(b"; connecting to 127.0.0.2.\n\0"), out)
+    def test_missing_or_unusable_ca_file_is_refused_with_its_line(self):
+        # A ca= file is part of the policy: checked when the policy is compiled, not at the
+        # first delivery that needs it.
+        bad = self.home.write("not-a-ca.pem", "no certificate here\n")
+        for ca, why in (("/nonexistent/ca.pem", "no such file"),
+                        (bad, "error:05800088:x509 certificate routines::no certificate or crl "
+                              "found")):
+            with self.subTest(ca=ca):
+                self.tearDown(); self.setUp()
+                self.home.write("not-a-ca.pem", "no certificate here\n")
+                self.home.write("tlspolicy", "other.test may\nexample.test verify ca=%s\n" % ca)
+                with self.assertRaises(AssertionError) as e:
+                    self.start_daemon()
+                self.assertIn("control/tlspolicy line 2: ca=%s: %s" % (ca, why), str(e.exception))
+
+    def test_hand_made_tlshosts_file_takes_effect_at_sighup(self):
+        # The snapshot holds the tlshosts/ names: a file made by hand changes nothing until the
+        # daemon reloads (SIGHUP or the admin API), and then applies to every delivery at once.
+        p = self.tls_peer(self.untrusted)
+        self.assertEqual(self.go(p), OK)
+        self.trust()
+        self.assertEqual(self.deliver(ARGV), OK)
+        self.daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: control files loaded, generation 2" in self.daemon.read_log(),
+                 what="reload")
+        self.assertTrue(self.deliver(ARGV).startswith(b"ZTLS unable to verify server with "
+                                                      b"control/tlshosts/mx.test.pem"))
 
 
 class ImplicitTlsTest(TlsTestCase):

@@ -1,7 +1,6 @@
 // TLS policy precedence.
 #include "policy/resolve.h"
 
-#include "control/control_files.h"
 
 namespace qtls::policy {
 
@@ -32,16 +31,6 @@ Decision decide(const Inputs& in) {
   if (in.exhaustiveList) return {TlsLevel::kNone, Source::kExhaustiveList};
   if (in.notlshosts) return {TlsLevel::kNone, Source::kNotlshosts};
   return {TlsLevel::kMay, Source::kDefault};
-}
-
-Inputs gatherFiles(const std::string& controlDir, const std::string& fqdn) {
-  Inputs in;
-  in.targetHasName = !fqdn.empty();
-  if (!in.targetHasName || !safeHostName(fqdn)) return in;
-  in.tlshostsPem = control::exists(controlDir + "/tlshosts/" + fqdn + ".pem");
-  in.exhaustiveList = control::exists(controlDir + "/tlshosts/exhaustivelist");
-  in.notlshosts = control::exists(controlDir + "/notlshosts/" + fqdn);
-  return in;
 }
 
 }  // namespace qtls::policy

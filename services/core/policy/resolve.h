@@ -36,8 +36,4 @@ struct Decision {
 // (verify) > tlshosts/exhaustivelist (none) > notlshosts/<fqdn> (none) > may.
 Decision decide(const Inputs& in);
 
-// Gathers the qmail file facts for `fqdn` under `controlDir` (stat only, as the TLS patch
-// does). A name that is unsafe in a path is treated as having no policy files.
-Inputs gatherFiles(const std::string& controlDir, const std::string& fqdn);
-
 }  // namespace qtls::policy

@@ -41,6 +41,8 @@ class TlsPolicyTable {
   // then "*"; nullptr when none.
   const TableEntry* lookup(std::string_view domain) const;
   size_t size() const { return entries_.size(); }
+  // Keyed by destination; the entries' addresses are stable for the table's lifetime.
+  const std::unordered_map<std::string, TableEntry>& entries() const { return entries_; }
 
  private:
   std::unordered_map<std::string, TableEntry> entries_;

@@ -2,7 +2,9 @@
 #include "tls/client_context.h"
 
 #include <openssl/err.h>
-#include <sys/stat.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "tls/context_common.h"
 #include "tls/errors.h"
@@ -11,10 +13,39 @@
 namespace qtls::tls {
 namespace {
 
-std::string fileIdentity(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return "missing";
-  return text::cat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+std::string sha256Hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+// Loads the certificates and CRLs of a PEM text into the context's trust store; with none in
+// it, fails with OpenSSL's own reason, as loading the same text from a file would.
+absl::Status loadTrust(SSL_CTX* ctx, const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return absl::InternalError(drainErrors());
+  STACK_OF(X509_INFO)* infos = PEM_X509_INFO_read_bio(bio.get(), nullptr, nullptr, nullptr);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  for (int i = 0; infos != nullptr && i < sk_X509_INFO_num(infos); ++i) {
+    X509_INFO* info = sk_X509_INFO_value(infos, i);
+    if (info->x509 != nullptr && X509_STORE_add_cert(store, info->x509) == 1) ++added;
+    if (info->crl != nullptr && X509_STORE_add_crl(store, info->crl) == 1) ++added;
+  }
+  if (infos != nullptr) sk_X509_INFO_pop_free(infos, X509_INFO_free);
+  if (added == 0) {
+    ERR_clear_error();
+    ERR_raise(ERR_LIB_X509, X509_R_NO_CERTIFICATE_OR_CRL_FOUND);
+    return absl::FailedPreconditionError(drainErrors());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status applyClientSettings(SSL_CTX* ctx, const std::string& ciphers,
@@ -34,10 +65,8 @@ absl::Status applyClientSettings(SSL_CTX* ctx, const std::string& ciphers,
 }  // namespace
 
 std::string ClientContextSpec::key() const {
-  return text::cat("ca=", caFile, "@", caFile.empty() ? "" : fileIdentity(caFile),
-                   " sys=", systemCa, " min=", minVersion, " ciphers=", ciphers,
-                   " cert=", clientCertFile, "@",
-                   clientCertFile.empty() ? "" : fileIdentity(clientCertFile));
+  return text::cat("ca=", caPem.empty() ? "" : sha256Hex(caPem), " sys=", systemCa,
+                   " min=", minVersion, " ciphers=", ciphers, " cert=", clientCertFile);
 }
 
 absl::StatusOr<SslCtxSharedPtr> buildClientContext(const ClientContextSpec& spec) {
@@ -48,11 +77,8 @@ absl::StatusOr<SslCtxSharedPtr> buildClientContext(const ClientContextSpec& spec
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_AUTO_RETRY);
   // qmail-smtpd asks for a client certificate after the handshake under TLS 1.3.
   SSL_CTX_set_post_handshake_auth(ctx.get(), 1);
-  if (!spec.caFile.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx.get(), spec.caFile.c_str(), nullptr) != 1) {
-      std::string err = drainErrors();
-      return absl::FailedPreconditionError(err);
-    }
+  if (!spec.caPem.empty()) {
+    if (auto s = loadTrust(ctx.get(), spec.caPem); !s.ok()) return s;
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, acceptForLaterCheck);
   } else if (spec.systemCa) {
     if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1)
@@ -71,19 +97,11 @@ absl::Status checkClientSettings(const std::string& ciphers, const std::string& 
   return applyClientSettings(ctx.get(), ciphers, clientCertFile);
 }
 
-absl::StatusOr<SslCtxSharedPtr> ClientContextCache::get(const ClientContextSpec& spec) {
+absl::StatusOr<SslCtxSharedPtr> ClientContextBuilder::get(const ClientContextSpec& spec) {
   std::string key = spec.key();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = contexts_.find(key); it != contexts_.end()) return it->second;
-  }
-  // Built without the lock held; two deliveries racing here build twice, harmlessly.
-  auto ctx = buildClientContext(spec);
-  if (!ctx.ok()) return ctx.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (contexts_.size() > 256) contexts_.clear();  // bounds growth from replaced CA files
-  contexts_.emplace(key, *ctx);
-  return *ctx;
+  auto it = contexts_.find(key);
+  if (it == contexts_.end()) it = contexts_.emplace(std::move(key), buildClientContext(spec)).first;
+  return it->second;
 }
 
 }  // namespace qtls::tls

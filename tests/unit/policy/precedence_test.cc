@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "policy/qmail_files.h"
 #include "policy/resolve.h"
 
 namespace qtls::policy {
@@ -55,24 +56,41 @@ TEST(PolicyPrecedence, ExhaustiveTableMatchesReference) {
   EXPECT_EQ(table(), want.str());
 }
 
-TEST(PolicyFiles, GatheredWithStatAndUnsafeNamesIgnored) {
+TEST(PolicyFiles, ReadOnceIntoTheSnapshotAndUnsafeNamesIgnored) {
   char tmpl[] = "/tmp/qtls-policy-XXXXXX";
   std::string dir = mkdtemp(tmpl);
   mkdir((dir + "/tlshosts").c_str(), 0755);
   mkdir((dir + "/notlshosts").c_str(), 0755);
   std::ofstream(dir + "/tlshosts/mx.example.com.pem") << "x";
+  std::ofstream(dir + "/tlshosts/README") << "not a policy file";
   std::ofstream(dir + "/notlshosts/plain.example.com") << "";
-  Inputs a = gatherFiles(dir, "mx.example.com");
+  auto files = QmailFiles::read(dir);
+  ASSERT_TRUE(files.ok()) << files.status();
+  Inputs a = files->inputs("mx.example.com");
   EXPECT_TRUE(a.tlshostsPem);
   EXPECT_FALSE(a.notlshosts);
-  EXPECT_TRUE(gatherFiles(dir, "plain.example.com").notlshosts);
-  EXPECT_FALSE(gatherFiles(dir, "").targetHasName);
+  EXPECT_EQ(files->pem("mx.example.com")->content, "x");
+  EXPECT_EQ(files->tlshosts.size(), 1u);
+  EXPECT_TRUE(files->inputs("plain.example.com").notlshosts);
+  EXPECT_FALSE(files->inputs("").targetHasName);
   // "../tlshosts/mx.example.com" would reach the pem file through notlshosts/ if pasted.
-  Inputs evil = gatherFiles(dir, "../tlshosts/mx.example.com");
+  Inputs evil = files->inputs("../tlshosts/mx.example.com");
   EXPECT_FALSE(evil.tlshostsPem);
   EXPECT_FALSE(evil.notlshosts);
+  EXPECT_FALSE(files->exhaustiveList);
+  // A file created afterwards changes nothing until the next snapshot is read.
   std::ofstream(dir + "/tlshosts/exhaustivelist") << "";
-  EXPECT_TRUE(gatherFiles(dir, "other.example.com").exhaustiveList);
+  std::ofstream(dir + "/notlshosts/late.example.com") << "";
+  EXPECT_FALSE(files->inputs("other.example.com").exhaustiveList);
+  EXPECT_FALSE(files->inputs("late.example.com").notlshosts);
+  auto next = QmailFiles::read(dir);
+  ASSERT_TRUE(next.ok());
+  EXPECT_TRUE(next->inputs("other.example.com").exhaustiveList);
+  EXPECT_TRUE(next->inputs("late.example.com").notlshosts);
+  // Missing directories are empty, not errors.
+  auto none = QmailFiles::read(dir + "/nonexistent");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->tlshosts.empty());
   std::system(("rm -rf " + dir).c_str());
 }
 
