@@ -737,7 +737,25 @@ void PolicyStore::audit(const std::string& caller, const std::string& op, const 
   }
 }
 
-absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t expected, bool dryRun,
+absl::Status PolicyStore::checkExpected(uint64_t expected,
+                                        const std::string& expectedDigest) const {
+  if (expected == 0 && expectedDigest.empty())
+    return absl::InvalidArgumentError(
+        "expected_generation: required (or expected_digest); read them with GetPolicy");
+  if (expected != 0 && expected != cur_.generation)
+    return absl::FailedPreconditionError(text::cat(
+        "generation conflict: the change expected generation ", expected, " but generation ",
+        cur_.generation, " is in force; read the policy again and reapply the change to it"));
+  if (!expectedDigest.empty() && expectedDigest != cur_.digest)
+    return absl::FailedPreconditionError(
+        text::cat("content conflict: the change expected ", expectedDigest, " but generation ",
+                  cur_.generation, " in force is ", cur_.digest,
+                  "; read the policy again and reapply the change to it"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t expected,
+                                                 const std::string& expectedDigest, bool dryRun,
                                                  const std::string& op, const std::string& reason,
                                                  const std::string& caller) {
   ChangeResult r;
@@ -746,10 +764,7 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   r.digestAfter = digestOf(next);
   r.changes = diff(cur_.items, next);
   if (!interrupted_.empty()) return absl::UnavailableError(interrupted_);
-  if (expected != cur_.generation) {
-    auto s = absl::FailedPreconditionError(text::cat(
-        "generation conflict: the change expected generation ", expected, " but generation ",
-        cur_.generation, " is in force; read the policy again and reapply the change to it"));
+  if (auto s = checkExpected(expected, expectedDigest); !s.ok()) {
     audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
           std::string(s.message()));
     return s;
@@ -807,10 +822,16 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   ::unlink((state_ + "/pending").c_str());
   fsyncDir(state_).IgnoreError();
 
-  if (auto s = activate_(gen, next); !s.ok())
-    log::error(text::cat("policy: generation ", gen,
-                         " written but not loaded: ", std::string(s.message())));
   cur_ = Snapshot{gen, r.digestAfter, next};
+  // Applied means serving. The loader accepted this content on a private copy, so only the
+  // machine can fail it here (disk, permissions): the files are generation `gen`, the daemon
+  // still serves the one before, and nothing else changes until a restart loads `gen`.
+  if (auto s = activate_(gen, next); !s.ok())
+    return broken(absl::InternalError(text::cat("generation ", gen,
+                                                " was written but could not "
+                                                "be loaded: ",
+                                                std::string(s.message()),
+                                                "; the daemon still serves generation ", gen - 1)));
   r.applied = true;
   r.generationAfter = gen;
   audit(caller, op, "applied", gen - 1, gen, r.digestAfter, r.changes, reason);
@@ -824,9 +845,8 @@ absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
           std::string(s.message()));
     return s;
   };
-  if (req.expectedGeneration == 0)
-    return refuse(absl::InvalidArgumentError(
-        "expected_generation: required; read the generation in force with GetPolicy"));
+  if (req.expectedGeneration == 0 && req.expectedDigest.empty())
+    return refuse(checkExpected(0, ""));
   Items next = req.replace ? Items{} : cur_.items;
   for (const auto& [path, content] : req.put) {
     if (auto s = validateItem(path, content); !s.ok())
@@ -845,30 +865,31 @@ absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
           text::cat("remove ", path, ": no such file in generation ", cur_.generation)));
     next.erase(path);
   }
-  return commit(next, req.expectedGeneration, req.dryRun, "apply", req.reason, req.caller);
+  return commit(next, req.expectedGeneration, req.expectedDigest, req.dryRun, "apply", req.reason,
+                req.caller);
 }
 
 absl::StatusOr<ChangeResult> PolicyStore::rollback(uint64_t expectedGeneration,
                                                    uint64_t toGeneration, bool dryRun,
                                                    const std::string& reason,
-                                                   const std::string& caller) {
+                                                   const std::string& caller,
+                                                   const std::string& expectedDigest) {
   std::lock_guard<std::mutex> lock(mu_);
-  return rollbackLocked(expectedGeneration, toGeneration, dryRun, reason, caller);
+  return rollbackLocked(expectedGeneration, toGeneration, dryRun, reason, caller, expectedDigest);
 }
 
 absl::StatusOr<ChangeResult> PolicyStore::rollbackLocked(uint64_t expectedGeneration,
                                                          uint64_t toGeneration, bool dryRun,
                                                          const std::string& reason,
-                                                         const std::string& caller) {
+                                                         const std::string& caller,
+                                                         const std::string& expectedDigest) {
   // Refusals before the commit step are audited here; commit() audits its own.
   auto refuse = [&](absl::Status st) {
     audit(caller, "rollback", "refused", cur_.generation, cur_.generation, "-", {},
           std::string(st.message()));
     return st;
   };
-  if (expectedGeneration == 0)
-    return refuse(absl::InvalidArgumentError(
-        "expected_generation: required; read the generation in force with GetPolicy"));
+  if (expectedGeneration == 0 && expectedDigest.empty()) return refuse(checkExpected(0, ""));
   if (toGeneration == 0) {
     for (uint64_t g : history())
       if (g < cur_.generation) toGeneration = g;
@@ -888,7 +909,7 @@ absl::StatusOr<ChangeResult> PolicyStore::rollbackLocked(uint64_t expectedGenera
                                                 kKeepGenerations, " are)")));
   auto items = decodeSnapshot(**snap, snapshotPath(state_, toGeneration));
   if (!items.ok()) return refuse(items.status());
-  return commit(*items, expectedGeneration, dryRun, "rollback",
+  return commit(*items, expectedGeneration, expectedDigest, dryRun, "rollback",
                 text::cat("to generation ", toGeneration, reason.empty() ? "" : ": ", reason),
                 caller);
 }

@@ -91,7 +91,8 @@ struct Change {
 };
 
 struct ChangeRequest {
-  uint64_t expectedGeneration = 0;
+  uint64_t expectedGeneration = 0;  // 0: any (then expectedDigest is required)
+  std::string expectedDigest;       // "": any
   bool dryRun = false;
   Items put;
   std::vector<std::string> remove;
@@ -146,7 +147,8 @@ class PolicyStore {
   absl::StatusOr<ChangeResult> apply(const ChangeRequest& req);
   absl::StatusOr<ChangeResult> rollback(uint64_t expectedGeneration, uint64_t toGeneration,
                                         bool dryRun, const std::string& reason,
-                                        const std::string& caller);
+                                        const std::string& caller,
+                                        const std::string& expectedDigest = "");
 
   // Generations whose content is still on disk, oldest first.
   std::vector<uint64_t> history() const;
@@ -163,9 +165,12 @@ class PolicyStore {
   absl::StatusOr<Items> readDisk() const;
   absl::Status validateItem(const std::string& path, const std::string& content) const;
   absl::Status checkWhole(const Items& items) const;
-  absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected, bool dryRun,
+  absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected,
+                                      const std::string& expectedDigest, bool dryRun,
                                       const std::string& op, const std::string& reason,
                                       const std::string& caller);
+  // The compare-and-swap precondition of a request: which generation or content it was made for.
+  absl::Status checkExpected(uint64_t expected, const std::string& expectedDigest) const;
   absl::Status writeControl(const Items& next) const;
   absl::Status persistGeneration(uint64_t gen, const Items& items);
   void audit(const std::string& caller, const std::string& op, const std::string& result,
@@ -174,7 +179,8 @@ class PolicyStore {
   std::vector<Change> diff(const Items& from, const Items& to) const;
   absl::StatusOr<ChangeResult> rollbackLocked(uint64_t expectedGeneration, uint64_t toGeneration,
                                               bool dryRun, const std::string& reason,
-                                              const std::string& caller);
+                                              const std::string& caller,
+                                              const std::string& expectedDigest);
 
   Schema schema_;
   std::string home_, control_, state_;

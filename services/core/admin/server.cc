@@ -252,6 +252,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
                           "the daemon is stopping; apply the change after it restarts");
     ChangeRequest cr;
     cr.expectedGeneration = req->expected_generation();
+    cr.expectedDigest = req->expected_digest();
     cr.dryRun = req->dry_run();
     cr.replace = req->replace();
     cr.reason = req->reason();
@@ -279,7 +280,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the daemon is stopping; roll back after it restarts");
     auto r = policy_.rollback(req->expected_generation(), req->to_generation(), req->dry_run(),
-                              req->reason(), caller);
+                              req->reason(), caller, req->expected_digest());
     if (!r.ok()) return toGrpc(r.status());
     fillResult(*r, out);
     return grpc::Status::OK;

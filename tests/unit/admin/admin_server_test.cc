@@ -133,6 +133,33 @@ TEST_F(AdminServerTest, ApplyPolicyDryRunThenApplyThenConflict) {
   }
 }
 
+TEST_F(AdminServerTest, ApplyPolicyByExpectedDigest) {
+  std::string digest;
+  {
+    grpc::ClientContext ctx;
+    v1::GetPolicyRequest g;
+    v1::GetPolicyResponse p;
+    ASSERT_TRUE(policy_->GetPolicy(&ctx, g, &p).ok());
+    digest = p.digest();
+  }
+  v1::ApplyPolicyRequest req;  // no expected_generation: the content decides
+  req.set_expected_digest("sha256:stale");
+  req.add_put()->set_path("notlshosts/by-digest.example");
+  {
+    grpc::ClientContext ctx;
+    v1::PolicyChangeResult r;
+    grpc::Status s = policy_->ApplyPolicy(&ctx, req, &r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(s.error_message().find("content conflict"), std::string::npos) << s.error_message();
+  }
+  req.set_expected_digest(digest);
+  grpc::ClientContext ctx;
+  v1::PolicyChangeResult r;
+  ASSERT_TRUE(policy_->ApplyPolicy(&ctx, req, &r).ok());
+  EXPECT_TRUE(r.applied());
+  EXPECT_EQ(r.generation_after(), 2u);
+}
+
 TEST_F(AdminServerTest, ApplyPolicyInvalidArgumentNamesTheItem) {
   v1::ApplyPolicyRequest req;
   req.set_expected_generation(1);

@@ -128,6 +128,59 @@ TEST_F(PolicyStoreTest, CompareAndSwapRefusesAStaleGeneration) {
   EXPECT_EQ(store->current().items.at("tlspolicy"), "example.com verify\n");
 }
 
+TEST_F(PolicyStoreTest, CompareAndSwapOnContentDigest) {
+  auto store = open();
+  const std::string d1 = store->current().digest;
+  ChangeRequest r = put(0, "tlspolicy", "example.com verify\n");
+  r.expectedDigest = "sha256:0000";
+  auto refused = store->apply(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("content conflict: the change expected sha256:0000 "
+                                            "but generation 1 in force is " +
+                                            d1),
+            std::string::npos)
+      << refused.status().message();
+  // The digest alone is enough (fleet nodes' generation numbers differ).
+  r.expectedDigest = d1;
+  auto ok = store->apply(r);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->generationAfter, 2u);
+  // Both given: both must match.
+  ChangeRequest both = put(2, "tlspolicy", "example.com none\n");
+  both.expectedDigest = d1;
+  EXPECT_EQ(store->apply(both).status().code(), absl::StatusCode::kFailedPrecondition);
+  // Neither: refused.
+  EXPECT_EQ(store->apply(put(0, "tlspolicy", "x none\n")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Rollback by digest.
+  auto back = store->rollback(0, 0, false, "", "test", store->current().digest);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(store->current().items.at("tlspolicy"), "example.com encrypt\n");
+}
+
+TEST_F(PolicyStoreTest, AppliedOnlyOnceServing) {
+  auto store = open();
+  activateResult_ = absl::UnavailableError("disk gone");
+  auto r = store->apply(put(1, "tlspolicy", "example.com verify\n"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(r.status().message().find("generation 2 was written but could not be loaded: disk "
+                                      "gone; the daemon still serves generation 1"),
+            std::string::npos)
+      << r.status().message();
+  // The files are generation 2 and nothing else may change until a restart loads them.
+  EXPECT_EQ(store->current().generation, 2u);
+  activateResult_ = absl::OkStatus();
+  EXPECT_EQ(store->apply(put(2, "tlspolicy", "example.com none\n")).status().code(),
+            absl::StatusCode::kUnavailable);
+  store.reset();
+  auto again = open();
+  EXPECT_EQ(again->current().generation, 2u);
+  EXPECT_EQ(activated_, 2u);
+  EXPECT_TRUE(again->apply(put(2, "tlspolicy", "example.com none\n")).ok());
+}
+
 TEST_F(PolicyStoreTest, DryRunReturnsTheDiffAndChangesNothing) {
   auto store = open();
   auto before = tree(root_);
