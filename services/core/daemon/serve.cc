@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <asio/steady_timer.hpp>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -15,8 +17,53 @@ namespace qtls::daemon {
 
 Runner::Runner(asio::io_context& io) : io_(io), signals_(io, SIGHUP, SIGTERM, SIGINT) {}
 
+namespace {
+
+// Runs reload() off the event loop, one at a time; requests made meanwhile collapse into one.
+class ReloadThread {
+ public:
+  explicit ReloadThread(std::function<void()> reload)
+      : reload_(std::move(reload)), thread_([this] { loop(); }) {}
+  ~ReloadThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void request() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      wanted_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return wanted_ || stop_; });
+      if (stop_) return;
+      wanted_ = false;
+      lock.unlock();
+      reload_();
+      lock.lock();
+    }
+  }
+  std::function<void()> reload_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wanted_ = false, stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 void Runner::run(const ServeOptions& o) {
   asio::io_context& io = io_;
+  ReloadThread reloader(o.reload);
   asio::signal_set& signals = signals_;
   asio::steady_timer drainTimer(io);
   std::chrono::steady_clock::time_point stopStart;
@@ -45,7 +92,7 @@ void Runner::run(const ServeOptions& o) {
   std::function<void(std::error_code, int)> onSignal = [&](std::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      o.reload();
+      reloader.request();
       signals.async_wait(onSignal);
       return;
     }

@@ -1,4 +1,6 @@
-// The event loop both daemons run: `threads` threads on one io_context; SIGHUP calls reload();
+// The event loop both daemons run: `threads` threads on one io_context; SIGHUP calls reload()
+// on a thread of its own (reading, validating and compiling a policy never holds up the event
+// loop; SIGHUPs that arrive meanwhile make one more reload);
 // SIGTERM or SIGINT calls stopAccepting(), waits until inFlight() is 0 (at most `drain`); if
 // work is left then, cutOff() tells it to end now and it gets `grace` more to answer and log.
 // Then the loop stops. The signals are caught from the Runner's construction on, so a daemon
