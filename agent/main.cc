@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
         return absl::OkStatus();
       }),
       home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items&) {
-        if (auto s = store.reload(home, cipherVariants, gen); !s.ok()) return s;
+        if (auto s = store.publish(loadSmtpdConfig(home, cipherVariants), gen); !s.ok()) return s;
         auto cfg = store.current();
         metrics.config.inForce(gen);
         const auto* t = cfg->tlsFor("");

@@ -168,20 +168,4 @@ absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
   return cfg;
 }
 
-SmtpdConfigConstSharedPtr SmtpdConfigStore::current() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return current_;
-}
-
-absl::Status SmtpdConfigStore::reload(const std::string& home,
-                                      const std::set<std::string>& listenerCiphers,
-                                      uint64_t generation) {
-  auto cfg = loadSmtpdConfig(home, listenerCiphers);  // built without the lock
-  if (!cfg.ok()) return cfg.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  (*cfg)->generation = generation;
-  current_ = std::move(*cfg);
-  return absl::OkStatus();
-}
-
 }  // namespace qtls::agent

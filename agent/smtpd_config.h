@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "tls/server_context.h"
+#include "util/snapshot_store.h"
 
 namespace qtls::agent {
 
@@ -54,15 +55,6 @@ using SmtpdConfigConstSharedPtr = std::shared_ptr<const SmtpdConfig>;
 absl::StatusOr<std::shared_ptr<SmtpdConfig>> loadSmtpdConfig(
     const std::string& home, const std::set<std::string>& listenerCiphers);
 
-class SmtpdConfigStore {
- public:
-  SmtpdConfigConstSharedPtr current() const;
-  absl::Status reload(const std::string& home, const std::set<std::string>& listenerCiphers,
-                      uint64_t generation);
-
- private:
-  mutable std::mutex mu_;
-  SmtpdConfigConstSharedPtr current_;
-};
+using SmtpdConfigStore = SnapshotStore<SmtpdConfig>;
 
 }  // namespace qtls::agent

@@ -19,6 +19,7 @@
 
 #include "../shim/protocol.h"
 #include "log/log.h"
+#include "util/netstring.h"
 #include "util/text.h"
 
 namespace qtls::remoted {
@@ -29,22 +30,11 @@ namespace proto = qtls::shimproto;
 
 namespace {
 
-bool readNetstring(std::string_view& in, std::string& out) {
-  size_t colon = in.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon > 7) return false;
-  size_t len = 0;
-  for (size_t i = 0; i < colon; ++i) {
-    if (in[i] < '0' || in[i] > '9') return false;
-    len = len * 10 + static_cast<size_t>(in[i] - '0');
-  }
-  if (in.size() < colon + 1 + len + 1 || in[colon + 1 + len] != ',') return false;
-  out.assign(in.substr(colon + 1, len));
-  in.remove_prefix(colon + 1 + len + 1);
-  return true;
-}
-
 std::string frame(char type, std::string_view payload) {
-  return text::cat(payload.size() + 1, ":", type, payload, ",");
+  std::string body(1, type), out;
+  body.append(payload);
+  text::appendNetstring(out, body);
+  return out;
 }
 
 struct Fd {
@@ -91,14 +81,14 @@ ssize_t receiveChunk(int sock, std::string& data, int& fd) {
 
 bool parseRequest(std::string_view data, DeliveryRequest& req, std::string& why) {
   std::string version;
-  if (!readNetstring(data, version) || version != proto::kVersion) {
+  if (!text::readNetstring(data, version, 7) || version != proto::kVersion) {
     why = text::cat("unsupported protocol version (want ", proto::kVersion, ")");
     return false;
   }
   std::vector<std::string> fields;
   std::string f;
   while (!data.empty()) {
-    if (!readNetstring(data, f)) {
+    if (!text::readNetstring(data, f, 7)) {
       why = "malformed netstring";
       return false;
     }

@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
   admin::PolicyStore policy(
       admin::remotedSchema([](const std::string& h) { return loadRemoteConfig(h).status(); }), home,
       adminFlags.stateDir, [&](uint64_t gen, const admin::Items& items) {
-        if (auto s = store.reload(home, gen); !s.ok()) return s;
+        if (auto s = store.publish(loadRemoteConfig(home), gen); !s.ok()) return s;
         metrics.config.inForce(gen);
         long long soonest = -1;
         for (const auto& [path, content] : items) {

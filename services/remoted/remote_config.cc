@@ -116,19 +116,4 @@ absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string
   return cfg;
 }
 
-RemoteConfigConstSharedPtr ConfigStore::current() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return current_;
-}
-
-absl::Status ConfigStore::reload(const std::string& home, uint64_t generation) {
-  // Built without the lock; swapped in under it.
-  auto cfg = loadRemoteConfig(home);
-  if (!cfg.ok()) return cfg.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  (*cfg)->generation = generation;
-  current_ = std::move(*cfg);
-  return absl::OkStatus();
-}
-
 }  // namespace qtls::remoted

@@ -16,6 +16,7 @@
 #include "policy/qmail_files.h"
 #include "policy/tlspolicy_table.h"
 #include "tls/client_context.h"
+#include "util/snapshot_store.h"
 
 namespace qtls::remoted {
 
@@ -46,16 +47,6 @@ using RemoteConfigConstSharedPtr = std::shared_ptr<const RemoteConfig>;
 // Loads and validates everything; any error names the file and the reason.
 absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string& home);
 
-class ConfigStore {
- public:
-  RemoteConfigConstSharedPtr current() const;
-  // Loads a new snapshot with the given policy generation (admin/policy_store.h); on error
-  // the current one stays and the error is returned.
-  absl::Status reload(const std::string& home, uint64_t generation);
-
- private:
-  mutable std::mutex mu_;
-  RemoteConfigConstSharedPtr current_;
-};
+using ConfigStore = SnapshotStore<RemoteConfig>;
 
 }  // namespace qtls::remoted

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "protocol.h"
+#include "util/netstring.h"
 
 namespace {
 
@@ -64,13 +65,6 @@ void writeAll(int fd, const char* p, size_t n) {
   r += ". (#4.3.0)\n";
   r.push_back('\0');
   finish(r);
-}
-
-void addNetstring(std::string& out, const char* s, size_t n) {
-  out += std::to_string(n);
-  out.push_back(':');
-  out.append(s, n);
-  out.push_back(',');
 }
 
 // The message as a regular file descriptor: fd 0 itself when it is a regular file (what
@@ -231,8 +225,8 @@ int main(int argc, char** argv) {
   int msgFd = messageFd();
 
   std::string req;
-  addNetstring(req, qtls::shimproto::kVersion, sizeof qtls::shimproto::kVersion - 1);
-  for (int i = 1; i < argc; ++i) addNetstring(req, argv[i], strlen(argv[i]));
+  qtls::text::appendNetstring(req, qtls::shimproto::kVersion);
+  for (int i = 1; i < argc; ++i) qtls::text::appendNetstring(req, argv[i]);
   if (req.size() > qtls::shimproto::kMaxRequest)
     finish(std::string("DToo many recipients or addresses too long for qtls-remote. (#5.3.5)\n") +
            '\0');

@@ -22,6 +22,8 @@
 #include "admin/text_diff.h"
 #include "control/control_files.h"
 #include "log/log.h"
+#include "util/host_name.h"
+#include "util/netstring.h"
 #include "util/text.h"
 
 namespace qtls::admin {
@@ -93,19 +95,6 @@ absl::Status writeAtomic(const std::string& path, const std::string& data, mode_
   return syncDir ? fsyncDir(dir) : absl::OkStatus();
 }
 
-bool validHostName(std::string_view name, bool allowLeadingDot) {
-  if (allowLeadingDot && !name.empty() && name[0] == '.') name.remove_prefix(1);
-  if (name.empty() || name.size() > 253) return false;
-  for (std::string_view label : text::split(name, '.')) {
-    if (label.empty() || label.size() > 63) return false;
-    for (char c : label)
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_'))
-        return false;
-  }
-  return true;
-}
-
 std::string lastOpenSslError() {
   unsigned long e = ERR_peek_last_error();
   char buf[256] = "unknown error";
@@ -144,8 +133,10 @@ std::string snapshotPath(const std::string& state, uint64_t gen) {
 // Netstrings, qmail's own framing, after a header line carrying the digest.
 std::string encodeSnapshot(const Items& items) {
   std::string out = text::cat("qtls-policy-snapshot 1 ", PolicyStore::digestOf(items), "\n");
-  for (const auto& [path, content] : items)
-    out += text::cat(path.size(), ":", path, ",", content.size(), ":", content, ",");
+  for (const auto& [path, content] : items) {
+    text::appendNetstring(out, path);
+    text::appendNetstring(out, content);
+  }
   return out;
 }
 
@@ -158,23 +149,11 @@ absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string&
   if (nl == std::string::npos || data.compare(0, head.size(), head) != 0) return bad("header");
   const std::string digest = data.substr(head.size(), nl - head.size());
   Items items;
-  size_t i = nl + 1;
-  auto netstring = [&](std::string& out) {
-    size_t colon = data.find(':', i);
-    if (colon == std::string::npos || colon == i || colon - i > 10) return false;
-    size_t len = 0;
-    for (size_t k = i; k < colon; ++k) {
-      if (data[k] < '0' || data[k] > '9') return false;
-      len = len * 10 + static_cast<size_t>(data[k] - '0');
-    }
-    if (colon + 1 + len >= data.size() || data[colon + 1 + len] != ',') return false;
-    out = data.substr(colon + 1, len);
-    i = colon + 2 + len;
-    return true;
-  };
-  while (i < data.size()) {
+  std::string_view rest = std::string_view(data).substr(nl + 1);
+  while (!rest.empty()) {
     std::string path, content;
-    if (!netstring(path) || !netstring(content)) return bad("framing");
+    if (!text::readNetstring(rest, path) || !text::readNetstring(rest, content))
+      return bad("framing");
     items[path] = std::move(content);
   }
   if (PolicyStore::digestOf(items) != digest) return bad("digest mismatch");
@@ -290,8 +269,10 @@ std::string PolicyStore::sha256Hex(std::string_view data) {
 
 std::string PolicyStore::digestOf(const Items& items) {
   std::string all;
-  for (const auto& [path, content] : items)
-    all += text::cat(path.size(), ":", path, ",", content.size(), ":", content, ",");
+  for (const auto& [path, content] : items) {
+    text::appendNetstring(all, path);
+    text::appendNetstring(all, content);
+  }
   return "sha256:" + sha256Hex(all);
 }
 
@@ -398,7 +379,7 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
   if (rule->directory()) {
     std::string_view name(path);
     name = name.substr(rule->path.size(), name.size() - rule->path.size() - rule->suffix.size());
-    if (!validHostName(name, false))
+    if (!text::validHostName(name))
       return invalid(text::cat("\"", name, "\" is not a valid host name"));
   }
   if (content.size() > kMaxItemBytes)
@@ -418,7 +399,7 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
           line.remove_suffix(1);
         if (line.empty() || line[0] == '#') continue;
-        if (!validHostName(line, true))
+        if (!text::validHostName(line, text::HostName::kSuffixAllowed))
           return invalid(text::cat("\"", line, "\" is not a valid host name"));
       }
       return absl::OkStatus();

@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "control/control_files.h"
-#include "policy/tlspolicy_table.h"
+#include "util/host_name.h"
 #include "util/text.h"
 
 namespace qtls::policy {
@@ -34,7 +34,7 @@ absl::StatusOr<QmailFiles> QmailFiles::read(const std::string& controlDir) {
     }
     if (n.size() <= 4 || n.compare(n.size() - 4, 4, ".pem") != 0) continue;
     const std::string fqdn = n.substr(0, n.size() - 4);
-    if (!safeHostName(fqdn)) continue;
+    if (!text::validHostName(fqdn)) continue;
     Pem& p = f.tlshosts[fqdn];
     auto content = control::readFile(controlDir + "/tlshosts/" + n);
     if (!content.ok())
@@ -45,14 +45,14 @@ absl::StatusOr<QmailFiles> QmailFiles::read(const std::string& controlDir) {
   auto no = names("notlshosts");
   if (!no.ok()) return no.status();
   for (const auto& n : *no)
-    if (safeHostName(n)) f.notlshosts.insert(n);
+    if (text::validHostName(n)) f.notlshosts.insert(n);
   return f;
 }
 
 Inputs QmailFiles::inputs(const std::string& fqdn) const {
   Inputs in;
   in.targetHasName = !fqdn.empty();
-  if (!in.targetHasName || !safeHostName(fqdn)) return in;
+  if (!in.targetHasName || !text::validHostName(fqdn)) return in;
   in.tlshostsPem = tlshosts.count(fqdn) > 0;
   in.exhaustiveList = exhaustiveList;
   in.notlshosts = notlshosts.count(fqdn) > 0;

@@ -1,7 +1,6 @@
 // TLS policy precedence.
 #include "policy/resolve.h"
 
-
 namespace qtls::policy {
 
 std::string_view sourceName(Source s) {

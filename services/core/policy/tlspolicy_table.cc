@@ -3,6 +3,7 @@
 
 #include <openssl/ssl.h>
 
+#include "util/host_name.h"
 #include "util/text.h"
 
 namespace qtls::policy {
@@ -29,23 +30,10 @@ bool parseHexDigest(std::string_view hex, std::array<uint8_t, 32>& out) {
 bool safeKey(std::string_view key) {
   if (key == "*") return true;
   if (!key.empty() && key[0] == '.') key.remove_prefix(1);
-  return safeHostName(key);
+  return text::validHostName(key);
 }
 
 }  // namespace
-
-bool safeHostName(std::string_view name) {
-  if (name.empty() || name.size() > 253 || name[0] == '.') return false;
-  char prev = '.';
-  for (char c : name) {
-    bool ok = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) ||
-              c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-    if (c == '.' && prev == '.') return false;
-    prev = c;
-  }
-  return true;
-}
 
 absl::StatusOr<TlsPolicyTable> TlsPolicyTable::parse(std::string_view content,
                                                      std::string_view file) {
@@ -84,7 +72,7 @@ absl::StatusOr<TlsPolicyTable> TlsPolicyTable::parse(std::string_view content,
         if (e.level != TlsLevel::kVerify) return fail("match= is only valid with level verify");
         for (std::string_view m : text::split(value, ':')) {
           std::string_view host = m.substr(0, 2) == "*." ? m.substr(2) : m;
-          if (!safeHostName(host)) return fail(text::cat("invalid match name \"", m, "\""));
+          if (!text::validHostName(host)) return fail(text::cat("invalid match name \"", m, "\""));
           e.match.emplace_back(m);
         }
       } else if (attr == "fingerprint" || attr == "spki") {

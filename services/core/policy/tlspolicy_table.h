@@ -48,9 +48,4 @@ class TlsPolicyTable {
   std::unordered_map<std::string, TableEntry> entries_;
 };
 
-// True if `name` is safe to paste into a control file path: a non-empty host name of
-// letters, digits, '-', '_' and '.', not starting with '.', with no empty label. DNS answers
-// can carry any byte, so every DNS-derived name is checked before it reaches a path.
-bool safeHostName(std::string_view name);
-
 }  // namespace qtls::policy

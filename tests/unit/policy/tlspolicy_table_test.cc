@@ -5,6 +5,8 @@
 #include <cctype>
 #include <ostream>
 
+#include "util/host_name.h"
+
 namespace qtls::policy {
 namespace {
 
@@ -89,17 +91,27 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"a.com verify ca\n", "control/tlspolicy line 1: expected attr=value, got \"ca\""}),
     caseName);
 
-TEST(SafeHostName, RefusesPathTricks) {
-  EXPECT_TRUE(safeHostName("mx.example.com"));
-  EXPECT_TRUE(safeHostName("MX_1.example-a.com"));
-  EXPECT_FALSE(safeHostName(""));
-  EXPECT_FALSE(safeHostName(".."));
-  EXPECT_FALSE(safeHostName("a/../b"));
-  EXPECT_FALSE(safeHostName(".hidden"));
-  EXPECT_FALSE(safeHostName("a..b"));
-  EXPECT_FALSE(safeHostName(std::string("a\0b", 3)));
-  EXPECT_FALSE(safeHostName("a b"));
-  EXPECT_FALSE(safeHostName("a\\.b"));
+TEST(HostName, OneRuleForEveryName) {
+  EXPECT_FALSE(text::validHostName("mx.example.com."));  // trailing dot: DNS strips it first
+  EXPECT_FALSE(text::validHostName(std::string(64, 'a') + ".com"));
+  EXPECT_TRUE(text::validHostName(std::string(63, 'a') + ".com"));
+  EXPECT_FALSE(text::validHostName(".example.com"));
+  EXPECT_TRUE(text::validHostName(".example.com", text::HostName::kSuffixAllowed));
+  EXPECT_FALSE(text::validHostName("..example.com", text::HostName::kSuffixAllowed));
+  EXPECT_FALSE(text::validHostName(".", text::HostName::kSuffixAllowed));
+}
+
+TEST(HostName, RefusesPathTricks) {
+  EXPECT_TRUE(text::validHostName("mx.example.com"));
+  EXPECT_TRUE(text::validHostName("MX_1.example-a.com"));
+  EXPECT_FALSE(text::validHostName(""));
+  EXPECT_FALSE(text::validHostName(".."));
+  EXPECT_FALSE(text::validHostName("a/../b"));
+  EXPECT_FALSE(text::validHostName(".hidden"));
+  EXPECT_FALSE(text::validHostName("a..b"));
+  EXPECT_FALSE(text::validHostName(std::string("a\0b", 3)));
+  EXPECT_FALSE(text::validHostName("a b"));
+  EXPECT_FALSE(text::validHostName("a\\.b"));
 }
 
 }  // namespace
