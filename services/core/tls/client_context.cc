@@ -8,23 +8,11 @@
 
 #include "tls/context_common.h"
 #include "tls/errors.h"
+#include "util/sha256.h"
 #include "util/text.h"
 
 namespace qtls::tls {
 namespace {
-
-std::string sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  static const char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
 
 // Loads the certificates and CRLs of a PEM text into the context's trust store; with none in
 // it, fails with OpenSSL's own reason, as loading the same text from a file would.
@@ -65,7 +53,7 @@ absl::Status applyClientSettings(SSL_CTX* ctx, const std::string& ciphers,
 }  // namespace
 
 std::string ClientContextSpec::key() const {
-  return text::cat("ca=", caPem.empty() ? "" : sha256Hex(caPem), " sys=", systemCa,
+  return text::cat("ca=", caPem.empty() ? "" : text::sha256Hex(caPem), " sys=", systemCa,
                    " min=", minVersion, " ciphers=", ciphers, " cert=", clientCertFile);
 }
 

@@ -1,0 +1,214 @@
+// The policy store's files: atomic writes, the generation snapshots and their format, the
+// control files a policy owns, and the generations kept.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "admin/policy_store.h"
+#include "admin/policy_store_internal.h"
+#include "control/control_files.h"
+#include "util/netstring.h"
+#include "util/text.h"
+
+namespace qtls::admin {
+namespace internal {
+
+std::string errnoText(const std::string& what, const std::string& path) {
+  return text::cat(what, " ", path, ": ", std::strerror(errno));
+}
+
+absl::Status fsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(errnoText("cannot open directory", dir));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return absl::InternalError(errnoText("cannot fsync", dir));
+  return absl::OkStatus();
+}
+
+std::string dirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+absl::Status writeAtomic(const std::string& path, const std::string& data, mode_t mode,
+                         bool syncDir) {
+  const std::string dir = dirOf(path);
+  const std::string tmp =
+      text::cat(dir, "/.qtls-tmp.", path.substr(path.rfind('/') + 1), ".", ::getpid());
+  struct stat old;
+  const bool existed = ::stat(path.c_str(), &old) == 0;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                  existed ? (old.st_mode & 07777) : mode);
+  if (fd < 0) return absl::InternalError(errnoText("cannot create", tmp));
+  auto fail = [&](const std::string& what) {
+    absl::Status s = absl::InternalError(errnoText(what, tmp));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  if (existed) {
+    // Best effort: only root may give a file away; the mode is what keeps secrets secret.
+    if (::fchown(fd, old.st_uid, old.st_gid) != 0) {
+    }
+    if (::fchmod(fd, old.st_mode & 07777) != 0) return fail("cannot chmod");
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("cannot write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("cannot fsync");
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(errnoText("cannot close", tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = absl::InternalError(errnoText("cannot rename onto", path));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return syncDir ? fsyncDir(dir) : absl::OkStatus();
+}
+
+std::string snapshotPath(const std::string& state, uint64_t gen) {
+  return text::cat(state, "/generations/", gen, ".snap");
+}
+
+}  // namespace internal
+
+using namespace internal;
+namespace fs = std::filesystem;
+
+// Netstrings, qmail's own framing, after a header line carrying the digest.
+std::string encodeSnapshot(const Items& items) {
+  std::string out = text::cat("qtls-policy-snapshot 1 ", PolicyStore::digestOf(items), "\n");
+  for (const auto& [path, content] : items) {
+    text::appendNetstring(out, path);
+    text::appendNetstring(out, content);
+  }
+  return out;
+}
+
+absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string& file) {
+  auto bad = [&](const char* why) {
+    return absl::DataLossError(text::cat(file, ": corrupt policy snapshot: ", why));
+  };
+  size_t nl = data.find('\n');
+  const std::string head = "qtls-policy-snapshot 1 ";
+  if (nl == std::string::npos || data.compare(0, head.size(), head) != 0) return bad("header");
+  const std::string digest = data.substr(head.size(), nl - head.size());
+  Items items;
+  std::string_view rest = std::string_view(data).substr(nl + 1);
+  while (!rest.empty()) {
+    std::string path, content;
+    if (!text::readNetstring(rest, path) || !text::readNetstring(rest, content))
+      return bad("framing");
+    items[path] = std::move(content);
+  }
+  if (PolicyStore::digestOf(items) != digest) return bad("digest mismatch");
+  return items;
+}
+
+absl::StatusOr<Items> PolicyStore::readDisk() const {
+  Items items;
+  for (const Rule& r : schema_.rules) {
+    if (!r.directory()) {
+      auto content = control::readFile(control_ + "/" + r.path);
+      if (!content.ok()) return content.status();
+      if (*content) items[r.path] = std::move(**content);
+      continue;
+    }
+    const std::string dir = control_ + "/" + r.path;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) {
+      if (errno == ENOENT) continue;
+      return absl::InternalError(errnoText("cannot read directory", dir));
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+    ::closedir(d);
+    for (const std::string& n : names) {
+      const std::string path = r.path + n;
+      if (n.empty() || n[0] == '.' || kindOf(path) != r.kind) continue;
+      struct stat st;
+      if (::stat((control_ + "/" + path).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      auto content = control::readFile(control_ + "/" + path);
+      if (!content.ok()) return content.status();
+      if (*content) items[path] = std::move(**content);
+    }
+  }
+  return items;
+}
+
+absl::Status PolicyStore::writeControl(const Items& next) const {
+  auto disk = readDisk();
+  if (!disk.ok()) return disk.status();
+  std::set<std::string> dirs;
+  bool first = true;
+  for (const auto& [path, content] : next) {
+    auto it = disk->find(path);
+    if (it != disk->end() && it->second == content) continue;
+    const std::string full = control_ + "/" + path;
+    if (dirOf(full) != control_) {
+      std::error_code ec;
+      if (fs::create_directories(dirOf(full), ec)) dirs.insert(control_);
+      if (ec)
+        return absl::InternalError(text::cat("cannot create ", dirOf(full), ": ", ec.message()));
+    }
+    if (auto s = writeAtomic(full, content, secret(path) ? 0600 : 0644, false); !s.ok()) return s;
+    dirs.insert(dirOf(full));
+    if (first) crashPoint("control-partial");
+    first = false;
+  }
+  for (const auto& [path, content] : *disk) {
+    if (next.count(path)) continue;
+    const std::string full = control_ + "/" + path;
+    if (::unlink(full.c_str()) != 0 && errno != ENOENT)
+      return absl::InternalError(errnoText("cannot remove", full));
+    dirs.insert(dirOf(full));
+  }
+  for (const std::string& d : dirs)
+    if (auto s = fsyncDir(d); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
+absl::Status PolicyStore::persistGeneration(uint64_t gen, const Items& items) {
+  if (auto s = writeAtomic(snapshotPath(state_, gen), encodeSnapshot(items), 0600); !s.ok())
+    return s;
+  if (auto s = writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(items), "\n"), 0600);
+      !s.ok())
+    return s;
+  // Older generations beyond the ones kept are forgotten.
+  std::vector<uint64_t> gens = history();
+  for (size_t i = 0; i + kKeepGenerations < gens.size(); ++i)
+    ::unlink(snapshotPath(state_, gens[i]).c_str());
+  return absl::OkStatus();
+}
+
+std::vector<uint64_t> PolicyStore::history() const {
+  std::vector<uint64_t> out;
+  DIR* d = ::opendir((state_ + "/generations").c_str());
+  if (d == nullptr) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".snap") == 0 &&
+        std::strspn(n.c_str(), "0123456789") == n.size() - 5)
+      out.push_back(std::strtoull(n.c_str(), nullptr, 10));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace qtls::admin

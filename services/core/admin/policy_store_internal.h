@@ -1,0 +1,24 @@
+// What the policy store's files share among themselves (policy_store.cc: open, commit,
+// rollback, audit; policy_disk.cc: the files on disk; policy_validate.cc: item and whole-policy
+// checks). Not for use outside the store.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace qtls::admin::internal {
+
+std::string errnoText(const std::string& what, const std::string& path);
+absl::Status fsyncDir(const std::string& dir);
+std::string dirOf(const std::string& path);
+// Temp file in the same directory, fsync, rename over `path`, fsync the directory (unless
+// syncDir is false). An existing file's mode and owner carry over; a new file gets `mode`.
+absl::Status writeAtomic(const std::string& path, const std::string& data, mode_t mode,
+                         bool syncDir = true);
+std::string snapshotPath(const std::string& state, uint64_t gen);
+
+}  // namespace qtls::admin::internal
