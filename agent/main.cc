@@ -216,8 +216,11 @@ int main(int argc, char** argv) {
         auto cfg = store.current();
         metrics.config.inForce(gen);
         const auto* t = cfg->tlsFor("");
-        metrics.certExpiry.with({"servercert"})
-            .set(t ? static_cast<double>(tls::certificateNotAfter(t->defaultCtx.get())) : -1);
+        const long long notAfter = t ? tls::certificateNotAfter(t->defaultCtx.get()) : -1;
+        if (notAfter < 0)
+          metrics.certExpiry.remove({"servercert"});
+        else
+          metrics.certExpiry.with({"servercert"}).set(static_cast<double>(notAfter));
         return absl::OkStatus();
       });
   policy.setObserver(

@@ -203,10 +203,15 @@ int main(int argc, char** argv) {
           long long t = tls::earliestNotAfter(content);
           if (t >= 0 && (soonest < 0 || t < soonest)) soonest = t;
         }
-        metrics.certExpiry.with({"tlshosts_ca"}).set(static_cast<double>(soonest));
+        auto expiry = [&](const char* cert, long long notAfter) {
+          if (notAfter < 0)
+            metrics.certExpiry.remove({cert});
+          else
+            metrics.certExpiry.with({cert}).set(static_cast<double>(notAfter));
+        };
+        expiry("tlshosts_ca", soonest);
         auto cc = items.find("clientcert.pem");
-        metrics.certExpiry.with({"clientcert"})
-            .set(static_cast<double>(cc == items.end() ? -1 : tls::earliestNotAfter(cc->second)));
+        expiry("clientcert", cc == items.end() ? -1 : tls::earliestNotAfter(cc->second));
         return absl::OkStatus();
       });
   policy.setObserver(

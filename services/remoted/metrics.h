@@ -9,12 +9,15 @@ namespace qtls::remoted {
 struct RemoteMetrics {
   explicit RemoteMetrics(stats::Registry& r)
       : deliveries(r.counter("qtls_remote_deliveries_total",
-                             "Deliveries by outcome (the K/Z/D report qmail received).",
+                             "Deliveries by what qmail-send does with the report: result is "
+                             "success (K), temporary (Z) or permanent (D).",
                              {"result"})),
         deliverySeconds(r.histogram("qtls_remote_delivery_duration_seconds",
                                     "Time from request to report.", stats::latencyBuckets())),
         handshakes(r.counter("qtls_remote_tls_handshakes_total",
-                             "Outbound TLS handshakes by requested level, result and version.",
+                             "Outbound TLS handshakes: level requested (may, encrypt, verify, "
+                             "fingerprint, ...), result ok or failed (a failed certificate or "
+                             "name check counts as failed), TLS version or none.",
                              {"level", "result", "version"})),
         handshakeSeconds(r.histogram("qtls_remote_tls_handshake_duration_seconds",
                                      "Outbound TLS handshake time.", stats::latencyBuckets())),
@@ -24,14 +27,26 @@ struct RemoteMetrics {
                               {"level", "version", "cipher", "resumed", "reused"})),
         tlsFailures(r.counter("qtls_remote_tls_failures_total",
                               "Deliveries deferred for a TLS reason, by requested level and "
-                              "reason.",
+                              "reason: no_starttls, starttls_rejected, handshake, untrusted, "
+                              "expired, no_certificate, pin_mismatch, name_mismatch, "
+                              "ca_unusable, internal.",
                               {"level", "reason"})),
         inFlight(r.gauge("qtls_remote_deliveries_in_flight", "Deliveries in progress.")),
         certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
-                           "Earliest notAfter of the certificates in force, Unix time; -1 when "
-                           "there are none.",
+                           "Earliest notAfter of the certificates in force, Unix time, by cert "
+                           "(clientcert, tlshosts_ca); absent when there is none.",
                            {"cert"})),
-        config(r, "qtls-remoted") {}
+        config(r, "qtls-remoted") {
+    // Known label sets exist from the start, at zero: an alert on a rate sees 0, not nothing.
+    for (const char* result : {"success", "temporary", "permanent"}) deliveries.with({result});
+    for (const char* level : {"encrypt", "verify", "fingerprint"})
+      for (const char* reason : kTlsFailureReasons) tlsFailures.with({level, reason});
+  }
+
+  // The closed set of tlsFailures' reason label.
+  static constexpr const char* kTlsFailureReasons[] = {
+      "no_starttls",    "starttls_rejected", "handshake",     "untrusted",   "expired",
+      "no_certificate", "pin_mismatch",      "name_mismatch", "ca_unusable", "internal"};
 
   stats::Family& deliveries;
   stats::Family& deliverySeconds;

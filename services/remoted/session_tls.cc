@@ -162,18 +162,23 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   size_t discarded = 0;
   const auto handshakeStart = std::chrono::steady_clock::now();
   std::error_code ec = co_await conn_->handshake(std::move(ssl), discarded);
-  if (metrics_) {
+  if (metrics_)
     metrics_->handshakeSeconds().observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - handshakeStart).count());
-    metrics_->handshakes
-        .with({std::string(policy::levelName(plan.decision.level)), ec ? "failed" : "ok",
-               ec ? "none" : SSL_get_version(conn_->ssl())})
-        .add(1);
-  }
+  // A handshake counts as ok only once the peer passed the checks its level asks for: a
+  // certificate or name mismatch is a failed handshake for alerting, not "ok".
+  auto count = [&](bool ok) {
+    if (metrics_)
+      metrics_->handshakes
+          .with({std::string(policy::levelName(plan.decision.level)), ok ? "ok" : "failed",
+                 ok ? SSL_get_version(conn_->ssl()) : "none"})
+          .add(1);
+  };
   if (discarded > 0)
     log::warn(text::cat("remote relay=", relay_, " sent ", discarded,
                         " bytes before the TLS handshake; discarded (reply injection)"));
   if (ec) {
+    count(false);
     polite_ = false;
     if (control_.stopped()) {
       died();
@@ -187,7 +192,9 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   resumed_ = SSL_session_reused(conn_->ssl()) == 1;
   // What the session has, not what was asked: encrypted, and verified only once checked.
   levelAchieved_ = "encrypt";
-  if (!verifyPeer(plan)) co_return false;
+  const bool checked = verifyPeer(plan);
+  count(checked);
+  if (!checked) co_return false;
   if (plan.decision.level >= TlsLevel::kVerify)
     levelAchieved_ = std::string(policy::levelName(plan.decision.level));
   tlsDone = true;

@@ -63,6 +63,15 @@ class MetricsTest(RemoteTestCase):
         self.assertIn('qtls_agent_messages_total{result="accepted"} 1', agent)
         self.assertIn('qtls_agent_starttls_total{result="ok"} 1', agent)
         self.assertRegex(agent, r'qtls_tls_cert_expiry_timestamp_seconds\{cert="servercert"\} \d+')
+        # Known label sets are there at zero; a certificate that does not exist has no series
+        # (a -1 would fire every "expires soon" alert); bucket bounds print canonically.
+        self.assertIn('qtls_remote_deliveries_total{result="permanent"} 0', remote)
+        self.assertIn('qtls_agent_limit_closes_total{reason="evicted"} 0', agent)
+        self.assertIn('qtls_policy_updates_total{op="rollback",result="refused"} 0', remote)
+        self.assertNotIn('cert="clientcert"', remote)
+        self.assertNotIn('cert="tlshosts_ca"', remote)
+        self.assertIn('le="0.1"', remote)
+        self.assertNotIn("0.10000000000000001", remote)
 
     def test_a_taken_metrics_address_refuses_start(self):
         # Without SO_REUSEPORT a second daemon cannot share the port and split the scrapes.

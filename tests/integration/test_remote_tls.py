@@ -136,6 +136,14 @@ class PolicyFilesTest(TlsTestCase):
         line = self.log_line()
         self.assertIn(" level=verify/encrypt tls=TLSv1.3/", line)
         self.assertIn(" verify=fail status=Z ", line)
+        # For alerting, a handshake whose certificate check failed is a failed handshake.
+        import urllib.request
+        with urllib.request.urlopen("http://%s/metrics" % self.daemon.metrics_address()) as r:
+            metrics = r.read().decode()
+        self.assertIn('qtls_remote_tls_handshakes_total{level="verify",result="failed",'
+                      'version="none"} 1', metrics)
+        self.assertNotIn('result="ok"', metrics.split("qtls_remote_tls_handshakes_total{", 1)[1]
+                         .split("\n# ", 1)[0])
 
     def test_wrong_name(self):
         self.trust()

@@ -12,12 +12,14 @@ struct ConfigMetrics {
   ConfigMetrics(Registry& r, const std::string& program)
       : generation(r.gauge("qtls_policy_generation", "Generation of the configuration in force.")),
         updates(r.counter("qtls_policy_updates_total",
-                          "Policy changes by operation (start, apply, rollback, hand-edit) "
-                          "and result.",
+                          "Policy changes, one per audit line: op is init, apply, rollback or "
+                          "hand-edit; result is applied or refused.",
                           {"op", "result"})),
         buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
                           {"program", "version"})) {
     buildInfo.with({program, QTLS_VERSION}).set(1);
+    for (const char* op : {"init", "apply", "rollback", "hand-edit"})
+      for (const char* result : {"applied", "refused"}) updates.with({op, result});
   }
 
   void inForce(uint64_t gen) { generation().set(static_cast<double>(gen)); }

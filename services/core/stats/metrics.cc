@@ -3,14 +3,20 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace qtls::stats {
 namespace {
 
+// The shortest text that reads back as the same double: 0.1, not 0.10000000000000001 (an `le`
+// label must be canonical, or two scrapes' buckets do not line up in queries).
 std::string number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
@@ -59,6 +65,11 @@ void Series::observe(double v) {
     if (v <= (*buckets_)[i]) ++bucketCounts_[i];
   ++count_;
   atomicAdd(value_, v);
+}
+
+void Family::remove(const std::vector<std::string>& labelValues) {
+  std::lock_guard<std::mutex> lock(mu_);
+  series_.erase(labelValues);
 }
 
 Series& Family::with(const std::vector<std::string>& labelValues) {

@@ -36,6 +36,9 @@ class Family {
   // Label values in the order of the family's label names.
   Series& with(const std::vector<std::string>& labelValues);
   Series& operator()() { return with({}); }
+  // Drops a series, so that it is absent rather than a placeholder value (a certificate that
+  // is not there has no expiry time).
+  void remove(const std::vector<std::string>& labelValues);
 
  private:
   friend class Registry;
