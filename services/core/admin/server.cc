@@ -499,8 +499,14 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
     tcp.push_back(std::move(t));
   }
 
-  // Sockets are created 0660 from the start, not chmod-ed after a window.
-  const mode_t old = ::umask(o.socketGroup.empty() ? 0177 : 0117);
+  // The group is checked before anything exists. Sockets are made 0600, then given to the
+  // group, then opened to it: never, even briefly, wider than their final mode (a 0660 socket
+  // in the daemon's own group, which qmail's other daemons share, would be).
+  struct group* group = nullptr;
+  if (!o.socketGroup.empty() && (group = ::getgrnam(o.socketGroup.c_str())) == nullptr)
+    return absl::InvalidArgumentError("--admin-group: no such group: " + o.socketGroup);
+  const gid_t gid = group ? group->gr_gid : static_cast<gid_t>(-1);
+  const mode_t old = ::umask(0177);
   server_ = builder.BuildAndStart();
   ::umask(old);
   if (!server_)
@@ -510,16 +516,15 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
   std::vector<std::string> where;
   for (const std::string& path : unixSockets_) {
     if (!o.socketGroup.empty()) {
-      struct group* g = ::getgrnam(o.socketGroup.c_str());
-      if (g == nullptr)
-        return absl::InvalidArgumentError("--admin-group: no such group: " + o.socketGroup);
-      if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
+      if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
         return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup,
                                              ": ", std::strerror(errno)));
+      // Group access only for a group the operator named: the daemon's own group may be
+      // shared with other qmail daemons (nofiles), which must not change TLS policy.
+      if (::chmod(path.c_str(), 0660) != 0)
+        return absl::InternalError(
+            text::cat("cannot open ", path, " to its group: ", std::strerror(errno)));
     }
-    // Group access only for a group the operator named: the daemon's own group may be shared
-    // with other qmail daemons (nofiles), which must not change TLS policy.
-    ::chmod(path.c_str(), o.socketGroup.empty() ? 0600 : 0660);
     where.push_back("unix:" + path);
   }
   for (const auto& t : tcp) {

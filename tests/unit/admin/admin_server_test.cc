@@ -275,6 +275,24 @@ TEST_F(AdminServerTest, HealthServingThenNotServingWhileDrainingAndWritesUnavail
   EXPECT_EQ(policy_->ApplyPolicy(&ctx, ap, &res).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST(AdminServerStart, AnUnknownGroupIsRefusedBeforeAnySocketExists) {
+  char tmpl[] = "/tmp/qtls-admin-XXXXXX";
+  std::string root = mkdtemp(tmpl);
+  PolicyStore store(remotedSchema(nullptr), root, root + "/state",
+                    [](uint64_t, const Items&) { return absl::OkStatus(); });
+  stats::Registry registry;
+  SessionHub hub;
+  AdminServer server(store, registry, hub, nullptr);
+  AdminOptions o;
+  o.listen = {"unix:" + root + "/admin.sock"};
+  o.socketGroup = "qtls-no-such-group";
+  auto where = server.start(o);
+  ASSERT_FALSE(where.ok());
+  EXPECT_EQ(where.status().message(), "--admin-group: no such group: qtls-no-such-group");
+  EXPECT_FALSE(fs::exists(root + "/admin.sock"));
+  fs::remove_all(root);
+}
+
 TEST(AdminServerStart, TcpWithoutMutualTlsIsRefused) {
   char tmpl[] = "/tmp/qtls-admin-XXXXXX";
   std::string root = mkdtemp(tmpl);
