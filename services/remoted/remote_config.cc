@@ -39,7 +39,6 @@ absl::Status compileContexts(RemoteConfig& cfg) {
               text::cat(where, ": ca=", e.ca, ": ",
                         content.ok() ? "no such file" : std::string(content.status().message())));
         spec.caPem = **content;
-        cfg.entryCa[&e] = spec.caPem;
       }
     }
     auto ctx = builder.get(spec);

@@ -21,6 +21,11 @@
 namespace qtls::remoted {
 
 struct RemoteConfig {
+  // Not copyable: entryContexts is keyed by addresses inside `tlspolicy`.
+  RemoteConfig() = default;
+  RemoteConfig(const RemoteConfig&) = delete;
+  RemoteConfig& operator=(const RemoteConfig&) = delete;
+
   std::string home;        // qmail home, e.g. /var/qmail
   std::string controlDir;  // home + "/control"
   std::string helohost;
@@ -40,7 +45,6 @@ struct RemoteConfig {
   Ctx plainContext = absl::UnavailableError("not compiled");
   std::map<std::string, Ctx> tlshostsContexts;
   std::map<const policy::TableEntry*, Ctx> entryContexts;
-  std::map<const policy::TableEntry*, std::string> entryCa;  // ca= content, by entry
 };
 using RemoteConfigConstSharedPtr = std::shared_ptr<const RemoteConfig>;
 
