@@ -12,32 +12,24 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "policy_dir.h"
 #include "qtls/v1/metrics.grpc.pb.h"
 #include "qtls/v1/policy.grpc.pb.h"
 
 namespace {
 
 namespace v1 = qtls::v1;
-
-// Exit codes (docs/admin-api.md).
-enum Exit {
-  kOk = 0,
-  kNotServing = 1,
-  kUsage = 2,
-  kUnreachable = 3,
-  kInvalid = 4,
-  kConflict = 5,
-  kDenied = 6,
-  kOther = 7,
-};
 
 const char kUsageText[] =
     "usage: qtlsctl [--target T] [--cert F --key F --ca F [--server-name N]] [--json]\n"
@@ -65,21 +57,17 @@ struct Options {
   int timeout = 30;
 };
 
+}  // namespace
+
+namespace qtls::ctl {
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr, "qtlsctl: %s\n%s", msg.c_str(), kUsageText);
   std::exit(kUsage);
 }
+}  // namespace qtls::ctl
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "qtlsctl: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
-    std::exit(kUsage);
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+namespace {
+using namespace qtls::ctl;
 
 std::string codeName(grpc::StatusCode c) {
   switch (c) {
@@ -201,58 +189,6 @@ std::string kindWord(v1::ItemKind k) {
 }
 
 // Does `path` match "tlshosts/*.pem"-style `pattern`?
-bool matches(const std::string& pattern, const std::string& path) {
-  size_t star = pattern.find('*');
-  if (star == std::string::npos) return pattern == path;
-  const std::string pre = pattern.substr(0, star), suf = pattern.substr(star + 1);
-  if (path.size() <= pre.size() + suf.size()) return false;
-  if (path.compare(0, pre.size(), pre) != 0) return false;
-  if (path.compare(path.size() - suf.size(), suf.size(), suf) != 0) return false;
-  return path.find('/', pre.size()) == std::string::npos;
-}
-
-// The files under `dir` (control/ layout) that the daemon's policy owns.
-std::map<std::string, std::string> collect(const std::string& dir,
-                                           const v1::GetPolicyResponse& current) {
-  std::map<std::string, std::string> out;
-  std::vector<std::string> candidates;
-  auto listDir = [&](const std::string& sub) {
-    DIR* d = opendir((dir + "/" + sub).c_str());
-    if (d == nullptr) return;
-    while (struct dirent* e = readdir(d)) {
-      std::string n = e->d_name;
-      // Dotfiles (.qtls-generation, editor swap files) and backups~ are not policy.
-      if (n.empty() || n[0] == '.' || n.back() == '~') continue;
-      struct stat st;
-      std::string rel = sub.empty() ? n : sub + "/" + n;
-      if (stat((dir + "/" + rel).c_str(), &st) == 0 && S_ISREG(st.st_mode))
-        candidates.push_back(rel);
-    }
-    closedir(d);
-  };
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    usage("--from " + dir + ": not a directory");
-  listDir("");
-  std::map<std::string, bool> subdirs;
-  for (const auto& p : current.owned_patterns())
-    if (p.find('/') != std::string::npos) subdirs[p.substr(0, p.find('/'))] = true;
-  for (const auto& [s, _] : subdirs) listDir(s);
-  int skipped = 0;
-  for (const auto& rel : candidates) {
-    bool owned = false;
-    for (const auto& p : current.owned_patterns()) owned = owned || matches(p, rel);
-    if (owned)
-      out[rel] = readFile(dir + "/" + rel);
-    else
-      ++skipped;
-  }
-  if (skipped > 0)
-    std::fprintf(stderr, "qtlsctl: %d file(s) in %s are not part of %s's policy; ignored\n",
-                 skipped, dir.c_str(), current.daemon().c_str());
-  return out;
-}
-
 void printChanges(const v1::PolicyChangeResult& r, bool dryRun) {
   if (dryRun)
     std::printf("dry run: %s generation %llu (digest %s -> %s)\n",
@@ -340,28 +276,8 @@ int policyGet(Client& c, const Options& o, Args& a) {
   auto ctx = c.context();
   grpc::Status s = c.policy().GetPolicy(ctx.get(), {}, &r);
   if (!s.ok()) return fail(o, s);
-  if (!out.empty()) {
-    mkdir(out.c_str(), 0755);
-    {
-      std::ofstream g(out + "/.qtls-generation", std::ios::trunc);
-      g << r.generation() << "\n";
-    }
-    for (const auto& it : r.items()) {
-      std::string path = out + "/" + it.path();
-      std::string dir = path.substr(0, path.rfind('/'));
-      mkdir(out.c_str(), 0755);
-      mkdir(dir.c_str(), 0755);
-      std::ofstream f(path, std::ios::binary | std::ios::trunc);
-      f << it.content();
-      if (!f) {
-        std::fprintf(stderr, "qtlsctl: cannot write %s\n", path.c_str());
-        return kOther;
-      }
-      if (it.redacted())
-        std::fprintf(stderr, "qtlsctl: %s: private key left out; the file is incomplete\n",
-                     it.path().c_str());
-    }
-  }
+  if (!out.empty())
+    if (int rc = mirrorInto(out, r); rc != kOk) return rc;
   if (o.json) {
     printJson(r);
     return kOk;
