@@ -417,35 +417,6 @@ class RemotedAdminTest(RemoteTestCase):
         self.assertEqual(w.returncode, 0)
         self.assertRegex(out, r"outbound +\S*\[127\.0\.0\.2\]:\d+ example\.test "
                               r"level=verify/none tls=-/- .*outcome=Z")
-        # Two operators. A mirrors the policy (with notlshosts/mirror.test); B removes that
-        # file; A gets the policy again into the same directory and applies it: B's removal
-        # holds, because `get --out` is an exact mirror (a file that is gone leaves the copy).
-        empty = os.path.join(self.dir, "empty")
-        open(empty, "w").close()
-        rc, out, err = ctl(sock, "policy", "apply", "--put", "notlshosts/mirror.test=" + empty)
-        self.assertEqual(rc, 0, err)
-        mirror = os.path.join(self.dir, "operator-a")
-        rc, out, err = ctl(sock, "policy", "get", "--out", mirror)
-        self.assertEqual(rc, 0, err)
-        self.assertTrue(os.path.exists(os.path.join(mirror, "notlshosts", "mirror.test")))
-        rc, out, err = ctl(sock, "policy", "apply", "--remove", "notlshosts/mirror.test")
-        self.assertEqual(rc, 0, err)
-        rc, out, err = ctl(sock, "policy", "get", "--out", mirror)
-        self.assertEqual(rc, 0, err)
-        self.assertRegex(err, r"removed notlshosts/mirror\.test: not in generation \d+")
-        self.assertFalse(os.path.exists(os.path.join(mirror, "notlshosts", "mirror.test")))
-        rc, out, err = ctl(sock, "policy", "apply", "--from", mirror)
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("notlshosts/mirror.test", [
-            it.path for it in self.api().policy.GetPolicy(policy_pb2.GetPolicyRequest()).items])
-        # A directory that holds other things is not overwritten.
-        foreign = os.path.join(self.dir, "foreign")
-        os.makedirs(foreign)
-        open(os.path.join(foreign, "notes.txt"), "w").close()
-        rc, out, err = ctl(sock, "policy", "get", "--out", foreign)
-        self.assertEqual(rc, 2)
-        self.assertIn("is not empty and was not written by `qtlsctl policy get --out`", err)
-        self.assertEqual(os.listdir(foreign), ["notes.txt"])
 
 
 class SmtpdAdminTest(SmtpdTestCase):

@@ -275,41 +275,42 @@ TEST_F(AdminServerTest, HealthServingThenNotServingWhileDrainingAndWritesUnavail
   EXPECT_EQ(policy_->ApplyPolicy(&ctx, ap, &res).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST(AdminServerStart, AnUnknownGroupIsRefusedBeforeAnySocketExists) {
-  char tmpl[] = "/tmp/qtls-admin-XXXXXX";
-  std::string root = mkdtemp(tmpl);
-  PolicyStore store(remotedSchema(nullptr), root, root + "/state",
-                    [](uint64_t, const Items&) { return absl::OkStatus(); });
-  stats::Registry registry;
-  SessionHub hub;
-  AdminServer server(store, registry, hub, nullptr);
+// A server that is only started, never served: for the refusals at start.
+class AdminServerStart : public ::testing::Test {
+ protected:
+  void TearDown() override { fs::remove_all(root_); }
+  absl::StatusOr<std::vector<std::string>> start(const AdminOptions& o) { return server_.start(o); }
+
+  std::string root_ = [] {
+    char tmpl[] = "/tmp/qtls-admin-XXXXXX";
+    return std::string(mkdtemp(tmpl));
+  }();
+  PolicyStore store_{remotedSchema(nullptr), root_, root_ + "/state",
+                     [](uint64_t, const Items&) { return absl::OkStatus(); }};
+  stats::Registry registry_;
+  SessionHub hub_;
+  AdminServer server_{store_, registry_, hub_, nullptr};
+};
+
+TEST_F(AdminServerStart, AnUnknownGroupIsRefusedBeforeAnySocketExists) {
   AdminOptions o;
-  o.listen = {"unix:" + root + "/admin.sock"};
+  o.listen = {"unix:" + root_ + "/admin.sock"};
   o.socketGroup = "qtls-no-such-group";
-  auto where = server.start(o);
+  auto where = start(o);
   ASSERT_FALSE(where.ok());
   EXPECT_EQ(where.status().message(), "--admin-group: no such group: qtls-no-such-group");
-  EXPECT_FALSE(fs::exists(root + "/admin.sock"));
-  fs::remove_all(root);
+  EXPECT_FALSE(fs::exists(root_ + "/admin.sock"));
 }
 
-TEST(AdminServerStart, TcpWithoutMutualTlsIsRefused) {
-  char tmpl[] = "/tmp/qtls-admin-XXXXXX";
-  std::string root = mkdtemp(tmpl);
-  PolicyStore store(remotedSchema(nullptr), root, root + "/state",
-                    [](uint64_t, const Items&) { return absl::OkStatus(); });
-  stats::Registry registry;
-  SessionHub hub;
-  AdminServer server(store, registry, hub, nullptr);
+TEST_F(AdminServerStart, TcpWithoutMutualTlsIsRefused) {
   AdminOptions o;
   o.listen = {"127.0.0.1:0"};
-  auto where = server.start(o);
+  auto where = start(o);
   ASSERT_FALSE(where.ok());
   EXPECT_NE(where.status().message().find("refusing to serve the admin API on TCP 127.0.0.1:0 "
                                           "without mutual TLS"),
             std::string::npos)
       << where.status().message();
-  fs::remove_all(root);
 }
 
 }  // namespace
