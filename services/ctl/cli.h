@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace qtls::ctl {
 
@@ -12,13 +13,25 @@ enum Exit {
   kUsage = 2,
   kUnreachable = 3,
   kInvalid = 4,
-  kConflict = 5,
+  kConflict = 5,  // compare-and-swap lost: read the policy again and retry
   kDenied = 6,
   kOther = 7,
+  kRefused = 8,  // the daemon cannot take a change now (hand edit pending, cannot write)
 };
 
 // Prints the message and the usage text, exits kUsage.
 [[noreturn]] void usage(const std::string& msg);
+
+// A command's arguments after its name, consumed in order.
+struct Args {
+  std::vector<std::string> v;
+  size_t i = 0;
+  bool more() const { return i < v.size(); }
+  std::string next(const std::string& flag) {
+    if (i >= v.size()) usage(flag + " needs a value");
+    return v[i++];
+  }
+};
 // A local file's bytes; exits kUsage (naming the file) when it cannot be read.
 std::string readFile(const std::string& path);
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "confine.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "output.h"
 #include "policy_dir.h"
@@ -42,15 +43,20 @@ const char kUsageText[] =
     "  policy diff --from DIR              what applying DIR as the whole policy would change\n"
     "  policy apply --from DIR             make DIR (control/ layout) the whole policy\n"
     "  policy apply [--put PATH=FILE]... [--remove PATH]...   change some files\n"
-    "         [--expect-generation N] [--reason TEXT] [--dry-run]\n"
-    "  policy rollback [--to N] [--expect-generation N] [--reason TEXT] [--dry-run]\n"
+    "         [--expect-generation N] [--expect-digest sha256:HEX] [--reason TEXT] [--dry-run]\n"
+    "  policy rollback [--to N] [--expect-generation N] [--expect-digest sha256:HEX]\n"
+    "         [--reason TEXT] [--dry-run]\n"
     "  policy resolve DOMAIN [--mx HOST]   outbound: the level a delivery gets, and why\n"
     "  policy resolve --client ADDR [--cert-email E] [--rcpt ADDR]   inbound: relay, rcpthosts\n"
     "  stats [--prefix NAME]               counters and histograms\n"
     "  watch [--direction in|out] [--count N]   one line per TLS session as it ends\n"
     "  health                              SERVING (exit 0) or NOT_SERVING (exit 1)\n"
+    "  confine --daemon qtls-remoted|qtls-smtpd --policy-dir DIR --owner USER\n"
+    "         [--qmail-home /var/qmail] [--dry-run]   (as root) move the daemon's policy files\n"
+    "         into DIR, owned by USER, and leave symlinks in control/ (docs/operations.md)\n"
     "exit codes: 0 ok, 1 not serving, 2 usage, 3 daemon unreachable, 4 change refused as\n"
-    "invalid, 5 generation conflict, 6 permission denied, 7 other error\n";
+    "invalid, 5 conflict (read again, retry), 6 permission denied, 7 other error,\n"
+    "8 refused for now (hand edit pending, cannot write: fix that before retrying)\n";
 
 struct Options {
   std::string target, cert, key, ca, serverName;
@@ -76,6 +82,8 @@ std::string codeName(grpc::StatusCode c) {
       return "INVALID_ARGUMENT";
     case grpc::StatusCode::FAILED_PRECONDITION:
       return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
     case grpc::StatusCode::PERMISSION_DENIED:
       return "PERMISSION_DENIED";
     case grpc::StatusCode::UNAUTHENTICATED:
@@ -105,8 +113,10 @@ int exitFor(const grpc::Status& s) {
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::NOT_FOUND:
       return kInvalid;
-    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
       return kConflict;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return kRefused;
     case grpc::StatusCode::PERMISSION_DENIED:
     case grpc::StatusCode::UNAUTHENTICATED:
       return kDenied;
@@ -171,16 +181,6 @@ class Client {
 };
 
 // Arguments after the command words.
-struct Args {
-  std::vector<std::string> v;
-  size_t i = 0;
-  bool more() const { return i < v.size(); }
-  std::string next(const std::string& flag) {
-    if (i >= v.size()) usage(flag + " needs a value");
-    return v[i++];
-  }
-};
-
 uint64_t number(const std::string& flag, const std::string& v) {
   if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
     usage(flag + ": not a number: " + v);
@@ -207,7 +207,7 @@ int conflict(Client& c, const Options& o, const grpc::Status& s, uint64_t expect
 // The answer to ApplyPolicy or Rollback, for people or scripts.
 int finishChange(Client& c, const Options& o, const grpc::Status& s,
                  const v1::PolicyChangeResult& r, uint64_t expected, bool dryRun) {
-  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+  if (s.error_code() == grpc::StatusCode::ABORTED &&
       s.error_message().find("generation conflict") != std::string::npos)
     return conflict(c, o, s, expected);
   if (!s.ok()) return fail(o, s);
@@ -270,6 +270,9 @@ int policyApply(Client& c, const Options& o, Args& a, bool diffOnly) {
       req.add_remove(a.next(f));
     else if (f == "--expect-generation") {
       req.set_expected_generation(number(f, a.next(f)));
+      haveExpect = true;
+    } else if (f == "--expect-digest") {
+      req.set_expected_digest(a.next(f));
       haveExpect = true;
     } else if (f == "--reason")
       req.set_reason(a.next(f));
@@ -341,6 +344,9 @@ int policyRollback(Client& c, const Options& o, Args& a) {
       req.set_to_generation(number(f, a.next(f)));
     else if (f == "--expect-generation") {
       req.set_expected_generation(number(f, a.next(f)));
+      haveExpect = true;
+    } else if (f == "--expect-digest") {
+      req.set_expected_digest(a.next(f));
       haveExpect = true;
     } else if (f == "--reason")
       req.set_reason(a.next(f));
@@ -557,13 +563,14 @@ int main(int argc, char** argv) {
   }
   if (i >= argc) usage("no command");
   std::vector<std::string> words(argv + i, argv + argc);
-  Client c(o);
   Args rest;
   auto after = [&](size_t n) {
     rest.v.assign(words.begin() + static_cast<long>(n), words.end());
     return std::ref(rest);
   };
   const std::string& cmd = words[0];
+  if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
+  Client c(o);
   if (cmd == "policy") {
     if (words.size() < 2) usage("policy: get, diff, apply, rollback or resolve");
     const std::string& sub = words[1];

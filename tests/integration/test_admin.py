@@ -217,7 +217,7 @@ class RemotedAdminTest(RemoteTestCase):
                     r = api.put(cur.generation, {"tlspolicy": "\n".join(lines) + "\n"})
                     return r.generation_before, r.generation_after
                 except grpc.RpcError as e:
-                    self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION, e.details())
+                    self.assertEqual(e.code(), grpc.StatusCode.ABORTED, e.details())
                     conflicts.append(i)
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -364,6 +364,7 @@ class RemotedAdminTest(RemoteTestCase):
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"qtls-remoted generation 2 digest sha256:[0-9a-f]{64}\n")
         self.assertRegex(out, r"\ntlspolicy +tlspolicy +[0-9a-f]{12} +20\n")
+        digest = re.search(r"digest (sha256:[0-9a-f]{64})", out).group(1)
         # A stale generation: exit 5, both generations, and what to do.
         rc, out, err = ctl(sock, "policy", "apply", "--put", "tlspolicy=" + tp,
                            "--expect-generation", "1")
@@ -371,6 +372,20 @@ class RemotedAdminTest(RemoteTestCase):
         self.assertIn("this change was made against generation 1, but generation 2 is in force",
                       err)
         self.assertIn("reapply your change to generation 2", err)
+        # Compare-and-swap on content: the digest in force passes, another is exit 5.
+        rc, out, err = ctl(sock, "policy", "apply", "--put", "tlspolicy=" + tp,
+                           "--expect-digest", "sha256:" + "0" * 64)
+        self.assertEqual(rc, 5, err)
+        self.assertIn("ABORTED: content conflict: the change expected sha256:000", err)
+        rc, out, err = ctl(sock, "policy", "apply", "--remove", "tlspolicy", "--dry-run",
+                           "--expect-digest", digest)
+        self.assertEqual(rc, 0, err)
+        # A hand edit not yet reloaded: refused for now, exit 8, not a conflict to retry.
+        self.home.write("notlshosts/hand.test", "")
+        rc, out, err = ctl(sock, "policy", "apply", "--put", "tlspolicy=" + tp)
+        self.assertEqual(rc, 8, err)
+        self.assertIn("FAILED_PRECONDITION: control files were edited by hand", err)
+        self.home.remove("notlshosts/hand.test")
         # Invalid: exit 4 with the daemon's reason.
         rc, out, err = ctl(sock, "policy", "apply", "--put", "../me=" + tp)
         self.assertEqual(rc, 4)

@@ -13,6 +13,7 @@
 #include "admin/policy_store.h"
 #include "admin/policy_store_internal.h"
 #include "control/control_files.h"
+#include "log/log.h"
 #include "util/netstring.h"
 #include "util/text.h"
 
@@ -81,8 +82,26 @@ absl::Status writeAtomic(const std::string& path, const std::string& data, mode_
   return syncDir ? fsyncDir(dir) : absl::OkStatus();
 }
 
+std::string throughLink(const std::string& path) {
+  std::string p = path;
+  for (int hops = 0; hops < 8; ++hops) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+    char buf[4096];
+    ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+    if (n <= 0) return p;
+    std::string to(buf, static_cast<size_t>(n));
+    p = to[0] == '/' ? to : dirOf(p) + "/" + to;
+  }
+  return p;
+}
+
 std::string snapshotPath(const std::string& state, uint64_t gen) {
   return text::cat(state, "/generations/", gen, ".snap");
+}
+
+std::string sidecarPath(const std::string& state, uint64_t gen, const char* what) {
+  return text::cat(state, "/generations/", gen, ".", what);
 }
 
 }  // namespace internal
@@ -159,7 +178,7 @@ absl::Status PolicyStore::writeControl(const Items& next) const {
   for (const auto& [path, content] : next) {
     auto it = disk->find(path);
     if (it != disk->end() && it->second == content) continue;
-    const std::string full = control_ + "/" + path;
+    const std::string full = throughLink(control_ + "/" + path);
     if (dirOf(full) != control_) {
       std::error_code ec;
       if (fs::create_directories(dirOf(full), ec)) dirs.insert(control_);
@@ -173,7 +192,7 @@ absl::Status PolicyStore::writeControl(const Items& next) const {
   }
   for (const auto& [path, content] : *disk) {
     if (next.count(path)) continue;
-    const std::string full = control_ + "/" + path;
+    const std::string full = throughLink(control_ + "/" + path);
     if (::unlink(full.c_str()) != 0 && errno != ENOENT)
       return absl::InternalError(errnoText("cannot remove", full));
     dirs.insert(dirOf(full));
@@ -191,8 +210,95 @@ absl::Status PolicyStore::persistGeneration(uint64_t gen, const Items& items) {
     return s;
   // Older generations beyond the ones kept are forgotten.
   std::vector<uint64_t> gens = history();
-  for (size_t i = 0; i + kKeepGenerations < gens.size(); ++i)
+  for (size_t i = 0; i + kKeepGenerations < gens.size(); ++i) {
     ::unlink(snapshotPath(state_, gens[i]).c_str());
+    ::unlink(sidecarPath(state_, gens[i], "keys").c_str());
+    ::unlink(sidecarPath(state_, gens[i], "purged").c_str());
+  }
+  // The new generation is in force whatever happens here; a purge that failed is retried
+  // by the next change.
+  if (auto s = purgeRotatedKeys(gen, items); !s.ok())
+    log::warn(text::cat("policy: could not purge rotated keys: ", std::string(s.message())));
+  return absl::OkStatus();
+}
+
+// <N>.keys: "<path> <sha256>" per private-key file of generation N, so that deciding what to
+// purge reads a few lines per generation, not whole snapshots. Written on first need.
+absl::StatusOr<std::map<std::string, std::string>> PolicyStore::keysOf(uint64_t gen) const {
+  std::map<std::string, std::string> keys;
+  const std::string file = sidecarPath(state_, gen, "keys");
+  auto have = control::readFile(file);
+  if (!have.ok()) return have.status();
+  if (*have) {
+    for (std::string_view line : text::splitAny(**have, "\n")) {
+      size_t sp = line.find(' ');
+      if (sp != std::string_view::npos)
+        keys[std::string(line.substr(0, sp))] = std::string(line.substr(sp + 1));
+    }
+    return keys;
+  }
+  auto snap = control::readFile(snapshotPath(state_, gen));
+  if (!snap.ok()) return snap.status();
+  if (!*snap) return keys;
+  auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
+  if (!items.ok()) return items.status();
+  std::string out;
+  for (const auto& [path, content] : *items)
+    if (secret(path)) {
+      keys[path] = sha256Hex(content);
+      out += text::cat(path, " ", keys[path], "\n");
+    }
+  if (auto s = writeAtomic(file, out, 0600, false); !s.ok()) return s;
+  return keys;
+}
+
+// A private key lives in the generation in force and the one before it (the rollback after a
+// bad rotation). Older generations lose every key file that is neither, and name what they
+// lost in <N>.purged so that a rollback to them is refused instead of restoring half a policy.
+absl::Status PolicyStore::purgeRotatedKeys(uint64_t gen, const Items& items) {
+  std::vector<uint64_t> gens = history();
+  std::set<std::string> live;  // "<path> <sha256>" of the keys allowed to stay
+  for (const auto& [path, content] : items)
+    if (secret(path)) live.insert(text::cat(path, " ", sha256Hex(content)));
+  uint64_t previous = 0;
+  for (uint64_t g : gens)
+    if (g < gen) previous = g;
+  if (previous != 0) {
+    auto prev = keysOf(previous);
+    if (!prev.ok()) return prev.status();
+    for (const auto& [path, hash] : *prev) live.insert(text::cat(path, " ", hash));
+  }
+  for (uint64_t g : gens) {
+    if (g >= previous) break;
+    auto keys = keysOf(g);
+    if (!keys.ok()) return keys.status();
+    std::vector<std::string> purge;
+    for (const auto& [path, hash] : *keys)
+      if (!live.count(text::cat(path, " ", hash))) purge.push_back(path);
+    if (purge.empty()) continue;
+    auto snap = control::readFile(snapshotPath(state_, g));
+    if (!snap.ok()) return snap.status();
+    if (!*snap) continue;
+    auto old = decodeSnapshot(**snap, snapshotPath(state_, g));
+    if (!old.ok()) return old.status();
+    std::string names, list;
+    for (const std::string& path : purge) {
+      old->erase(path);
+      names += path + "\n";
+      list += (list.empty() ? "" : ",") + path;
+    }
+    // The mark first: a crash in between leaves a generation that is refused, never one
+    // that silently lacks its key.
+    if (auto s = writeAtomic(sidecarPath(state_, g, "purged"), names, 0600); !s.ok()) return s;
+    if (auto s = writeAtomic(snapshotPath(state_, g), encodeSnapshot(*old), 0600); !s.ok())
+      return s;
+    std::string rest;
+    for (const auto& [path, hash] : *keys)
+      if (old->count(path)) rest += text::cat(path, " ", hash, "\n");
+    if (auto s = writeAtomic(sidecarPath(state_, g, "keys"), rest, 0600); !s.ok()) return s;
+    log::info(text::cat("policy: purged the rotated private key(s) ", list, " from generation ", g,
+                        " (keys are kept for the generation in force and the one before)"));
+  }
   return absl::OkStatus();
 }
 

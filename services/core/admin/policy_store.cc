@@ -90,6 +90,12 @@ absl::Status PolicyStore::open() {
           state_, " is in use by another daemon; give each instance its own --state-dir"));
   }
 
+  if (::geteuid() != 0 && ::access(control_.c_str(), W_OK) == 0)
+    log::warn(text::cat("policy: ", control_,
+                        " is writable by this daemon's user, so a bug in it could create any "
+                        "qmail control file (rcpthosts, smtproutes, locals); make control/ "
+                        "root's and run `qtlsctl confine` (docs/operations.md)"));
+
   // 1. Finish a change that reached its commit point.
   auto pending = control::readLine(state_ + "/pending");
   if (!pending.ok()) return pending.status();
@@ -229,14 +235,14 @@ absl::Status PolicyStore::checkExpected(uint64_t expected,
     return absl::InvalidArgumentError(
         "expected_generation: required (or expected_digest); read them with GetPolicy");
   if (expected != 0 && expected != cur_.generation)
-    return absl::FailedPreconditionError(text::cat(
+    return absl::AbortedError(text::cat(
         "generation conflict: the change expected generation ", expected, " but generation ",
         cur_.generation, " is in force; read the policy again and reapply the change to it"));
   if (!expectedDigest.empty() && expectedDigest != cur_.digest)
-    return absl::FailedPreconditionError(
-        text::cat("content conflict: the change expected ", expectedDigest, " but generation ",
-                  cur_.generation, " in force is ", cur_.digest,
-                  "; read the policy again and reapply the change to it"));
+    return absl::AbortedError(text::cat("content conflict: the change expected ", expectedDigest,
+                                        " but generation ", cur_.generation, " in force is ",
+                                        cur_.digest,
+                                        "; read the policy again and reapply the change to it"));
   return absl::OkStatus();
 }
 
@@ -275,12 +281,13 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
 
   // Before the commit point: can every directory the change touches be written?
   for (const Change& c : r.changes) {
-    std::string dir = dirOf(control_ + "/" + c.path);
+    std::string dir = dirOf(throughLink(control_ + "/" + c.path));
     if (::access(dir.c_str(), F_OK) != 0) dir = control_;
     if (::access(dir.c_str(), W_OK) != 0) {
-      auto s = absl::FailedPreconditionError(
-          text::cat("cannot write ", dir, ": ", std::strerror(errno),
-                    "; the daemon's user must be able to write the files its policy owns"));
+      auto s = absl::FailedPreconditionError(text::cat(
+          "cannot write ", dir, ": ", std::strerror(errno),
+          "; the daemon's user must be able to write the files its policy owns: run `qtlsctl "
+          "confine` once as root to move them into a directory it owns (docs/operations.md)"));
       audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
             std::string(s.message()));
       return s;
@@ -395,6 +402,17 @@ absl::StatusOr<ChangeResult> PolicyStore::rollbackLocked(uint64_t expectedGenera
                                                 kKeepGenerations, " are)")));
   auto items = decodeSnapshot(**snap, snapshotPath(state_, toGeneration));
   if (!items.ok()) return refuse(items.status());
+  auto purged = control::readFile(sidecarPath(state_, toGeneration, "purged"));
+  if (!purged.ok()) return refuse(purged.status());
+  if (*purged) {
+    std::string names = **purged;
+    while (!names.empty() && names.back() == '\n') names.pop_back();
+    std::replace(names.begin(), names.end(), '\n', ',');
+    return refuse(absl::FailedPreconditionError(text::cat(
+        "generation ", toGeneration, " no longer holds its private key (", names,
+        "): a rotated key is kept for the generation in force and the one before it only; "
+        "put the certificate and key you want with an apply instead")));
+  }
   return commit(*items, expectedGeneration, expectedDigest, dryRun, "rollback",
                 text::cat("to generation ", toGeneration, reason.empty() ? "" : ": ", reason),
                 caller);

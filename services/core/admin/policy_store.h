@@ -173,6 +173,8 @@ class PolicyStore {
   absl::Status checkExpected(uint64_t expected, const std::string& expectedDigest) const;
   absl::Status writeControl(const Items& next) const;
   absl::Status persistGeneration(uint64_t gen, const Items& items);
+  absl::Status purgeRotatedKeys(uint64_t gen, const Items& items);
+  absl::StatusOr<std::map<std::string, std::string>> keysOf(uint64_t gen) const;
   void audit(const std::string& caller, const std::string& op, const std::string& result,
              uint64_t before, uint64_t after, const std::string& digest,
              const std::vector<Change>& changes, const std::string& reason) const;

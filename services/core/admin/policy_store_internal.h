@@ -20,5 +20,11 @@ std::string dirOf(const std::string& path);
 absl::Status writeAtomic(const std::string& path, const std::string& data, mode_t mode,
                          bool syncDir = true);
 std::string snapshotPath(const std::string& state, uint64_t gen);
+// generations/<N>.keys (hashes of its private-key files), <N>.purged (the ones removed).
+std::string sidecarPath(const std::string& state, uint64_t gen, const char* what);
+// The file a path names once symlinks in its last component are followed. A policy file in
+// control/ may be a link into the daemon's own directory (qtlsctl confine): the store writes
+// and removes what the link points at, never the link, so control/ need not be writable.
+std::string throughLink(const std::string& path);
 
 }  // namespace qtls::admin::internal

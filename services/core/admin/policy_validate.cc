@@ -284,8 +284,8 @@ absl::Status PolicyStore::checkWhole(const Items& items) const {
                                                       fs::directory_options::skip_permission_denied,
                                                   ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const std::string rel = fs::relative(it->path(), control_, ec).string();
-    if (ec) break;
+    // Lexical: fs::relative would follow the links `qtlsctl confine` leaves in control/.
+    const std::string rel = it->path().lexically_relative(control_).string();
     if (it->is_directory(ec)) {
       if (rel.find('/') != std::string::npos || rel == "." || rel[0] == '.')
         it.disable_recursion_pending();  // qmail's control/ is one level of subdirectories

@@ -37,6 +37,9 @@ grpc::Status toGrpc(const absl::Status& s) {
     case absl::StatusCode::kFailedPrecondition:
       c = grpc::StatusCode::FAILED_PRECONDITION;
       break;
+    case absl::StatusCode::kAborted:  // compare-and-swap conflict: read again, then retry
+      c = grpc::StatusCode::ABORTED;
+      break;
     case absl::StatusCode::kNotFound:
       c = grpc::StatusCode::NOT_FOUND;
       break;

@@ -128,7 +128,7 @@ TEST_F(AdminServerTest, ApplyPolicyDryRunThenApplyThenConflict) {
     grpc::ClientContext ctx;
     v1::PolicyChangeResult r;
     grpc::Status s = policy_->ApplyPolicy(&ctx, req, &r);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
     EXPECT_NE(s.error_message().find("generation 2 is in force"), std::string::npos);
   }
 }
@@ -149,7 +149,7 @@ TEST_F(AdminServerTest, ApplyPolicyByExpectedDigest) {
     grpc::ClientContext ctx;
     v1::PolicyChangeResult r;
     grpc::Status s = policy_->ApplyPolicy(&ctx, req, &r);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
     EXPECT_NE(s.error_message().find("content conflict"), std::string::npos) << s.error_message();
   }
   req.set_expected_digest(digest);

@@ -13,71 +13,11 @@
 #include <sstream>
 
 #include "admin/text_diff.h"
-#include "remote_config.h"
+#include "policy_store_fixture.h"
 #include "test_pki.h"
 
 namespace qtls::admin {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Every file under `dir`, path -> contents: "untouched" means this is equal before and after.
-std::map<std::string, std::string> tree(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  for (auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = slurp(e.path().string());
-  return out;
-}
-
-class PolicyStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/qtls-policy-XXXXXX";
-    root_ = mkdtemp(tmpl);
-    home_ = root_ + "/qmail";
-    state_ = root_ + "/state";
-    fs::create_directories(home_ + "/control/tlshosts");
-    write("me", "mx.example.org\n");
-    write("tlspolicy", "example.com encrypt\n");
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
-  void write(const std::string& path, const std::string& content) {
-    fs::create_directories(fs::path(home_ + "/control/" + path).parent_path());
-    std::ofstream(home_ + "/control/" + path, std::ios::binary) << content;
-  }
-
-  std::unique_ptr<PolicyStore> open() {
-    auto s = std::make_unique<PolicyStore>(
-        remotedSchema([](const std::string& h) { return remoted::loadRemoteConfig(h).status(); }),
-        home_, state_, [this](uint64_t gen, const Items&) {
-          activated_ = gen;
-          return activateResult_;
-        });
-    auto st = s->open();
-    EXPECT_TRUE(st.ok()) << st.message();
-    return s;
-  }
-
-  ChangeRequest put(uint64_t expected, const std::string& path, const std::string& content) {
-    ChangeRequest r;
-    r.expectedGeneration = expected;
-    r.put[path] = content;
-    r.caller = "test";
-    return r;
-  }
-
-  std::string root_, home_, state_;
-  uint64_t activated_ = 0;
-  absl::Status activateResult_ = absl::OkStatus();
-};
 
 TEST_F(PolicyStoreTest, FirstStartIsGenerationOneAndPersisted) {
   auto store = open();
@@ -115,7 +55,7 @@ TEST_F(PolicyStoreTest, CompareAndSwapRefusesAStaleGeneration) {
   const auto before = tree(root_);
   auto r = store->apply(put(1, "tlspolicy", "example.com none\n"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
   EXPECT_NE(r.status().message().find("expected generation 1 but generation 2 is in force"),
             std::string::npos)
       << r.status().message();
@@ -135,7 +75,7 @@ TEST_F(PolicyStoreTest, CompareAndSwapOnContentDigest) {
   r.expectedDigest = "sha256:0000";
   auto refused = store->apply(r);
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted);
   EXPECT_NE(refused.status().message().find("content conflict: the change expected sha256:0000 "
                                             "but generation 1 in force is " +
                                             d1),
@@ -149,7 +89,7 @@ TEST_F(PolicyStoreTest, CompareAndSwapOnContentDigest) {
   // Both given: both must match.
   ChangeRequest both = put(2, "tlspolicy", "example.com none\n");
   both.expectedDigest = d1;
-  EXPECT_EQ(store->apply(both).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->apply(both).status().code(), absl::StatusCode::kAborted);
   // Neither: refused.
   EXPECT_EQ(store->apply(put(0, "tlspolicy", "x none\n")).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -286,8 +226,7 @@ TEST_F(PolicyStoreTest, RollbackRestoresThePreviousGenerationAsANewOne) {
   EXPECT_EQ(slurp(home_ + "/control/tlspolicy"), "example.com encrypt\n");
   EXPECT_EQ(store->current().digest, r->digestAfter);
   // Rolling back needs the right generation too.
-  EXPECT_EQ(store->rollback(2, 0, false, "", "test").status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->rollback(2, 0, false, "", "test").status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(store->rollback(3, 99, false, "", "test").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store->history(), (std::vector<uint64_t>{1, 2, 3}));
