@@ -30,11 +30,20 @@ syntax = "proto3";
 package grpc.reflection.v1alpha;
 message ServerReflectionRequest {
   string host = 1;
-  oneof message_request { string list_services = 7; }  // a oneof: sent even when empty
+  oneof message_request {  // a oneof: sent even when empty
+    string file_containing_symbol = 4;
+    string list_services = 7;
+  }
 }
 message ServiceResponse { string name = 1; }
 message ListServiceResponse { repeated ServiceResponse service = 1; }
-message ServerReflectionResponse { ListServiceResponse list_services_response = 6; }
+message FileDescriptorResponse { repeated bytes file_descriptor_proto = 1; }
+message ErrorResponse { int32 error_code = 1; string error_message = 2; }
+message ServerReflectionResponse {
+  FileDescriptorResponse file_descriptor_response = 4;
+  ListServiceResponse list_services_response = 6;
+  ErrorResponse error_response = 7;
+}
 service ServerReflection {
   rpc ServerReflectionInfo(stream ServerReflectionRequest) returns (stream ServerReflectionResponse);
 }
@@ -326,6 +335,17 @@ class RemotedAdminTest(RemoteTestCase):
         names = {s.name for s in reply.list_services_response.service}
         self.assertLessEqual({"qtls.v1.PolicyService", "qtls.v1.TlsMetricsService",
                               "grpc.health.v1.Health"}, names)
+        # Every service listed resolves to its file, health included (grpcurl needs this).
+        from google.protobuf import descriptor_pb2
+        for name in sorted(names):
+            reply = next(stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)])))
+            self.assertEqual(reply.error_response.error_code, 0,
+                             "%s: %s" % (name, reply.error_response.error_message))
+            files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+                     for b in reply.file_descriptor_response.file_descriptor_proto]
+            services = {f.package + "." + s.name for f in files for s in f.service}
+            self.assertIn(name, services)
 
     def test_socket_modes_and_removed_at_stop(self):
         # Without --admin-group only the daemon's user; with it, that group too.
@@ -504,6 +524,26 @@ class SmtpdAdminTest(SmtpdTestCase):
         self.assertFalse(resolved.relay_allowed)
         self.assertFalse(resolved.recipient_accepted)
         self.assertIn("elsewhere.test is not in control/rcpthosts", resolved.reason)
+        # The same question from qtlsctl, for an address and a recipient.
+        rc, out, err = ctl(self.agent.admin_socket, "policy", "resolve", "--client", "127.0.0.1",
+                           "--rcpt", "u@elsewhere.test")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("starttls offered: yes\nrelay allowed: no\nrecipient accepted: no\n", out)
+        self.assertIn("elsewhere.test is not in control/rcpthosts", out)
+        self.home.write("relayclients", "127.0.0.1 relay\n")
+        with open(os.path.join(self.dir, "relayclients"), "w") as f:
+            f.write("127.0.0.0/8\n")
+        rc, out, err = ctl(self.agent.admin_socket, "policy", "apply", "--put",
+                           "relayclients=" + os.path.join(self.dir, "relayclients"))
+        self.assertEqual(rc, 8, err)  # the hand-written file above is pending: refused for now
+        self.home.remove("relayclients")
+        rc, out, err = ctl(self.agent.admin_socket, "policy", "apply", "--put",
+                           "relayclients=" + os.path.join(self.dir, "relayclients"))
+        self.assertEqual(rc, 0, err)
+        rc, out, err = ctl(self.agent.admin_socket, "policy", "resolve", "--client", "127.0.0.1",
+                           "--rcpt", "u@elsewhere.test")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("relay allowed: yes\nrecipient accepted: yes\n", out)
 
 
 class MutualTlsTest(RemoteTestCase):
@@ -561,17 +601,38 @@ class MutualTlsTest(RemoteTestCase):
             policy_pb2.RollbackRequest(expected_generation=gen + 1)))
         self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
 
+        # Denied calls are audited with the identity and the address they came from.
+        self.assertRegex(self.daemon.read_log(),
+                         r"audit daemon=qtls-remoted caller=mtls:viewer\.qtls\.test@ipv4:"
+                         r"127\.0\.0\.1:\d+ op=ApplyPolicy result=denied .*has read rights only")
+
         stranger = self.channel(addr, self.stranger)  # right CA, not on the list
         code, details = code_of(stranger.get)
         self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
         self.assertIn("stranger.qtls.test is not on this daemon's admin allow-list", details)
         code, _ = code_of(lambda: stranger.health.Check(health_pb2.HealthCheckRequest(), timeout=5))
         self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+        refl = reflection_pb2_grpc.ServerReflectionStub(stranger.channel)
+        code, _ = code_of(lambda: next(refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)))
+        self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+        log = self.daemon.read_log()
+        for op in ("GetPolicy", "Check", "ServerReflectionInfo"):
+            self.assertRegex(log, r"audit daemon=qtls-remoted caller=mtls:stranger\.qtls\.test"
+                                  r"@ipv4:127\.0\.0\.1:\d+ op=%s result=denied" % op)
+        with open(os.path.join(self.daemon.state_dir, "audit.log")) as f:
+            self.assertIn("op=GetPolicy result=denied", f.read())
 
-        # No certificate, or one from another CA: the TLS handshake fails, nothing is served.
+        # No certificate, or one from another CA: the TLS handshake fails, nothing is served,
+        # and the log says who tried and why.
         for api in (self.channel(addr, None), self.channel(addr, self.impostor)):
             code, _ = code_of(lambda: api.policy.GetPolicy(policy_pb2.GetPolicyRequest(), timeout=5))
             self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        log = self.daemon.read_log()
+        self.assertRegex(log, r"admin: refused TLS handshake from ipv4:127\.0\.0\.1:\d+: "
+                              r"error:[0-9A-F]+:SSL routines::peer did not return a certificate")
+        self.assertRegex(log, r"admin: refused TLS handshake from ipv4:127\.0\.0\.1:\d+: "
+                              r"client certificate: unable to get local issuer certificate")
         self.assertEqual(writer.get().generation, gen + 1)  # nothing changed
         # qtlsctl over mTLS.
         p = subprocess.run([QTLSCTL, "--target", addr, "--cert", self.reader.cert_path,

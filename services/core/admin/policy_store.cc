@@ -218,7 +218,7 @@ void PolicyStore::audit(const std::string& caller, const std::string& op, const 
       " result=", result, " generation=", before, "->", after, " digest=", digest,
       " changes=", log::value(what), " reason=", log::value(reason.empty() ? "-" : reason));
   log::info(line);
-  if (observer_) observer_(op, result == "applied");
+  if (observer_ && result != "denied") observer_(op, result == "applied");  // changes only
   // The same line, kept with the state: a record that outlives log rotation.
   int fd = ::open((state_ + "/audit.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) {
@@ -227,6 +227,12 @@ void PolicyStore::audit(const std::string& caller, const std::string& op, const 
     }
     ::close(fd);
   }
+}
+
+void PolicyStore::auditDenied(const std::string& caller, const std::string& method,
+                              const std::string& reason) const {
+  const Snapshot now = current();
+  audit(caller, method, "denied", now.generation, now.generation, now.digest, {}, reason);
 }
 
 absl::Status PolicyStore::checkExpected(uint64_t expected,

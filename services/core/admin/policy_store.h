@@ -150,6 +150,11 @@ class PolicyStore {
                                         const std::string& caller,
                                         const std::string& expectedDigest = "");
 
+  // A call refused for want of rights (an unlisted or read-only identity): one audit line,
+  // op=<method> result=denied, in the log and <state>/audit.log.
+  void auditDenied(const std::string& caller, const std::string& method,
+                   const std::string& reason) const;
+
   // Generations whose content is still on disk, oldest first.
   std::vector<uint64_t> history() const;
 

@@ -6,7 +6,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <grpcpp/security/auth_metadata_processor.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,7 +16,9 @@
 #include <mutex>
 #include <set>
 
+#include "admin/tls_front.h"
 #include "control/control_files.h"
+#include "grpc/health/v1/health.pb.h"
 #include "log/log.h"
 #include "qtls/v1/metrics.grpc.pb.h"
 #include "qtls/v1/policy.grpc.pb.h"
@@ -92,43 +93,6 @@ std::string utf8(const std::string& in) {
   }
   return out;
 }
-
-// Certificate CN and subjectAltName values of the peer.
-std::vector<std::string> identities(const grpc::AuthContext& ctx) {
-  std::vector<std::string> out;
-  for (const char* prop : {"x509_common_name", "x509_subject_alternative_name"})
-    for (const grpc::string_ref& v : ctx.FindPropertyValues(prop))
-      out.emplace_back(v.data(), v.size());
-  return out;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
-  return out.empty() ? "(none)" : out;
-}
-
-// Runs for every call on the TCP listener, health and reflection included: an identity that
-// is not on the allow-list gets nothing at all.
-class AllowListProcessor : public grpc::AuthMetadataProcessor {
- public:
-  explicit AllowListProcessor(AllowList list) : list_(std::move(list)) {}
-  bool IsBlocking() const override { return false; }
-  grpc::Status Process(const InputMetadata&, grpc::AuthContext* ctx, OutputMetadata*,
-                       OutputMetadata*) override {
-    std::vector<std::string> ids = identities(*ctx);
-    for (const auto& id : ids)
-      if (list_.count(id)) return grpc::Status::OK;
-    log::warn(text::cat("admin: refused TCP caller ", log::value(joined(ids)),
-                        ": not on the admin allow-list"));
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        text::cat("client certificate identity ", joined(ids),
-                                  " is not on this daemon's admin allow-list"));
-  }
-
- private:
-  AllowList list_;
-};
 
 v1::ItemChange::Op opOf(Change::Op op) {
   switch (op) {
@@ -223,7 +187,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status GetPolicy(grpc::ServerContext* ctx, const v1::GetPolicyRequest*,
                          v1::GetPolicyResponse* out) override {
     std::string caller;
-    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "GetPolicy", false, &caller); !s.ok()) return s;
     Snapshot snap = policy_.current();
     out->set_generation(snap.generation);
     out->set_digest(snap.digest);
@@ -249,7 +213,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
                            v1::PolicyChangeResult* out) override {
     std::string caller;
     // A dry run changes nothing: read rights are enough (qtlsctl policy diff).
-    if (auto s = authorize(ctx, !req->dry_run(), &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "ApplyPolicy", !req->dry_run(), &caller); !s.ok()) return s;
     if (!serving_)
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the daemon is stopping; apply the change after it restarts");
@@ -278,7 +242,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
                         v1::PolicyChangeResult* out) override {
     std::string caller;
     // A dry run changes nothing: read rights are enough (qtlsctl policy diff).
-    if (auto s = authorize(ctx, !req->dry_run(), &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "Rollback", !req->dry_run(), &caller); !s.ok()) return s;
     if (!serving_)
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the daemon is stopping; roll back after it restarts");
@@ -292,7 +256,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status ResolvePolicy(grpc::ServerContext* ctx, const v1::ResolvePolicyRequest* req,
                              v1::ResolvePolicyResponse* out) override {
     std::string caller;
-    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "ResolvePolicy", false, &caller); !s.ok()) return s;
     std::string err = resolve_(*req, out);
     if (!err.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, err);
     return grpc::Status::OK;
@@ -302,7 +266,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* req,
                         v1::GetStatsResponse* out) override {
     std::string caller;
-    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "GetStats", false, &caller); !s.ok()) return s;
     out->set_daemon(policy_.schema().daemon);
     out->set_policy_generation(policy_.current().generation);
     out->set_uptime_seconds(
@@ -343,7 +307,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   grpc::Status WatchSessions(grpc::ServerContext* ctx, const v1::WatchSessionsRequest* req,
                              grpc::ServerWriter<v1::SessionRecord>* writer) override {
     std::string caller;
-    if (auto s = authorize(ctx, false, &caller); !s.ok()) return s;
+    if (auto s = authorize(ctx, "WatchSessions", false, &caller); !s.ok()) return s;
     auto w = hub_.watch();
     // Headers now, so a caller knows it is subscribed before the first session ends.
     writer->SendInitialMetadata();
@@ -392,7 +356,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
   }
 
  private:
-  grpc::Status authorize(grpc::ServerContext* ctx, bool write, std::string* caller) {
+  grpc::Status authorize(grpc::ServerContext* ctx, const char* method, bool write,
+                         std::string* caller) {
     const std::string peer = ctx->peer();
     if (peer.rfind("unix:", 0) == 0) {
       // Whoever can open the socket is trusted (mode 0660); the operator name is a claim.
@@ -402,34 +367,29 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
         *caller += ":" + std::string(md->second.data(), std::min<size_t>(md->second.size(), 64));
       return grpc::Status::OK;
     }
-    auto ac = ctx->auth_context();
-    if (!ac || !ac->IsPeerAuthenticated())
+    // TCP: the TLS front did the handshake and let only listed identities through to here.
+    std::optional<TlsPeer> who = front_ ? front_->peerOf(peer) : std::nullopt;
+    if (!who || who->identity.empty())
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "admin calls over TCP need a client certificate");
-    for (const std::string& id : identities(*ac)) {
-      auto it = allow_.find(id);
-      if (it == allow_.end()) continue;
-      *caller = text::cat("mtls:", id, "@", peer);
-      if (write && !it->second) {
-        log::warn(text::cat("admin: refused write by read-only identity ", log::value(id)));
-        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            text::cat("identity ", id,
-                                      " has read rights only; ApplyPolicy and Rollback (other than "
-                                      "dry runs) need write rights in the admin allow-list"));
-      }
-      return grpc::Status::OK;
+                          "admin calls over TCP need a listed client certificate");
+    *caller = text::cat("mtls:", who->identity, "@", who->address);
+    if (write && !who->write) {
+      const std::string why =
+          text::cat("identity ", who->identity,
+                    " has read rights only; ApplyPolicy and Rollback (other than dry runs) need "
+                    "write rights in the admin allow-list");
+      policy_.auditDenied(*caller, method, why);
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, why);
     }
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        text::cat("client certificate identity ", joined(identities(*ac)),
-                                  " is not on this daemon's admin allow-list"));
+    return grpc::Status::OK;
   }
 
   PolicyStore& policy_;
   stats::Registry& registry_;
   SessionHub& hub_;
   ResolveFn resolve_;
-  AllowList allow_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<TlsFront> front_;  // TCP listeners, if any
   std::vector<std::string> unixSockets_;
   std::atomic<bool> serving_{true};
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
@@ -438,16 +398,15 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
 absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOptions& o) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // gRPC's health service carries no descriptor of its own; linking the generated one puts
+  // grpc.health.v1 in the pool reflection answers from, so tools can resolve it.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(static_cast<v1::PolicyService::Service*>(this));
   builder.RegisterService(static_cast<v1::TlsMetricsService::Service*>(this));
 
-  struct Tcp {
-    std::string host;
-    int port = 0;
-  };
-  std::vector<std::unique_ptr<Tcp>> tcp;
+  std::vector<std::string> tcp;  // addresses bound by the TLS front
   for (const std::string& l : o.listen) {
     if (l.rfind("unix:", 0) == 0) {
       const std::string path = unixPath(l);
@@ -472,34 +431,30 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
       unixSockets_.push_back(path);
       continue;
     }
-    // TCP: mutual TLS or nothing.
+    // TCP: mutual TLS or nothing, done by our front (tls_front.h).
     if (o.certFile.empty() || o.keyFile.empty() || o.clientCaFile.empty() || o.clientsFile.empty())
       return absl::InvalidArgumentError(text::cat(
           "refusing to serve the admin API on TCP ", l,
           " without mutual TLS: give --admin-cert, --admin-key, --admin-client-ca and "
           "--admin-clients (or use a Unix socket: --admin-listen unix:/run/qtls/admin.sock)"));
-    auto cert = readWhole(o.certFile, "--admin-cert");
-    if (!cert.ok()) return cert.status();
-    auto key = readWhole(o.keyFile, "--admin-key");
-    if (!key.ok()) return key.status();
-    auto ca = readWhole(o.clientCaFile, "--admin-client-ca");
-    if (!ca.ok()) return ca.status();
-    auto allow = loadAllowList(o.clientsFile);
-    if (!allow.ok())
-      return absl::InvalidArgumentError(
-          text::cat("--admin-clients: ", std::string(allow.status().message())));
-    allow_ = *allow;
-    grpc::SslServerCredentialsOptions ssl(
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    ssl.pem_root_certs = *ca;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
-    auto creds = grpc::SslServerCredentials(ssl);
-    creds->SetAuthMetadataProcessor(std::make_shared<AllowListProcessor>(*allow));
-    auto t = std::make_unique<Tcp>();
-    size_t colon = l.rfind(':');
-    t->host = colon == std::string::npos ? l : l.substr(0, colon);
-    builder.AddListeningPort(l, creds, &t->port);
-    tcp.push_back(std::move(t));
+    if (!front_) {
+      auto cert = readWhole(o.certFile, "--admin-cert");
+      if (!cert.ok()) return cert.status();
+      auto key = readWhole(o.keyFile, "--admin-key");
+      if (!key.ok()) return key.status();
+      auto ca = readWhole(o.clientCaFile, "--admin-client-ca");
+      if (!ca.ok()) return ca.status();
+      auto allow = loadAllowList(o.clientsFile);
+      if (!allow.ok())
+        return absl::InvalidArgumentError(
+            text::cat("--admin-clients: ", std::string(allow.status().message())));
+      auto ctx = TlsFront::makeContext(*cert, *key, *ca);
+      if (!ctx.ok()) return ctx.status();
+      front_ = std::make_unique<TlsFront>(std::move(*ctx), *allow);
+    }
+    auto bound = front_->listen(l);
+    if (!bound.ok()) return bound.status();
+    tcp.push_back(*bound);
   }
 
   // The group is checked before anything exists. Sockets are made 0600, then given to the
@@ -530,10 +485,16 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
     }
     where.push_back("unix:" + path);
   }
-  for (const auto& t : tcp) {
-    if (t->port == 0) return absl::UnavailableError("cannot listen for admin on TCP " + t->host);
-    where.push_back(text::cat(t->host, ":", t->port));
+  if (front_) {
+    auto refused = [this](const TlsPeer& peer, const std::string& method, const std::string& why) {
+      std::string ids;
+      for (const std::string& id : peer.identities) ids += (ids.empty() ? "" : ",") + id;
+      policy_.auditDenied(text::cat("mtls:", ids.empty() ? "(none)" : ids, "@", peer.address),
+                          method.substr(method.rfind('/') + 1), why);
+    };
+    if (auto s = front_->start(server_.get(), refused); !s.ok()) return s;
   }
+  for (const std::string& t : tcp) where.push_back(t);
   setServing(true);
   return where;
 }
@@ -542,6 +503,7 @@ void AdminServer::Impl::stop() {
   if (!server_) return;
   setServing(false);
   hub_.close();
+  if (front_) front_->stop();  // connections first: gRPC then sees them end
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
   server_.reset();

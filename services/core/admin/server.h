@@ -5,7 +5,8 @@
 // Listeners: "unix:/path" (mode 0660, optional group; trusted by file permissions) and
 // "host:port" TCP, which is refused unless mutual TLS is configured: a server certificate, a
 // client CA, and an allow-list of client identities with read or write rights. An identity
-// not on the list is refused on every call, a read identity on ApplyPolicy and Rollback.
+// not on the list is refused on every call, a read identity on ApplyPolicy and Rollback. The
+// TLS is done by TlsFront (tls_front.h), so every refusal is logged with the peer's address.
 #pragma once
 
 #include <atomic>
