@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/policy_store.h"
 #include "cli.h"
 #include "confine.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -137,6 +138,9 @@ class Client {
     std::shared_ptr<grpc::ChannelCredentials> creds;
     std::string addr = o.target;
     grpc::ChannelArguments args;
+    // A whole policy is one message, up to 64 MiB (docs/admin-api.md, "Limits").
+    args.SetMaxReceiveMessageSize(qtls::admin::PolicyStore::kMaxMessageBytes);
+    args.SetMaxSendMessageSize(qtls::admin::PolicyStore::kMaxMessageBytes);
     if (addr.rfind("unix:", 0) == 0) {
       creds = grpc::InsecureChannelCredentials();
     } else {

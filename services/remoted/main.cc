@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -198,8 +199,9 @@ int main(int argc, char** argv) {
         if (auto s = store.publish(loadRemoteConfig(home), gen); !s.ok()) return s;
         metrics.config.inForce(gen);
         long long soonest = -1;
+        std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once
         for (const auto& [path, content] : items) {
-          if (path.rfind("tlshosts/", 0) != 0) continue;
+          if (path.rfind("tlshosts/", 0) != 0 || !seen.insert(content).second) continue;
           long long t = tls::earliestNotAfter(content);
           if (t >= 0 && (soonest < 0 || t < soonest)) soonest = t;
         }

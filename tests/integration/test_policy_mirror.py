@@ -1,6 +1,9 @@
-"""qtlsctl policy get --out as an exact mirror: two operators working on one daemon, and a
-directory that is not qtlsctl's, with the real daemon and the real qtlsctl."""
+"""qtlsctl policy get --out as an exact mirror: two operators working on one daemon, a
+directory that is not qtlsctl's, and a 64 MiB policy of real CA bundles, with the real daemon
+and the real qtlsctl."""
+import filecmp
 import os
+import time
 import unittest
 
 from harness import RemoteTestCase
@@ -42,6 +45,42 @@ class PolicyMirrorTest(RemoteTestCase):
         self.assertEqual(rc, 2)
         self.assertIn("is not empty and was not written by `qtlsctl policy get --out`", err)
         self.assertEqual(os.listdir(foreign), ["notes.txt"])
+
+    def test_a_64_mib_policy_goes_both_ways(self):
+        # 305 copies of Debian's CA bundle (219,597 bytes, 144 certificates each): 63.9 MiB.
+        bundle = "/etc/ssl/certs/ca-certificates.crt"
+        with open(bundle) as f:
+            pem = f.read()
+        copies = (64 << 20) // len(pem)
+        staged = os.path.join(self.dir, "staged")
+        os.makedirs(os.path.join(staged, "tlshosts"))
+        for i in range(copies):
+            with open(os.path.join(staged, "tlshosts", "mx%03d.example.pem" % i), "w") as f:
+                f.write(pem)
+        self.start_daemon()
+        sock = self.daemon.admin_socket
+        start = time.monotonic()
+        rc, out, err = ctl(sock, "policy", "apply", "--from", staged, "--expect-generation", "1")
+        applied = time.monotonic() - start
+        self.assertEqual(rc, 0, err)
+        self.assertIn("applied: generation 1 -> 2", out)
+        start = time.monotonic()
+        mirror = os.path.join(self.dir, "mirror")
+        rc, out, err = ctl(sock, "policy", "get", "--out", mirror)
+        got = time.monotonic() - start
+        self.assertEqual(rc, 0, err)
+        same = filecmp.dircmp(os.path.join(staged, "tlshosts"), os.path.join(mirror, "tlshosts"))
+        self.assertEqual((same.left_only, same.right_only, same.diff_files), ([], [], []))
+        self.assertEqual(len(same.same_files), copies)
+        print("\n%d files, %d bytes: apply --from %.1f s, get --out %.1f s"
+              % (copies, copies * len(pem), applied, got))
+        # One more and it is over the limit: refused with the size and what to do instead.
+        with open(os.path.join(staged, "tlshosts", "one-more.example.pem"), "w") as f:
+            f.write(pem)
+        rc, out, err = ctl(sock, "policy", "apply", "--from", staged, "--expect-generation", "2")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("INVALID_ARGUMENT: the policy would be 67", err)
+        self.assertIn("the limit is 67108864", err)
 
 
 if __name__ == "__main__":

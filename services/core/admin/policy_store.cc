@@ -347,6 +347,7 @@ absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
   if (req.expectedGeneration == 0 && req.expectedDigest.empty())
     return refuse(checkExpected(0, ""));
   Items next = req.replace ? Items{} : cur_.items;
+  caChecked_.clear();
   for (const auto& [path, content] : req.put) {
     if (auto s = validateItem(path, content); !s.ok())
       return refuse(absl::InvalidArgumentError(text::cat("put ", std::string(s.message()))));
@@ -364,6 +365,13 @@ absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
           text::cat("remove ", path, ": no such file in generation ", cur_.generation)));
     next.erase(path);
   }
+  size_t total = 0;
+  for (const auto& [path, content] : next) total += path.size() + content.size();
+  if (total > kMaxPolicyBytes)
+    return refuse(absl::InvalidArgumentError(
+        text::cat("the policy would be ", total, " bytes; the limit is ", kMaxPolicyBytes,
+                  " (many tlshosts/ files with the same CA bundle: name it once with ca= in "
+                  "tlspolicy instead)")));
   return commit(next, req.expectedGeneration, req.expectedDigest, req.dryRun, "apply", req.reason,
                 req.caller);
 }

@@ -22,6 +22,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -165,6 +166,10 @@ class PolicyStore {
 
   static constexpr size_t kKeepGenerations = 20;
   static constexpr size_t kMaxItemBytes = 1 << 20;
+  // The whole policy, paths and contents. A gRPC message carries it whole (GetPolicy,
+  // ApplyPolicy --from), so both ends allow kMaxMessageBytes.
+  static constexpr size_t kMaxPolicyBytes = 64 << 20;
+  static constexpr int kMaxMessageBytes = (64 << 20) + (4 << 20);
 
  private:
   absl::StatusOr<Items> readDisk() const;
@@ -195,8 +200,9 @@ class PolicyStore {
   std::function<void(const std::string&, bool)> observer_;
   mutable std::mutex mu_;  // one change at a time; guards cur_
   Snapshot cur_;
-  std::string interrupted_;  // set when a change failed past its commit point
-  int lockFd_ = -1;          // flock on <state>/lock: one daemon per state directory
+  std::string interrupted_;                  // set when a change failed past its commit point
+  mutable std::set<std::string> caChecked_;  // CA bundles (sha256) found valid in this request
+  int lockFd_ = -1;  // flock on <state>/lock: one daemon per state directory
 };
 
 // "+tlshosts/a.pem,~tlspolicy" for log lines; "none" when empty.

@@ -402,7 +402,8 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
   // grpc.health.v1 in the pool reflection answers from, so tools can resolve it.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(PolicyStore::kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(PolicyStore::kMaxMessageBytes);
   builder.RegisterService(static_cast<v1::PolicyService::Service*>(this));
   builder.RegisterService(static_cast<v1::TlsMetricsService::Service*>(this));
 
