@@ -255,10 +255,11 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   DeliveryDeps deps = deps_();
   auto control = std::make_shared<DeliveryControl>();
   const int fd = sock.native_handle();
-  control->shimAlive = [fd] {
+  auto shimAlive = [fd] {
     struct pollfd p = {fd, 0, 0};  // POLLHUP and POLLERR are always reported
     return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)) == 0;
   };
+  control->shimAlive = shimAlive;
   struct Registered {
     std::shared_ptr<Running> running;
     DeliveryControl* key;
@@ -286,6 +287,11 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
       // The loser of the race is cancelled; both are when the delivery is over.
       if (first.index() == 1) {
         if (wec == asio::error::operation_aborted) co_return;
+        // A wait is a hint, not a verdict: asio can complete it for a readiness event that
+        // belonged to an earlier socket (seen under load, with the shim alive and waiting),
+        // and taking that as a hang-up would drop a delivered message's report. poll() says
+        // whether this socket has really hung up.
+        if (shimAlive()) continue;
         break;  // hang-up or error on the shim's socket
       }
       if (tec) co_return;
