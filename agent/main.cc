@@ -201,18 +201,26 @@ int main(int argc, char** argv) {
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
-      admin::smtpdSchema([&](const std::string& h) -> absl::Status {
-        auto cfg = loadSmtpdConfig(h, cipherVariants);
-        if (!cfg.ok()) return cfg.status();
-        // qmail-smtpd relays for everyone without rcpthosts; a remote change must not do that.
-        if (!(*cfg)->haveRcpthosts)
-          return absl::InvalidArgumentError(
-              "rcpthosts: a policy without control/rcpthosts would make qtls-smtpd an open "
-              "relay; refused");
-        return absl::OkStatus();
-      }),
-      home, adminFlags.stateDir, [&](uint64_t gen, const admin::Items&) {
-        if (auto s = store.publish(loadSmtpdConfig(home, cipherVariants), gen); !s.ok()) return s;
+      admin::smtpdSchema(
+          [&](const std::string& copy) -> absl::StatusOr<admin::Compiled> {
+            auto cfg = loadSmtpdConfig(copy, cipherVariants);
+            if (!cfg.ok()) return cfg.status();
+            (*cfg)->rebase(home);
+            return admin::Compiled(*cfg);
+          },
+          [](const admin::Compiled& compiled) -> absl::Status {
+            // qmail-smtpd relays for everyone without rcpthosts; a remote change must not.
+            if (!static_cast<const SmtpdConfig*>(compiled.get())->haveRcpthosts)
+              return absl::InvalidArgumentError(
+                  "rcpthosts: a policy without control/rcpthosts would make qtls-smtpd an open "
+                  "relay; refused");
+            return absl::OkStatus();
+          }),
+      home, adminFlags.stateDir,
+      [&](uint64_t gen, const std::string& digest, const admin::Items&, admin::Compiled compiled) {
+        if (auto s = store.publish(std::static_pointer_cast<SmtpdConfig>(compiled), gen, digest);
+            !s.ok())
+          return s;
         auto cfg = store.current();
         metrics.config.inForce(gen);
         const auto* t = cfg->tlsFor("");

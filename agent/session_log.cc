@@ -57,6 +57,7 @@ void Session::logSession(std::string_view end) {
   e.durationSeconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   e.policyGeneration = cfg_.generation;
+  e.policyDigest = cfg_.digest;
   p_.events->publish(e);
 }
 

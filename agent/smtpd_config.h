@@ -45,7 +45,15 @@ struct SmtpdConfig {
   // TLS contexts by listener cipher override ("" = control/tlsserverciphers); empty map when
   // control/servercert.pem does not exist.
   std::map<std::string, std::shared_ptr<tls::ServerContexts>> tls;
-  uint64_t generation = 0;
+  uint64_t generation = 0;  // of the policy this was compiled from
+  std::string digest;       // "sha256:..." of that policy's content
+
+  // Loaded from a private copy of control/ (the policy store compiles each generation from
+  // one): names the live qmail home in everything the snapshot reports.
+  void rebase(const std::string& liveHome) {
+    home = liveHome;
+    controlDir = liveHome + "/control";
+  }
 
   const tls::ServerContexts* tlsFor(const std::string& listenerCiphers) const;
 };

@@ -60,16 +60,17 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
   char delay[32];
   std::snprintf(delay, sizeof delay, "%.3f", secs);
   const std::string& result = out.report.finalText();
-  out.logLine = text::cat(
-      "delivery id=", id, " gen=", deps.config->generation, " domain=", log::value(req.host),
-      " rcpts=", log::value(recipientResults(req, session.rcptCodes_)),
-      " relay=", session.relay_.empty() ? "-" : log::value(session.relay_),
-      " policy=", session.policySource_, " level=", session.levelRequested_, "/",
-      session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
-      " verify=", session.verify_, " status=", std::string(1, verdict),
-      control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
-      out.possibleDuplicate ? " possible_duplicate=yes" : "", " delay=", delay,
-      " result=", log::value(result));
+  out.logLine =
+      text::cat("delivery id=", id, " gen=", deps.config->generation,
+                " digest=", deps.config->digest, " domain=", log::value(req.host),
+                " rcpts=", log::value(recipientResults(req, session.rcptCodes_)),
+                " relay=", session.relay_.empty() ? "-" : log::value(session.relay_),
+                " policy=", session.policySource_, " level=", session.levelRequested_, "/",
+                session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
+                " verify=", session.verify_, " status=", std::string(1, verdict),
+                control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
+                out.possibleDuplicate ? " possible_duplicate=yes" : "", " delay=", delay,
+                " result=", log::value(result));
   if (deps.events) {
     admin::SessionEvent e;
     e.endTime = admin::unixNow();
@@ -89,6 +90,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     e.durationSeconds = secs;
     e.recipients = static_cast<uint32_t>(req.recipients.size());
     e.policyGeneration = deps.config->generation;
+    e.policyDigest = deps.config->digest;
     deps.events->publish(e);
   }
 }

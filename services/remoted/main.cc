@@ -194,9 +194,18 @@ int main(int argc, char** argv) {
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
-      admin::remotedSchema([](const std::string& h) { return loadRemoteConfig(h).status(); }), home,
-      adminFlags.stateDir, [&](uint64_t gen, const admin::Items& items) {
-        if (auto s = store.publish(loadRemoteConfig(home), gen); !s.ok()) return s;
+      admin::remotedSchema([&](const std::string& copy) -> absl::StatusOr<admin::Compiled> {
+        auto cfg = loadRemoteConfig(copy);
+        if (!cfg.ok()) return cfg.status();
+        (*cfg)->rebase(home);
+        return admin::Compiled(*cfg);
+      }),
+      home, adminFlags.stateDir,
+      [&](uint64_t gen, const std::string& digest, const admin::Items& items,
+          admin::Compiled compiled) {
+        if (auto s = store.publish(std::static_pointer_cast<RemoteConfig>(compiled), gen, digest);
+            !s.ok())
+          return s;
         metrics.config.inForce(gen);
         long long soonest = -1;
         std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once

@@ -53,6 +53,12 @@ absl::Status compileContexts(RemoteConfig& cfg) {
 
 }  // namespace
 
+void RemoteConfig::rebase(const std::string& liveHome) {
+  home = liveHome;
+  controlDir = liveHome + "/control";
+  if (!clientCert.empty()) clientCert = controlDir + "/clientcert.pem";
+}
+
 absl::StatusOr<std::shared_ptr<RemoteConfig>> loadRemoteConfig(const std::string& home) {
   auto cfg = std::make_shared<RemoteConfig>();
   cfg->home = home;

@@ -36,7 +36,12 @@ struct RemoteConfig {
   std::string ciphers;     // tlsclientciphers lines joined with ':'; empty = default
   std::string clientCert;  // control/clientcert.pem when it exists
   policy::QmailFiles files;
-  uint64_t generation = 0;
+  uint64_t generation = 0;  // of the policy this was compiled from
+  std::string digest;       // "sha256:..." of that policy's content
+
+  // Loaded from a private copy of control/ (the policy store compiles each generation from
+  // one): names the live qmail home in everything the snapshot reports.
+  void rebase(const std::string& liveHome);
 
   // Compiled TLS contexts: no CA (may, encrypt, fingerprint, none), per tlshosts name, per
   // tlspolicy entry. A tlshosts file that cannot be used keeps its reason, reported (Z) by

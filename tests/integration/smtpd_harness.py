@@ -153,7 +153,8 @@ class SmtpdTestCase(unittest.TestCase):
         self.home = QmailHome(self.dir)
         self.home.write("me", "mx.agent.test\n")
         self.home.write("rcpthosts", "agent.test\n.sub.agent.test\n")
-        self.home.write("servercert.pem", open(self.server.pem_path).read(), 0o600)
+        with open(self.server.pem_path) as f:
+            self.home.write("servercert.pem", f.read(), 0o600)
         self.qdir = os.path.join(self.dir, "queue")
         os.makedirs(self.qdir)
         os.chmod(self.qdir, 0o777)

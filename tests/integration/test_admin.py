@@ -512,6 +512,7 @@ class SmtpdAdminTest(SmtpdTestCase):
         self.assertEqual([(r.direction, r.tls_mode, r.domain) for r in records],
                          [("inbound", "plain", "client.test")] * 2)
         self.assertEqual([r.policy_generation for r in records], [1, 2])
+        self.assertEqual([x.policy_digest for x in records], [got.digest, r.digest_after])
 
         stats = api.metrics.GetStats(metrics_pb2.GetStatsRequest(
             name_prefix="qtls_tls_cert_expiry"))

@@ -125,6 +125,8 @@ absl::Status PolicyStore::open() {
   auto disk = readDisk();
   if (!disk.ok()) return disk.status();
   const std::string digest = digestOf(*disk);
+  auto compiled = compile(*disk, false);  // before any bookkeeping: a bad start changes nothing
+  if (!compiled.ok()) return compiled.status();
   uint64_t gen = 1;
   if (!*current) {
     // No record of the generation in force: continue after any generation still kept, never
@@ -150,7 +152,7 @@ absl::Status PolicyStore::open() {
             "control files changed while the daemon was down");
     }
   }
-  if (auto s = activate_(gen, *disk); !s.ok()) return s;
+  if (auto s = activate_(gen, digest, *disk, *compiled); !s.ok()) return s;
   cur_ = Snapshot{gen, digest, std::move(*disk)};
   return absl::OkStatus();
 }
@@ -161,10 +163,13 @@ absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
   auto disk = readDisk();
   if (!disk.ok()) return disk.status();
   const std::string digest = digestOf(*disk);
-  if (digest == cur_.digest) return activate_(cur_.generation, *disk);  // other control files
+  auto compiled = compile(*disk, false);
+  if (digest == cur_.digest)  // only files outside the policy (smtproutes, me) changed
+    return compiled.ok() ? activate_(cur_.generation, digest, *disk, *compiled) : compiled.status();
   const uint64_t gen = cur_.generation + 1;
   std::vector<Change> changes = diff(cur_.items, *disk);
-  if (auto s = activate_(gen, *disk); !s.ok()) {
+  absl::Status s = compiled.ok() ? activate_(gen, digest, *disk, *compiled) : compiled.status();
+  if (!s.ok()) {
     audit(caller, "hand-edit", "refused", cur_.generation, cur_.generation, digest, changes,
           std::string(s.message()));
     return s;
@@ -278,10 +283,12 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
           std::string(s.message()));
     return s;
   }
-  if (auto s = checkWhole(next); !s.ok()) {
+  // Compiled now, served as is after the commit: what was checked is what runs.
+  auto compiled = compile(next, true);
+  if (!compiled.ok()) {
     audit(caller, op, "refused", cur_.generation, cur_.generation, r.digestAfter, r.changes,
-          std::string(s.message()));
-    return s;
+          std::string(compiled.status().message()));
+    return compiled.status();
   }
   if (dryRun || r.changes.empty()) return r;
 
@@ -325,7 +332,7 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   // Applied means serving. The loader accepted this content on a private copy, so only the
   // machine can fail it here (disk, permissions): the files are generation `gen`, the daemon
   // still serves the one before, and nothing else changes until a restart loads `gen`.
-  if (auto s = activate_(gen, next); !s.ok())
+  if (auto s = activate_(gen, r.digestAfter, next, *compiled); !s.ok())
     return broken(absl::InternalError(text::cat("generation ", gen,
                                                 " was written but could not "
                                                 "be loaded: ",

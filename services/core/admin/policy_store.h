@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -70,15 +71,23 @@ struct Rule {
   std::string pattern() const { return directory() ? path + "*" + suffix : path; }
 };
 
+// A daemon's configuration compiled from one generation: what its activation publishes.
+using Compiled = std::shared_ptr<void>;
+
 struct Schema {
   std::string daemon;  // "qtls-remoted"
   std::vector<Rule> rules;
-  // Loads the daemon's whole configuration from `home` (home/control/...) without applying
-  // it: the final check of a candidate, against a private copy of the control directory.
-  std::function<absl::Status(const std::string& home)> check;
+  // Loads the daemon's whole configuration from `home` (home/control/...): a private copy of
+  // control/ holding exactly the generation's policy files. What it returns is what serves,
+  // so a delivery never sees files other than the generation's.
+  std::function<absl::StatusOr<Compiled>(const std::string& home)> compile;
+  // Conditions only a change through the API must meet (hand edits follow qmail's rules).
+  std::function<absl::Status(const Compiled&)> checkChange;
 };
-Schema remotedSchema(std::function<absl::Status(const std::string&)> check);
-Schema smtpdSchema(std::function<absl::Status(const std::string&)> check);
+Schema remotedSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
+                     std::function<absl::Status(const Compiled&)> checkChange = nullptr);
+Schema smtpdSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
+                   std::function<absl::Status(const Compiled&)> checkChange = nullptr);
 
 using Items = std::map<std::string, std::string>;  // path under control/ -> contents
 
@@ -117,9 +126,10 @@ struct Snapshot {
 
 class PolicyStore {
  public:
-  // `activate(generation, items)` loads the control directory and swaps the daemon's
-  // configuration in with that generation; on error the old configuration must stay.
-  using Activate = std::function<absl::Status(uint64_t generation, const Items& items)>;
+  // `activate(generation, digest, items, compiled)` swaps the daemon's configuration compiled
+  // from `items` in, labelled with that generation and digest; on error the old must stay.
+  using Activate = std::function<absl::Status(uint64_t generation, const std::string& digest,
+                                              const Items& items, Compiled compiled)>;
   PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate);
   ~PolicyStore();
   PolicyStore(const PolicyStore&) = delete;
@@ -174,7 +184,8 @@ class PolicyStore {
  private:
   absl::StatusOr<Items> readDisk() const;
   absl::Status validateItem(const std::string& path, const std::string& content) const;
-  absl::Status checkWhole(const Items& items) const;
+  // The whole candidate, loaded by the daemon's own loader from a private copy of control/.
+  absl::StatusOr<Compiled> compile(const Items& items, bool viaApi) const;
   absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected,
                                       const std::string& expectedDigest, bool dryRun,
                                       const std::string& op, const std::string& reason,

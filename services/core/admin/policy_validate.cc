@@ -85,7 +85,8 @@ const char* kindWord(ItemKind k) {
 
 std::string kindName(ItemKind k) { return kindWord(k); }
 
-Schema remotedSchema(std::function<absl::Status(const std::string&)> check) {
+Schema remotedSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
+                     std::function<absl::Status(const Compiled&)> checkChange) {
   return Schema{"qtls-remoted",
                 {
                     {ItemKind::kTlshostsExhaustive, "tlshosts/exhaustivelist", "", Content::kAny},
@@ -95,10 +96,12 @@ Schema remotedSchema(std::function<absl::Status(const std::string&)> check) {
                     {ItemKind::kClientCert, "clientcert.pem", "", Content::kCertAndKey},
                     {ItemKind::kClientCiphers, "tlsclientciphers", "", Content::kText},
                 },
-                std::move(check)};
+                std::move(compile),
+                std::move(checkChange)};
 }
 
-Schema smtpdSchema(std::function<absl::Status(const std::string&)> check) {
+Schema smtpdSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
+                   std::function<absl::Status(const Compiled&)> checkChange) {
   return Schema{"qtls-smtpd",
                 {
                     {ItemKind::kServerCert, "servercert.pem", "", Content::kCertAndKey},
@@ -109,7 +112,8 @@ Schema smtpdSchema(std::function<absl::Status(const std::string&)> check) {
                     {ItemKind::kRelayClients, "relayclients", "", Content::kText},
                     {ItemKind::kRcpthosts, "rcpthosts", "", Content::kHostList},
                 },
-                std::move(check)};
+                std::move(compile),
+                std::move(checkChange)};
 }
 
 std::string PolicyStore::redactKeys(const std::string& pem, bool* redacted) {
@@ -259,8 +263,8 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
   return absl::OkStatus();
 }
 
-absl::Status PolicyStore::checkWhole(const Items& items) const {
-  if (!schema_.check) return absl::OkStatus();
+absl::StatusOr<Compiled> PolicyStore::compile(const Items& items, bool viaApi) const {
+  if (!schema_.compile) return Compiled();
   // A private copy of control/ with the candidate in place, loaded by the daemon's own loader.
   const std::string home = state_ + "/check";
   std::error_code ec;
@@ -292,8 +296,9 @@ absl::Status PolicyStore::checkWhole(const Items& items) const {
     // Lexical: fs::relative would follow the links `qtlsctl confine` leaves in control/.
     const std::string rel = it->path().lexically_relative(control_).string();
     if (it->is_directory(ec)) {
-      if (rel.find('/') != std::string::npos || rel == "." || rel[0] == '.')
-        it.disable_recursion_pending();  // qmail's control/ is one level of subdirectories
+      // Two levels: tlshosts/, and servercerts/<name>/ for the agent's SNI certificates.
+      if (it->path().filename().string()[0] == '.' || it.depth() >= 2)
+        it.disable_recursion_pending();
       else
         fs::create_directory(copy + "/" + rel, ec);
       continue;
@@ -309,15 +314,19 @@ absl::Status PolicyStore::checkWhole(const Items& items) const {
     fs::create_directories(dirOf(copy + "/" + path), ec);
     if (auto w = writeAtomic(copy + "/" + path, content, 0600, false); !w.ok()) return w;
   }
-  absl::Status s = schema_.check(home);
+  absl::StatusOr<Compiled> compiled = schema_.compile(home);
+  absl::Status s = compiled.status();
+  if (s.ok() && viaApi && schema_.checkChange) s = schema_.checkChange(*compiled);
   if (!s.ok()) {
-    // Name files by their place in control/, not in the private copy.
+    // Name files by their place in control/, not in the private copy: relative to control/
+    // for an API caller, the full path for the log of a start or reload.
+    const std::string as = viaApi ? "" : control_ + "/";
     std::string msg(s.message());
     for (size_t p; (p = msg.find(home + "/control/")) != std::string::npos;)
-      msg.replace(p, home.size() + 9, "");
+      msg.replace(p, home.size() + 9, as);
     return absl::InvalidArgumentError(msg);
   }
-  return absl::OkStatus();
+  return compiled;
 }
 
 }  // namespace qtls::admin

@@ -348,6 +348,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       rec.set_failure_reason(e->failureReason);
       rec.set_dropped_before(lost);
       rec.set_policy_generation(e->policyGeneration);
+      rec.set_policy_digest(e->policyDigest);
       lost = 0;
       if (!writer->Write(rec)) break;
     }

@@ -26,6 +26,7 @@ struct SessionEvent {
   double durationSeconds = 0;
   uint32_t recipients = 0, messages = 0;
   uint64_t policyGeneration = 0;
+  std::string policyDigest;  // content digest of that generation
 };
 
 class SessionHub {

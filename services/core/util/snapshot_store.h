@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -20,11 +21,14 @@ class SnapshotStore {
     return current_;
   }
 
-  // Publishes a freshly loaded snapshot under `generation` (T has a `generation` member); a
-  // load that failed leaves the current one and returns why.
-  absl::Status publish(absl::StatusOr<std::shared_ptr<T>> loaded, uint64_t generation) {
+  // Publishes a freshly loaded snapshot under `generation` and the policy's content `digest`
+  // (T has members of those names); a load that failed leaves the current one and returns why.
+  absl::Status publish(absl::StatusOr<std::shared_ptr<T>> loaded, uint64_t generation,
+                       std::string digest) {
     if (!loaded.ok()) return loaded.status();
+    if (!*loaded) return absl::InternalError("no configuration to publish");
     (*loaded)->generation = generation;
+    (*loaded)->digest = std::move(digest);
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::move(*loaded);
     return absl::OkStatus();

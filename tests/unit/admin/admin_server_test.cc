@@ -11,6 +11,7 @@
 
 #include "admin/server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "policy_store_fixture.h"
 #include "qtls/v1/metrics.grpc.pb.h"
 #include "qtls/v1/policy.grpc.pb.h"
 #include "remote_config.h"
@@ -29,9 +30,8 @@ class AdminServerTest : public ::testing::Test {
     std::ofstream(root_ + "/qmail/control/tlspolicy") << "example.com encrypt\n";
     std::ofstream(root_ + "/qmail/control/me") << "mx.example.org\n";
     store_ = std::make_unique<PolicyStore>(
-        remotedSchema([](const std::string& h) { return remoted::loadRemoteConfig(h).status(); }),
-        root_ + "/qmail", root_ + "/state",
-        [](uint64_t, const Items&) { return absl::OkStatus(); });
+        remotedSchema(compileRemote), root_ + "/qmail", root_ + "/state",
+        [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); });
     ASSERT_TRUE(store_->open().ok());
     deliveries_ = &registry_.counter("qtls_test_deliveries_total", "test", {"result"});
     deliveries_->with({"success"}).add(3);
@@ -285,8 +285,9 @@ class AdminServerStart : public ::testing::Test {
     char tmpl[] = "/tmp/qtls-admin-XXXXXX";
     return std::string(mkdtemp(tmpl));
   }();
-  PolicyStore store_{remotedSchema(nullptr), root_, root_ + "/state",
-                     [](uint64_t, const Items&) { return absl::OkStatus(); }};
+  PolicyStore store_{
+      remotedSchema(nullptr), root_, root_ + "/state",
+      [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); }};
   stats::Registry registry_;
   SessionHub hub_;
   AdminServer server_{store_, registry_, hub_, nullptr};

@@ -18,6 +18,13 @@ namespace qtls::admin {
 
 namespace fs = std::filesystem;
 
+// The remote daemon's loader, as qtls-remoted gives it to its store.
+inline absl::StatusOr<Compiled> compileRemote(const std::string& home) {
+  auto cfg = remoted::loadRemoteConfig(home);
+  if (!cfg.ok()) return cfg.status();
+  return Compiled(*cfg);
+}
+
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
@@ -53,8 +60,8 @@ class PolicyStoreTest : public ::testing::Test {
 
   std::unique_ptr<PolicyStore> open() {
     auto s = std::make_unique<PolicyStore>(
-        remotedSchema([](const std::string& h) { return remoted::loadRemoteConfig(h).status(); }),
-        home_, state_, [this](uint64_t gen, const Items&) {
+        remotedSchema(compileRemote), home_, state_,
+        [this](uint64_t gen, const std::string&, const Items&, Compiled) {
           activated_ = gen;
           return activateResult_;
         });

@@ -278,8 +278,8 @@ TEST_F(PolicyStoreTest, CrashAtAnyStepLeavesOldOrNewPolicyWhole) {
     if (pid == 0) {
       setenv("QTLS_CRASH_POINT", p.name, 1);
       auto store = std::make_unique<PolicyStore>(
-          remotedSchema([](const std::string& h) { return remoted::loadRemoteConfig(h).status(); }),
-          home_, state_, [](uint64_t, const Items&) { return absl::OkStatus(); });
+          remotedSchema(compileRemote), home_, state_,
+          [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); });
       if (!store->open().ok()) _exit(3);
       ChangeRequest r;
       r.expectedGeneration = 1;
