@@ -197,7 +197,8 @@ class RemoteFaultTest(RemoteTestCase):
         self.assertTrue(out.startswith(b"s127.0.0.2 does not like recipient."), out)
         self.assertTrue(out.endswith(b"\0DGiving up on 127.0.0.2.\n\0"), out)
         line = self.delivery_line()
-        self.assertIn("delivery id=%d gen=1 domain=example.test " % inode, line)
+        self.assertRegex(line, r"delivery id=%d gen=1 digest=sha256:[0-9a-f]{64} "
+                               r"domain=example\.test " % inode)
         self.assertIn(" rcpts=u@example.test:450,v@example.test:450 ", line)
         self.assertIn(" status=Z ", line)
 
