@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "admin/admin_flags.h"
+#include "fleet/fleet_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/privileges.h"
@@ -125,10 +126,12 @@ int main(int argc, char** argv) {
   long drainSeconds = 30;
   std::string metricsListen = "127.0.0.1:9742";
   admin::AdminFlags adminFlags;
+  fleet::FleetFlags fleetFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
     if (admin::readAdminFlag(f, adminFlags)) continue;
+    if (fleet::readFleetFlag(f, fleetFlags)) continue;
     if (a == "--listen")
       listenArgs.push_back(f.value());
     else if (a == "--qmail-home")
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::fputs(admin::kAdminUsage, stdout);
+      std::fputs(fleet::kFleetUsage, stdout);
       return 0;
     } else
       die("unknown option " + a + "\n" + kUsage);
@@ -222,7 +226,7 @@ int main(int argc, char** argv) {
             !s.ok())
           return s;
         auto cfg = store.current();
-        metrics.config.inForce(gen);
+        metrics.config.inForce(gen, digest);
         const auto* t = cfg->tlsFor("");
         const long long notAfter = t ? tls::certificateNotAfter(t->defaultCtx.get()) : -1;
         if (notAfter < 0)
@@ -231,9 +235,21 @@ int main(int argc, char** argv) {
           metrics.certExpiry.with({"servercert"}).set(static_cast<double>(notAfter));
         return absl::OkStatus();
       });
-  policy.setObserver(
-      [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  fleet::FleetNode* fleetNode = nullptr;  // set below with --fleet-etcd
+  policy.setObserver([&](const std::string& op, bool applied) {
+    metrics.config.change(op, applied);
+    if (fleetNode) fleetNode->policyChanged();
+  });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
+  auto node = fleet::makeNode(fleetFlags, policy);
+  if (!node.ok()) die(std::string(node.status().message()));
+  if (*node) {
+    fleetNode = node->get();
+    metrics.config.fleetConnected().set(0);
+    fleetNode->setObserver([&](const fleet::NodeState& st) {
+      metrics.config.fleetConnected().set(st.connected ? 1 : 0);
+    });
+  }
 
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
@@ -266,6 +282,7 @@ int main(int argc, char** argv) {
 
   if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
     die(std::string(s.message()));
+  if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
   stats::HttpEndpoint endpoint(registry);
   if (auto s = endpoint.serve(metricsListen); !s.ok()) die(std::string(s.message()));
@@ -297,6 +314,7 @@ int main(int argc, char** argv) {
   serve.inFlight = [&] { return listeners.active(); };
   serve.inFlightWhat = "sessions open";
   runner.run(serve);
+  if (fleetNode) fleetNode->stop();  // revokes its lease: the status key goes now
   adminServer.stop();
   log::info("qtls-smtpd stopped");
   return 0;

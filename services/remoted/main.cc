@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "admin/admin_flags.h"
+#include "fleet/fleet_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/privileges.h"
@@ -126,10 +127,12 @@ int main(int argc, char** argv) {
   std::string user;
   std::string metricsListen = "127.0.0.1:9741";
   admin::AdminFlags adminFlags;
+  fleet::FleetFlags fleetFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
     if (admin::readAdminFlag(f, adminFlags)) continue;
+    if (fleet::readFleetFlag(f, fleetFlags)) continue;
     if (a == "--qmail-home")
       home = f.value();
     else if (a == "--socket")
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::fputs(admin::kAdminUsage, stdout);
+      std::fputs(fleet::kFleetUsage, stdout);
       return 0;
     } else {
       die("unknown option " + a + "\n" + kUsage);
@@ -206,7 +210,7 @@ int main(int argc, char** argv) {
         if (auto s = store.publish(std::static_pointer_cast<RemoteConfig>(compiled), gen, digest);
             !s.ok())
           return s;
-        metrics.config.inForce(gen);
+        metrics.config.inForce(gen, digest);
         long long soonest = -1;
         std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once
         for (const auto& [path, content] : items) {
@@ -225,9 +229,21 @@ int main(int argc, char** argv) {
         expiry("clientcert", cc == items.end() ? -1 : tls::earliestNotAfter(cc->second));
         return absl::OkStatus();
       });
-  policy.setObserver(
-      [&](const std::string& op, bool applied) { metrics.config.change(op, applied); });
+  fleet::FleetNode* fleetNode = nullptr;  // set below with --fleet-etcd
+  policy.setObserver([&](const std::string& op, bool applied) {
+    metrics.config.change(op, applied);
+    if (fleetNode) fleetNode->policyChanged();
+  });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
+  auto node = fleet::makeNode(fleetFlags, policy);
+  if (!node.ok()) die(std::string(node.status().message()));
+  if (*node) {
+    fleetNode = node->get();
+    metrics.config.fleetConnected().set(0);
+    fleetNode->setObserver([&](const fleet::NodeState& st) {
+      metrics.config.fleetConnected().set(st.connected ? 1 : 0);
+    });
+  }
   // The io_context before the resolver: at shutdown the resolver goes first, and the answers it
   // still owes are posted to a live io_context, whose destructor then drops them.
   asio::io_context io;
@@ -266,6 +282,7 @@ int main(int argc, char** argv) {
   if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
   if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
     die(std::string(s.message()));
+  if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
   // The shim socket last: once it exists, the admin API is up too.
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
@@ -292,6 +309,7 @@ int main(int argc, char** argv) {
   serve.inFlight = [&] { return intake.active(); };
   serve.inFlightWhat = "deliveries in flight";
   runner.run(serve);
+  if (fleetNode) fleetNode->stop();  // revokes its lease: the status key goes now
   adminServer.stop();
   log::info("qtls-remoted stopped");
   return 0;

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
+#include "fleet/component.h"
 #include "stats/metrics.h"
 
 namespace qtls::stats {
@@ -16,13 +18,28 @@ struct ConfigMetrics {
                           "hand-edit; result is applied or refused.",
                           {"op", "result"})),
         buildInfo(r.gauge("qtls_build_info", "Always 1; the labels say what runs.",
-                          {"program", "version"})) {
+                          {"program", "version"})),
+        policyInfo(r.gauge("qtls_policy_info",
+                           "1 for the policy in force: component is remote or smtpd, digest the "
+                           "sha256 of its content (the same on every host with that policy).",
+                           {"component", "digest"})),
+        fleetConnected(r.gauge("qtls_fleet_connected",
+                               "1 while the node is connected to etcd, 0 while not; absent "
+                               "without --fleet-etcd.")),
+        component_(fleet::componentOf(program)) {
     buildInfo.with({program, QTLS_VERSION}).set(1);
     for (const char* op : {"init", "apply", "rollback", "hand-edit"})
       for (const char* result : {"applied", "refused"}) updates.with({op, result});
   }
 
-  void inForce(uint64_t gen) { generation().set(static_cast<double>(gen)); }
+  void inForce(uint64_t gen, const std::string& digest) {
+    generation().set(static_cast<double>(gen));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (digest == digest_) return;
+    if (!digest_.empty()) policyInfo.remove({component_, digest_});
+    policyInfo.with({component_, digest}).set(1);
+    digest_ = digest;
+  }
   void change(const std::string& op, bool applied) {
     updates.with({op, applied ? "applied" : "refused"}).add(1);
   }
@@ -30,6 +47,13 @@ struct ConfigMetrics {
   Family& generation;
   Family& updates;
   Family& buildInfo;
+  Family& policyInfo;
+  Family& fleetConnected;
+
+ private:
+  const std::string component_;
+  std::mutex mu_;
+  std::string digest_;  // in policyInfo now
 };
 
 }  // namespace qtls::stats
