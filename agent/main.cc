@@ -11,11 +11,11 @@
 #include <functional>
 
 #include "admin/admin_flags.h"
-#include "fleet/fleet_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/privileges.h"
 #include "daemon/serve.h"
+#include "fleet/fleet_flags.h"
 #include "listener.h"
 #include "log/log.h"
 #include "metrics.h"

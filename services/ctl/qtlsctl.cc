@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "client.h"
 #include "confine.h"
+#include "fleet_cmd.h"
 #include "observe_cmd.h"
 #include "policy_cmd.h"
 
@@ -35,6 +36,11 @@ const char kUsageText[] =
     "  confine --daemon qtls-remoted|qtls-smtpd --policy-dir DIR --owner USER\n"
     "         [--qmail-home /var/qmail] [--dry-run]   (as root) move the daemon's policy files\n"
     "         into DIR, owned by USER, and leave symlinks in control/ (docs/operations.md)\n"
+    "  fleet [--etcd URLS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix /qtls] ...\n"
+    "         (or $QTLS_ETCD, $QTLS_ETCD_CA, ...; docs/fleet.md)\n"
+    "    bundle --component remote|smtpd --from DIR   store DIR as a bundle; prints its digest\n"
+    "    target --component C --node N (--digest D [--provisional] | --clear)\n"
+    "    status --component C                one line per node: ACK/NACK, digests, drift\n"
     "exit codes: 0 ok, 1 not serving, 2 usage, 3 daemon unreachable, 4 change refused as\n"
     "invalid, 5 conflict (read again, retry), 6 permission denied, 7 other error,\n"
     "8 refused for now (hand edit pending, cannot write: fix that before retrying)\n";
@@ -91,7 +97,8 @@ int main(int argc, char** argv) {
     return std::ref(rest);
   };
   const std::string& cmd = words[0];
-  if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
+  if (cmd == "confine") return confine(after(1));             // local files; no daemon involved
+  if (cmd == "fleet") return fleetCommand(after(1), o.json);  // etcd, not a daemon
   Client c(o);
   if (cmd == "policy") {
     if (words.size() < 2) usage("policy: get, diff, apply, rollback or resolve");

@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "admin/admin_flags.h"
-#include "fleet/fleet_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
 #include "daemon/privileges.h"
 #include "daemon/serve.h"
 #include "delivery.h"
+#include "fleet/fleet_flags.h"
 #include "intake.h"
 #include "log/log.h"
 #include "metrics.h"

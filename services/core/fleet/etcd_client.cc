@@ -1,0 +1,325 @@
+// The etcd v3 client (etcd_client.h).
+#include "fleet/etcd_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "control/control_files.h"
+#include "etcd/etcdserverpb/rpc.grpc.pb.h"
+#include "util/text.h"
+
+namespace qtls::fleet {
+namespace pb = etcdserverpb;
+
+struct Etcd::Stubs {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KV::Stub> kv;
+  std::unique_ptr<pb::Watch::Stub> watch;
+  std::unique_ptr<pb::Lease::Stub> lease;
+};
+
+namespace {
+
+absl::Status fromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = text::cat("etcd ", what, ": ", s.error_message());
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::UnavailableError(msg);
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return absl::PermissionDeniedError(msg);
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(msg);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+KeyValue toKv(const mvccpb::KeyValue& kv) {
+  return KeyValue{kv.key(),          kv.value(),   kv.create_revision(),
+                  kv.mod_revision(), kv.version(), kv.lease()};
+}
+
+std::string hostPort(const std::string& endpoint) {
+  std::string e = endpoint;
+  for (const char* scheme : {"https://", "http://"})
+    if (e.rfind(scheme, 0) == 0) e = e.substr(std::strlen(scheme));
+  while (!e.empty() && e.back() == '/') e.pop_back();
+  return e;
+}
+
+// Several endpoints: gRPC's "ipv4:a:p,b:p" target (tried in turn) when they are all IPv4
+// literals; otherwise the first one, which may be a DNS name with several addresses.
+std::string targetOf(const std::vector<std::string>& endpoints) {
+  bool allIpv4 = true;
+  std::string joined;
+  for (const std::string& e : endpoints) {
+    const std::string hp = hostPort(e);
+    const std::string host = hp.substr(0, hp.rfind(':'));
+    allIpv4 =
+        allIpv4 && !host.empty() && host.find_first_not_of("0123456789.") == std::string::npos;
+    joined += (joined.empty() ? "" : ",") + hp;
+  }
+  if (endpoints.size() > 1 && allIpv4) return "ipv4:" + joined;
+  return hostPort(endpoints.front());
+}
+
+class KeepAliveStream : public Etcd::KeepAlive {
+ public:
+  KeepAliveStream(pb::Lease::Stub* stub, int64_t lease) : lease_(lease) {
+    stream_ = stub->LeaseKeepAlive(&ctx_);
+  }
+  ~KeepAliveStream() override {
+    cancel();
+    if (stream_) stream_->Finish().IgnoreError();
+  }
+  absl::StatusOr<int64_t> ping() override {
+    pb::LeaseKeepAliveRequest req;
+    req.set_id(lease_);
+    pb::LeaseKeepAliveResponse resp;
+    if (!stream_->Write(req) || !stream_->Read(&resp))
+      return absl::UnavailableError("etcd lease keep-alive: stream closed");
+    if (resp.ttl() <= 0)
+      return absl::NotFoundError(text::cat("etcd lease ", lease_, " has expired"));
+    return resp.ttl();
+  }
+  void cancel() override { ctx_.TryCancel(); }
+
+ private:
+  int64_t lease_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>>
+      stream_;
+};
+
+class WatchStream : public Etcd::Watch {
+ public:
+  WatchStream(pb::Watch::Stub* stub, const std::string& key, bool prefix, int64_t from) {
+    stream_ = stub->Watch(&ctx_);
+    pb::WatchRequest req;
+    auto* c = req.mutable_create_request();
+    c->set_key(key);
+    if (prefix) c->set_range_end(prefixEnd(key));
+    c->set_start_revision(from);
+    c->set_progress_notify(true);
+    ok_ = stream_->Write(req);
+  }
+  ~WatchStream() override {
+    cancel();
+    if (stream_) stream_->Finish().IgnoreError();
+  }
+  absl::StatusOr<std::vector<WatchEvent>> next() override {
+    for (;;) {
+      pb::WatchResponse resp;
+      if (!ok_ || !stream_->Read(&resp)) return absl::UnavailableError("etcd watch: stream closed");
+      if (resp.compact_revision() != 0)
+        return absl::FailedPreconditionError(
+            text::cat("etcd watch: history compacted up to revision ", resp.compact_revision()));
+      if (resp.canceled())
+        return absl::UnavailableError("etcd watch: canceled by the server: " +
+                                      resp.cancel_reason());
+      if (resp.events_size() == 0) continue;  // created, or a progress notification
+      std::vector<WatchEvent> out;
+      for (const auto& e : resp.events())
+        out.push_back(
+            {e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete : WatchEvent::Type::kPut,
+             toKv(e.kv())});
+      return out;
+    }
+  }
+  void cancel() override { ctx_.TryCancel(); }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>> stream_;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+std::string prefixEnd(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(end.back() + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+absl::StatusOr<EtcdOptions> parseEtcdOptions(const std::string& endpoints, const std::string& ca,
+                                             const std::string& cert, const std::string& key) {
+  EtcdOptions o;
+  for (std::string_view e : text::split(endpoints, ','))
+    if (!e.empty()) o.endpoints.emplace_back(e);
+  if (o.endpoints.empty()) return absl::InvalidArgumentError("--fleet-etcd: no endpoint");
+  const int given = !ca.empty() + !cert.empty() + !key.empty();
+  if (given != 0 && given != 3)
+    return absl::InvalidArgumentError(
+        "--fleet-ca, --fleet-cert and --fleet-key go together (TLS with a client certificate)");
+  for (auto [file, out] :
+       {std::pair{&ca, &o.caPem}, std::pair{&cert, &o.certPem}, std::pair{&key, &o.keyPem}}) {
+    if (file->empty()) continue;
+    auto c = control::readFile(*file);
+    if (!c.ok()) return c.status();
+    if (!*c) return absl::InvalidArgumentError(text::cat(*file, " does not exist"));
+    *out = std::move(**c);
+  }
+  return o;
+}
+
+Etcd::Etcd(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout)
+    : stubs_(std::make_unique<Stubs>()), timeout_(timeout) {
+  stubs_->channel = channel;
+  stubs_->kv = pb::KV::NewStub(channel);
+  stubs_->watch = pb::Watch::NewStub(channel);
+  stubs_->lease = pb::Lease::NewStub(channel);
+}
+
+Etcd::~Etcd() = default;
+
+absl::StatusOr<std::unique_ptr<Etcd>> Etcd::connect(const EtcdOptions& o) {
+  if (o.endpoints.empty()) return absl::InvalidArgumentError("etcd: no endpoint");
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.caPem.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = o.caPem;
+    ssl.pem_cert_chain = o.certPem;
+    ssl.pem_private_key = o.keyPem;
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(80 << 20);  // a 64 MiB bundle in one Range
+  // Reconnect quickly after etcd comes back; our own loop backs off with jitter.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  auto channel = grpc::CreateCustomChannel(targetOf(o.endpoints), creds, args);
+  return std::unique_ptr<Etcd>(new Etcd(channel, o.timeout));
+}
+
+std::unique_ptr<grpc::ClientContext> Etcd::context() const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + timeout_);
+  return ctx;
+}
+
+absl::StatusOr<std::optional<KeyValue>> Etcd::get(const std::string& key, int64_t* revision) {
+  pb::RangeRequest req;
+  req.set_key(key);
+  pb::RangeResponse resp;
+  auto ctx = context();
+  if (auto s = fromGrpc(stubs_->kv->Range(ctx.get(), req, &resp), "get " + key); !s.ok()) return s;
+  if (revision) *revision = resp.header().revision();
+  if (resp.kvs_size() == 0) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(toKv(resp.kvs(0)));
+}
+
+absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int64_t* revision) {
+  pb::RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(prefixEnd(prefix));
+  pb::RangeResponse resp;
+  auto ctx = context();
+  if (auto s = fromGrpc(stubs_->kv->Range(ctx.get(), req, &resp), "list " + prefix); !s.ok())
+    return s;
+  if (revision) *revision = resp.header().revision();
+  std::vector<KeyValue> out;
+  for (const auto& kv : resp.kvs()) out.push_back(toKv(kv));
+  return out;
+}
+
+absl::Status Etcd::put(const std::string& key, const std::string& value, int64_t lease) {
+  pb::PutRequest req;
+  req.set_key(key);
+  req.set_value(value);
+  req.set_lease(lease);
+  pb::PutResponse resp;
+  auto ctx = context();
+  return fromGrpc(stubs_->kv->Put(ctx.get(), req, &resp), "put " + key);
+}
+
+absl::StatusOr<bool> Etcd::compareAndPut(const std::string& key, const std::string& value,
+                                         int64_t modRevision, int64_t lease) {
+  pb::TxnRequest req;
+  auto* cmp = req.add_compare();
+  cmp->set_key(key);
+  if (modRevision == 0) {
+    cmp->set_target(pb::Compare::CREATE);
+    cmp->set_create_revision(0);
+  } else {
+    cmp->set_target(pb::Compare::MOD);
+    cmp->set_mod_revision(modRevision);
+  }
+  cmp->set_result(pb::Compare::EQUAL);
+  auto* put = req.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+  pb::TxnResponse resp;
+  auto ctx = context();
+  if (auto s = fromGrpc(stubs_->kv->Txn(ctx.get(), req, &resp), "txn " + key); !s.ok()) return s;
+  return resp.succeeded();
+}
+
+absl::StatusOr<bool> Etcd::create(const std::string& key, const std::string& value, int64_t lease) {
+  return compareAndPut(key, value, 0, lease);
+}
+
+absl::StatusOr<bool> Etcd::deleteIfValue(const std::string& key, const std::string& value) {
+  pb::TxnRequest req;
+  auto* cmp = req.add_compare();
+  cmp->set_key(key);
+  cmp->set_target(pb::Compare::VALUE);
+  cmp->set_value(value);
+  cmp->set_result(pb::Compare::EQUAL);
+  req.add_success()->mutable_request_delete_range()->set_key(key);
+  pb::TxnResponse resp;
+  auto ctx = context();
+  if (auto s = fromGrpc(stubs_->kv->Txn(ctx.get(), req, &resp), "txn " + key); !s.ok()) return s;
+  return resp.succeeded();
+}
+
+absl::Status Etcd::remove(const std::string& key) {
+  pb::DeleteRangeRequest req;
+  req.set_key(key);
+  pb::DeleteRangeResponse resp;
+  auto ctx = context();
+  return fromGrpc(stubs_->kv->DeleteRange(ctx.get(), req, &resp), "delete " + key);
+}
+
+absl::StatusOr<int64_t> Etcd::grantLease(int64_t ttlSeconds) {
+  pb::LeaseGrantRequest req;
+  req.set_ttl(ttlSeconds);
+  pb::LeaseGrantResponse resp;
+  auto ctx = context();
+  if (auto s = fromGrpc(stubs_->lease->LeaseGrant(ctx.get(), req, &resp), "lease grant"); !s.ok())
+    return s;
+  if (!resp.error().empty()) return absl::UnavailableError("etcd lease grant: " + resp.error());
+  return resp.id();
+}
+
+absl::Status Etcd::revokeLease(int64_t id) {
+  pb::LeaseRevokeRequest req;
+  req.set_id(id);
+  pb::LeaseRevokeResponse resp;
+  auto ctx = context();
+  return fromGrpc(stubs_->lease->LeaseRevoke(ctx.get(), req, &resp), "lease revoke");
+}
+
+std::unique_ptr<Etcd::KeepAlive> Etcd::keepAlive(int64_t lease) {
+  return std::make_unique<KeepAliveStream>(stubs_->lease.get(), lease);
+}
+
+std::unique_ptr<Etcd::Watch> Etcd::watch(const std::string& key, bool prefix,
+                                         int64_t fromRevision) {
+  return std::make_unique<WatchStream>(stubs_->watch.get(), key, prefix, fromRevision);
+}
+
+}  // namespace qtls::fleet

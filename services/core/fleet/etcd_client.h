@@ -1,0 +1,103 @@
+// A small etcd v3 client over etcd's own gRPC API (proto/etcd): the calls the fleet code
+// needs, with TLS client certificates, a deadline on every unary call, and watch and lease
+// keep-alive streams that another thread can cancel. Blocking; callers own their threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace qtls::fleet {
+
+struct EtcdOptions {
+  // "https://127.0.0.1:2379" or "127.0.0.1:2379"; several IPv4 addresses are tried in turn.
+  std::vector<std::string> endpoints;
+  // TLS with a client certificate: the PEM texts, read once by parseEtcdOptions (before the
+  // daemon drops its privileges). All empty: plaintext, for tests only.
+  std::string caPem, certPem, keyPem;
+  std::chrono::milliseconds timeout{5000};  // per unary call
+};
+
+// "a,b" -> endpoints; reads the TLS files, which go all together or not at all.
+absl::StatusOr<EtcdOptions> parseEtcdOptions(const std::string& endpoints, const std::string& ca,
+                                             const std::string& cert, const std::string& key);
+
+struct KeyValue {
+  std::string key, value;
+  int64_t createRevision = 0, modRevision = 0, version = 0, lease = 0;
+};
+
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  KeyValue kv;
+};
+
+class Etcd {
+ public:
+  static absl::StatusOr<std::unique_ptr<Etcd>> connect(const EtcdOptions& options);
+  ~Etcd();
+
+  // The value of one key (nullopt if absent); `revision` gets the store's revision.
+  absl::StatusOr<std::optional<KeyValue>> get(const std::string& key, int64_t* revision = nullptr);
+  // Every key under a prefix, in key order.
+  absl::StatusOr<std::vector<KeyValue>> list(const std::string& prefix,
+                                             int64_t* revision = nullptr);
+  absl::Status put(const std::string& key, const std::string& value, int64_t lease = 0);
+  // Writes only if the key does not exist; false if it did.
+  absl::StatusOr<bool> create(const std::string& key, const std::string& value, int64_t lease = 0);
+  // Writes only if the key's mod revision is still `modRevision` (0: the key must not
+  // exist); false if someone else wrote it first.
+  absl::StatusOr<bool> compareAndPut(const std::string& key, const std::string& value,
+                                     int64_t modRevision, int64_t lease = 0);
+  // Deletes only if the key's value is still `value` (a lock held by us); false otherwise.
+  absl::StatusOr<bool> deleteIfValue(const std::string& key, const std::string& value);
+  absl::Status remove(const std::string& key);
+
+  absl::StatusOr<int64_t> grantLease(int64_t ttlSeconds);
+  absl::Status revokeLease(int64_t id);
+
+  // A lease kept alive over one stream: ping() renews it once and says for how long.
+  class KeepAlive {
+   public:
+    virtual ~KeepAlive() = default;
+    virtual absl::StatusOr<int64_t> ping() = 0;  // remaining TTL; error when the lease is gone
+    virtual void cancel() = 0;                   // from any thread
+  };
+  std::unique_ptr<KeepAlive> keepAlive(int64_t lease);
+
+  // Events on one key, or every key under a prefix, from `fromRevision` (inclusive; 0 = now).
+  class Watch {
+   public:
+    virtual ~Watch() = default;
+    // Blocks for the next batch. An error when the stream ends; FAILED_PRECONDITION with
+    // "compacted" when the history asked for is gone (re-read, then watch from the head).
+    virtual absl::StatusOr<std::vector<WatchEvent>> next() = 0;
+    virtual void cancel() = 0;  // from any thread
+  };
+  std::unique_ptr<Watch> watch(const std::string& key, bool prefix, int64_t fromRevision);
+
+ private:
+  explicit Etcd(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout);
+  std::unique_ptr<grpc::ClientContext> context() const;
+
+  struct Stubs;
+  std::unique_ptr<Stubs> stubs_;
+  std::chrono::milliseconds timeout_;
+};
+
+// The end of the key range that holds every key starting with `prefix`.
+std::string prefixEnd(const std::string& prefix);
+
+}  // namespace qtls::fleet

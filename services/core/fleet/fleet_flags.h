@@ -1,0 +1,78 @@
+// The fleet flags both daemons take, parsed in one place. Without --fleet-etcd a daemon
+// behaves exactly as without the fleet.
+#pragma once
+
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "fleet/node.h"
+#include "util/flags.h"
+#include "util/text.h"
+
+namespace qtls::fleet {
+
+struct FleetFlags {
+  std::string etcd, ca, cert, key, prefix = "/qtls", node;
+  int leaseTtl = 10;
+};
+
+inline constexpr char kFleetUsage[] =
+    "  --fleet-etcd URLS       etcd endpoints (https://host:2379,...): take the policy from\n"
+    "                          the fleet (docs/fleet.md); off by default\n"
+    "  --fleet-ca FILE         CA of the etcd servers\n"
+    "  --fleet-cert FILE       this node's etcd client certificate\n"
+    "  --fleet-key FILE        its key\n"
+    "  --fleet-prefix P        key prefix in etcd (default /qtls)\n"
+    "  --fleet-node NAME       this node's name in the fleet (default: the host name)\n"
+    "  --fleet-lease-ttl N     seconds a silent node stays listed (default 10)\n";
+
+inline bool readFleetFlag(FlagReader& f, FleetFlags& a) {
+  const std::string& n = f.name();
+  if (n == "--fleet-etcd")
+    a.etcd = f.value();
+  else if (n == "--fleet-ca")
+    a.ca = f.value();
+  else if (n == "--fleet-cert")
+    a.cert = f.value();
+  else if (n == "--fleet-key")
+    a.key = f.value();
+  else if (n == "--fleet-prefix")
+    a.prefix = f.value();
+  else if (n == "--fleet-node")
+    a.node = f.value();
+  else if (n == "--fleet-lease-ttl")
+    a.leaseTtl = std::atoi(f.value().c_str());
+  else
+    return false;
+  return true;
+}
+
+// The node for `store`, or nullptr without --fleet-etcd. Not started.
+inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
+                                                           admin::PolicyStore& store) {
+  if (a.etcd.empty()) return std::unique_ptr<FleetNode>();
+  auto etcd = parseEtcdOptions(a.etcd, a.ca, a.cert, a.key);
+  if (!etcd.ok()) return etcd.status();
+  NodeOptions o;
+  o.etcd = *etcd;
+  o.prefix = a.prefix;
+  o.node = a.node;
+  if (o.node.empty()) {
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    o.node = host;
+  }
+  if (!validNodeName(o.node))
+    return absl::InvalidArgumentError(
+        text::cat("--fleet-node: \"", o.node, "\" is not a valid host name"));
+  if (a.leaseTtl < 2 || a.leaseTtl > 3600)
+    return absl::InvalidArgumentError("--fleet-lease-ttl: 2 to 3600 seconds");
+  o.component = componentOf(store.schema().daemon);
+  o.leaseTtlSeconds = a.leaseTtl;
+  o.version = QTLS_VERSION;
+  return std::make_unique<FleetNode>(o, store);
+}
+
+}  // namespace qtls::fleet

@@ -1,0 +1,115 @@
+"""The fleet's test peers: a real etcd (Debian's etcd-server) on loopback with TLS and client
+certificates, etcdctl against it, and qtlsctl's fleet commands."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import BUILD, free_port, wait_for
+
+QTLSCTL = os.path.join(BUILD, "services", "ctl", "qtlsctl")
+
+
+class Etcd:
+    """One etcd member: https on a free port, client certificates required."""
+
+    def __init__(self, root, pki):
+        self.dir = tempfile.mkdtemp(dir=root, prefix="etcd-")
+        self.pki = pki
+        self.server = pki.leaf("etcd-server", dns=["localhost"], ips=["127.0.0.1"])
+        self.admin = pki.leaf("etcd-admin", cn="qtls-admin", ips=[])
+        self.port = free_port()
+        self.peer_port = free_port()
+        self.url = "https://127.0.0.1:%d" % self.port
+        self.proc = None
+        self.start()
+
+    def start(self):
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        cmd = ["etcd", "--name", "qtls-test", "--data-dir", os.path.join(self.dir, "data"),
+               "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+               "--initial-cluster", "qtls-test=" + peer,
+               "--client-cert-auth", "--trusted-ca-file", self.pki.ca.cert_path,
+               "--cert-file", self.server.cert_path, "--key-file", self.server.key_path,
+               "--logger", "zap", "--log-level", "error"]
+        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        wait_for(lambda: self.healthy() or self.proc.poll() is not None, timeout=30,
+                 what="etcd")
+        if self.proc.poll() is not None:
+            raise AssertionError("etcd exited: " + open(os.path.join(self.dir, "etcd.log")).read())
+
+    def healthy(self):
+        p = self.ctl("endpoint", "health", check=False)
+        return p.returncode == 0
+
+    def ctl(self, *args, check=True):
+        p = subprocess.run(["etcdctl", "--endpoints", self.url, "--cacert", self.pki.ca.cert_path,
+                            "--cert", self.admin.cert_path, "--key", self.admin.key_path,
+                            "--dial-timeout", "2s", "--command-timeout", "5s"] + list(args),
+                           capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, ETCDCTL_API="3"))
+        if check and p.returncode != 0:
+            raise AssertionError("etcdctl %s: %s" % (" ".join(args), p.stderr))
+        return p
+
+    def get(self, key):
+        p = self.ctl("get", key, "--print-value-only")
+        return p.stdout[:-1] if p.stdout.endswith("\n") else p.stdout
+
+    def get_json(self, key):
+        v = self.get(key)
+        return json.loads(v) if v else None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def node_args(self, node, client, ttl=3):
+        """The daemon flags for a node with its own client certificate."""
+        return ["--fleet-etcd", self.url, "--fleet-ca", self.pki.ca.cert_path,
+                "--fleet-cert", client.cert_path, "--fleet-key", client.key_path,
+                "--fleet-node", node, "--fleet-lease-ttl", str(ttl)]
+
+    def fleet(self, *args, json_out=False, timeout=60):
+        """`qtlsctl fleet ARGS` against this etcd as the admin; (rc, stdout, stderr)."""
+        cmd = [QTLSCTL] + (["--json"] if json_out else []) + [
+            "fleet", "--etcd", self.url, "--etcd-ca", self.pki.ca.cert_path,
+            "--etcd-cert", self.admin.cert_path, "--etcd-key", self.admin.key_path] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+
+def wait_status(etcd, component, node, pred, timeout=20, what="status"):
+    """Waits until the node's status value satisfies pred; returns it."""
+    key = "/qtls/status/%s/%s" % (component, node)
+    found = {}
+
+    def check():
+        st = etcd.get_json(key)
+        found["v"] = st
+        return st is not None and pred(st)
+    try:
+        wait_for(check, timeout=timeout, what=what)
+    except AssertionError:
+        raise AssertionError("%s: last status %r" % (what, found.get("v")))
+    return found["v"]
+
+
+def now():
+    return time.time()
