@@ -16,7 +16,8 @@ enum Exit {
   kConflict = 5,  // compare-and-swap lost: read the policy again and retry
   kDenied = 6,
   kOther = 7,
-  kRefused = 8,  // the daemon cannot take a change now (hand edit pending, cannot write)
+  kRefused = 8,         // the daemon cannot take a change now (hand edit pending, cannot write)
+  kRolloutStopped = 9,  // a rollout ended other than done: paused, rolled back, aborted
 };
 
 // Prints the message and the usage text, exits kUsage.

@@ -12,6 +12,7 @@
 #include "output.h"
 #include "policy_dir.h"
 #include "qtls/v1/fleet.pb.h"
+#include "rollout_cmd.h"
 #include "util/text.h"
 
 namespace qtls::ctl {
@@ -83,9 +84,7 @@ int bundle(FleetContext& f, Args& a) {
       usage("fleet bundle: unknown argument " + flag);
   }
   if (component.empty() || from.empty()) usage("fleet bundle needs --component and --from DIR");
-  auto items = readPolicyDir(from, component);
-  if (items.empty()) usage(from + " holds none of the files the " + component + " policy owns");
-  auto digest = fleet::putBundle(f.etcd(), f.layout, component, items, f.who);
+  auto digest = storeBundle(f, component, from);
   if (!digest.ok()) return failed(digest.status());
   std::printf("%s\n", digest->c_str());
   return kOk;
@@ -157,6 +156,15 @@ absl::StatusOr<std::vector<NodeView>> fleetView(FleetContext& f, const std::stri
   std::vector<NodeView> out;
   for (auto& [name, n] : nodes) out.push_back(std::move(n));
   return out;
+}
+
+absl::StatusOr<std::string> storeBundle(FleetContext& f, const std::string& component,
+                                        const std::string& dir) {
+  auto items = readPolicyDir(dir, component);
+  if (items.empty())
+    return absl::InvalidArgumentError(
+        text::cat(dir, " holds none of the files the ", component, " policy owns"));
+  return fleet::putBundle(f.etcd(), f.layout, component, items, f.who);
 }
 
 namespace {
@@ -236,7 +244,7 @@ fleet::Etcd& FleetContext::etcd() {
   return *etcd_;
 }
 
-int fleetCommand(Args& a, bool json) {
+int fleetCommand(Args& a, bool json, bool rollout) {
   FleetContext f;
   f.endpoints = env("QTLS_ETCD");
   f.ca = env("QTLS_ETCD_CA");
@@ -265,8 +273,9 @@ int fleetCommand(Args& a, bool json) {
       break;
     }
   }
-  if (f.endpoints.empty()) usage("fleet: --etcd URLS (or $QTLS_ETCD)");
+  if (f.endpoints.empty()) usage("--etcd URLS (or $QTLS_ETCD)");
   f.layout = fleet::Layout(prefix);
+  if (rollout) return rolloutCommand(f, sub, a, json);
   if (sub == "bundle") return bundle(f, a);
   if (sub == "target") return target(f, a);
   if (sub == "status") return status(f, a, json);

@@ -39,7 +39,11 @@ int exitFor(const absl::Status& s);
 int failed(const absl::Status& s);
 std::string shortDigest(const std::string& digest);  // "sha256:0123456789ab"
 
-// `qtlsctl fleet ...` and `qtlsctl rollout ...`: the words after the command.
-int fleetCommand(Args& a, bool json);
+// Stores the policy in DIR (control/ layout) as a bundle of `component`; returns its digest.
+absl::StatusOr<std::string> storeBundle(FleetContext& f, const std::string& component,
+                                        const std::string& dir);
+
+// `qtlsctl fleet ...` and `qtlsctl rollout ...` (rollout = true): the words after the command.
+int fleetCommand(Args& a, bool json, bool rollout);
 
 }  // namespace qtls::ctl

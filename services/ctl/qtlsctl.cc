@@ -41,9 +41,15 @@ const char kUsageText[] =
     "    bundle --component remote|smtpd --from DIR   store DIR as a bundle; prints its digest\n"
     "    target --component C --node N (--digest D [--provisional] | --clear)\n"
     "    status --component C                one line per node: ACK/NACK, digests, drift\n"
+    "  rollout [--etcd ...] start --component C (--from DIR | --digest D)\n"
+    "         [--waves 1,5%,25%,100%] [--soak 60s] [--report-only-first 60s] [--ack-timeout 60s]\n"
+    "         [--prometheus URL --gate NAME[:MAX[:PROMQL]]... [--interval 10s] [--count 3]\n"
+    "         [--failure-limit 1]] [--nodes N,...] [--detach]\n"
+    "  rollout [--etcd ...] status|pause|resume|abort|promote --component C\n"
     "exit codes: 0 ok, 1 not serving, 2 usage, 3 daemon unreachable, 4 change refused as\n"
     "invalid, 5 conflict (read again, retry), 6 permission denied, 7 other error,\n"
-    "8 refused for now (hand edit pending, cannot write: fix that before retrying)\n";
+    "8 refused for now (hand edit pending, cannot write: fix that before retrying),\n"
+    "9 the rollout stopped before it was done (paused, rolled back; the reason is printed)\n";
 
 }  // namespace
 
@@ -97,8 +103,9 @@ int main(int argc, char** argv) {
     return std::ref(rest);
   };
   const std::string& cmd = words[0];
-  if (cmd == "confine") return confine(after(1));             // local files; no daemon involved
-  if (cmd == "fleet") return fleetCommand(after(1), o.json);  // etcd, not a daemon
+  if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
+  if (cmd == "fleet") return fleetCommand(after(1), o.json, false);  // etcd, not a daemon
+  if (cmd == "rollout") return fleetCommand(after(1), o.json, true);
   Client c(o);
   if (cmd == "policy") {
     if (words.size() < 2) usage("policy: get, diff, apply, rollback or resolve");

@@ -113,3 +113,41 @@ def wait_status(etcd, component, node, pred, timeout=20, what="status"):
 
 def now():
     return time.time()
+
+
+class Prometheus:
+    """A real Prometheus scraping each node's /metrics every second, with the label
+    qtls_node set to the node's fleet name (as docs/fleet.md asks of a real one)."""
+
+    def __init__(self, root, targets):
+        self.dir = tempfile.mkdtemp(dir=root, prefix="prom-")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: qtls\n    static_configs:\n")
+            for node, addr in targets.items():
+                f.write("      - targets: ['%s']\n        labels: {qtls_node: '%s'}\n"
+                        % (addr, node))
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["prometheus", "--config.file", cfg, "--storage.tsdb.path",
+             os.path.join(self.dir, "tsdb"), "--web.listen-address", "127.0.0.1:%d" % self.port],
+            stdout=self.log, stderr=self.log)
+
+    def query(self, q):
+        import urllib.parse
+        import urllib.request
+        try:
+            with urllib.request.urlopen("%s/api/v1/query?query=%s"
+                                        % (self.url, urllib.parse.quote(q)), timeout=5) as r:
+                return json.loads(r.read())["data"]["result"]
+        except OSError:
+            return []
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

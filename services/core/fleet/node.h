@@ -84,7 +84,6 @@ class FleetNode {
   Etcd::Watch* watch_ = nullptr;          // the session's, to cancel from stop()
   Etcd::KeepAlive* keepAlive_ = nullptr;  // idem
   int64_t lease_ = 0;
-  Etcd* etcd_ = nullptr;
   std::thread thread_;
 };
 

@@ -1,0 +1,645 @@
+// The fleet rollout controller (rollout.h).
+#include "rollout.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "util/text.h"
+
+namespace qtls::ctl {
+namespace {
+
+using State = v1::FleetRollout::State;
+
+bool finished(State s) {
+  return s == v1::FleetRollout::DONE || s == v1::FleetRollout::ROLLED_BACK ||
+         s == v1::FleetRollout::ABORTED;
+}
+
+void note(RolloutEnv& env, v1::FleetRollout& r, const std::string& what) {
+  auto* e = r.add_history();
+  e->set_time(env.now());
+  e->set_what(what);
+  r.set_reason(what);
+  env.say(text::cat("rollout ", r.id(), ": ", what));
+}
+
+// The rollout value and the revision it was read at.
+struct Read {
+  v1::FleetRollout r;
+  int64_t modRevision = 0;
+  bool exists = false;
+};
+
+absl::StatusOr<Read> read(RolloutEnv& env, const std::string& component) {
+  auto kv = env.fleet->etcd().get(env.fleet->layout.rollout(component));
+  if (!kv.ok()) return kv.status();
+  Read out;
+  if (!*kv) return out;
+  out.exists = true;
+  out.modRevision = (*kv)->modRevision;
+  if (auto s = fleet::fromJson((*kv)->value, &out.r, (*kv)->key); !s.ok()) return s;
+  return out;
+}
+
+// Writes `r` if nobody else wrote it since `rd` was read; ABORTED otherwise (read again).
+absl::Status write(RolloutEnv& env, Read& rd) {
+  auto ok = env.fleet->etcd().compareAndPut(env.fleet->layout.rollout(rd.r.component()),
+                                            fleet::toJson(rd.r), rd.exists ? rd.modRevision : 0);
+  if (!ok.ok()) return ok.status();
+  if (!*ok) return absl::AbortedError("the rollout was changed by someone else meanwhile");
+  auto again = read(env, rd.r.component());  // the new revision, for the next write
+  if (!again.ok()) return again.status();
+  rd = *again;
+  return absl::OkStatus();
+}
+
+// The lock that makes one controller at a time: a key under our lease, kept alive by a thread.
+class Lock {
+ public:
+  static absl::StatusOr<std::unique_ptr<Lock>> take(RolloutEnv& env, const std::string& component) {
+    fleet::Etcd& etcd = env.fleet->etcd();
+    auto lease = etcd.grantLease(10);
+    if (!lease.ok()) return lease.status();
+    const std::string key = env.fleet->layout.lock(component);
+    auto got = etcd.create(key, env.who, *lease);
+    if (!got.ok() || !*got) {
+      etcd.revokeLease(*lease).IgnoreError();
+      if (!got.ok()) return got.status();
+      auto holder = etcd.get(key);
+      return absl::FailedPreconditionError(
+          text::cat("the ", component, " rollout is being driven by ",
+                    holder.ok() && *holder ? (*holder)->value : std::string("someone"),
+                    "; it goes on without you (rollout status), or pause it first"));
+    }
+    return std::unique_ptr<Lock>(new Lock(etcd, *lease));
+  }
+  ~Lock() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      keepAlive_->cancel();
+    }
+    thread_.join();
+    etcd_.revokeLease(lease_).IgnoreError();  // the lock key goes with it
+  }
+  bool lost() const { return lost_; }
+
+ private:
+  Lock(fleet::Etcd& etcd, int64_t lease)
+      : etcd_(etcd), lease_(lease), keepAlive_(etcd.keepAlive(lease)) {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> l(mu_);
+      while (!done_) {
+        cv_.wait_for(l, std::chrono::seconds(3), [this] { return done_; });
+        if (done_) break;
+        l.unlock();
+        // etcd away: keep trying on a new stream; the lease (and the lock) survive a short
+        // outage. Only a lease etcd says is gone loses the lock.
+        auto ttl = keepAlive_->ping();
+        if (absl::IsNotFound(ttl.status())) lost_ = true;
+        l.lock();
+        if (!ttl.ok() && !done_) keepAlive_ = etcd_.keepAlive(lease_);
+      }
+    });
+  }
+  fleet::Etcd& etcd_;
+  int64_t lease_;
+  std::unique_ptr<fleet::Etcd::KeepAlive> keepAlive_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<bool> lost_{false};
+  std::thread thread_;
+};
+
+std::vector<std::string> waveNodes(const v1::FleetRollout& r, size_t wave) {
+  auto sizes = waveSizes({r.waves().begin(), r.waves().end()}, r.nodes_size());
+  const size_t n = sizes.ok() ? (*sizes)[std::min(wave, sizes->size() - 1)] : 0;
+  return {r.nodes().begin(), r.nodes().begin() + static_cast<long>(n)};
+}
+
+absl::Status writeTarget(RolloutEnv& env, const v1::FleetRollout& r, const std::string& node,
+                         const std::string& digest, bool provisional) {
+  v1::FleetTarget t;
+  t.set_digest(digest);
+  t.set_rollout(r.id());
+  t.set_wave(r.wave());
+  t.set_provisional(provisional);
+  return env.fleet->etcd().put(env.fleet->layout.target(r.component(), node), fleet::toJson(t));
+}
+
+absl::Status clearCandidates(RolloutEnv& env, const v1::FleetRollout& r) {
+  for (const std::string& n : r.nodes())
+    if (auto s = env.fleet->etcd().remove(env.fleet->layout.candidate(r.component(), n)); !s.ok())
+      return s;
+  return absl::OkStatus();
+}
+
+// Every changed node back on the target it had, candidates cleared, then the final state.
+absl::Status rollBack(RolloutEnv& env, Read& rd, State final, const std::string& why) {
+  v1::FleetRollout& r = rd.r;
+  for (const auto& [node, previous] : r.previous()) {
+    absl::Status s = previous.empty()
+                         ? env.fleet->etcd().remove(env.fleet->layout.target(r.component(), node))
+                         : writeTarget(env, r, node, previous, false);
+    if (!s.ok()) return s;
+  }
+  if (auto s = clearCandidates(env, r); !s.ok()) return s;
+  r.set_state(final);
+  r.set_phase_started(env.now());
+  r.set_abort_requested(false);
+  note(env, r,
+       text::cat(why, "; ", r.previous_size(), " node(s) given their previous policy back"));
+  return write(env, rd);
+}
+
+// The wave's nodes each have a status answering the rollout's digest: all ACK (true), some
+// still pending (false), or a NACK (an error naming the node).
+absl::StatusOr<bool> acked(RolloutEnv& env, const v1::FleetRollout& r,
+                           const std::vector<std::string>& nodes, std::string* missing) {
+  auto view = fleetView(*env.fleet, r.component());
+  if (!view.ok()) return view.status();
+  std::map<std::string, const NodeView*> by;
+  for (const NodeView& n : *view) by[n.node] = &n;
+  missing->clear();
+  for (const std::string& node : nodes) {
+    auto it = by.find(node);
+    const NodeView* n = it == by.end() ? nullptr : it->second;
+    if (n && n->hasStatus && n->status.target_digest() == r.digest()) {
+      if (n->status.ack() == v1::FleetStatus::NACK)
+        return absl::InvalidArgumentError(
+            text::cat("node ", node, " refused the policy: ", n->status.error()));
+      if (n->status.ack() == v1::FleetStatus::ACK) continue;
+    }
+    *missing += (missing->empty() ? "" : ",") + node;
+  }
+  return missing->empty();
+}
+
+// One step of the state machine; returns false when the driver should stop.
+absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
+  v1::FleetRollout& r = rd.r;
+  const double now = env.now();
+  if (r.abort_requested()) {
+    if (auto s = rollBack(env, rd, v1::FleetRollout::ABORTED, "aborted by an operator"); !s.ok())
+      return s;
+    return false;
+  }
+  switch (r.state()) {
+    case v1::FleetRollout::REPORT_ONLY: {
+      v1::FleetCandidate c;
+      c.set_digest(r.digest());
+      c.set_rollout(r.id());
+      for (const std::string& n : r.nodes())
+        if (auto s = env.fleet->etcd().put(env.fleet->layout.candidate(r.component(), n),
+                                           fleet::toJson(c));
+            !s.ok())
+          return s;
+      if (r.report_only_gate().query().empty() || r.prometheus().empty()) {
+        if (now < r.phase_started() + r.report_only_seconds()) {
+          env.sleep(
+              std::min(r.interval_seconds(), r.phase_started() + r.report_only_seconds() - now));
+          return true;
+        }
+      } else {
+        if (r.gate_states_size() == 0) r.add_gate_states();
+        auto* st = r.mutable_gate_states(0);
+        const std::vector<std::string> all(r.nodes().begin(), r.nodes().end());
+        const auto verdict = evaluateGate(
+            r.report_only_gate(), *st, env.prometheus(r.prometheus()),
+            gateQuery(r.report_only_gate(), all, {}, std::max(30.0, 2 * r.interval_seconds())));
+        if (verdict == GateVerdict::kFailed) {
+          if (auto s = rollBack(
+                  env, rd, v1::FleetRollout::ROLLED_BACK,
+                  text::cat("report-only: the candidate would have failed ", st->last_value(),
+                            " of deliveries (max ", r.report_only_gate().max(), ")"));
+              !s.ok())
+            return s;
+          return false;
+        }
+        if (now >= r.phase_started() + r.report_only_seconds() && verdict != GateVerdict::kPassed) {
+          r.set_paused_from(r.state());
+          r.set_state(v1::FleetRollout::PAUSED);
+          note(env, r,
+               text::cat("report-only gate inconclusive: ", st->evaluations(), " value(s) of ",
+                         r.report_only_gate().count(),
+                         " needed in the time given; promote or abort"));
+          if (auto s = write(env, rd); !s.ok()) return s;
+          return false;
+        }
+        if (now < r.phase_started() + r.report_only_seconds() || verdict != GateVerdict::kPassed) {
+          if (auto s = write(env, rd); !s.ok()) return s;
+          env.sleep(r.interval_seconds());
+          return true;
+        }
+      }
+      if (auto s = clearCandidates(env, r); !s.ok()) return s;
+      r.set_state(v1::FleetRollout::ROLLING);
+      r.set_wave(0);
+      r.set_phase_started(now);
+      r.clear_gate_states();
+      note(env, r, "report-only evaluation passed; wave 1 starts");
+      if (auto s = write(env, rd); !s.ok()) return s;
+      return true;
+    }
+    case v1::FleetRollout::ROLLING: {
+      const std::vector<std::string> nodes = waveNodes(r, r.wave());
+      // Previous targets first, written before any target changes: a rollback after a
+      // crash anywhere below knows what to restore.
+      bool recorded = false;
+      for (const std::string& n : nodes) {
+        if (r.previous().count(n)) continue;
+        auto t = env.fleet->etcd().get(env.fleet->layout.target(r.component(), n));
+        if (!t.ok()) return t.status();
+        v1::FleetTarget old;
+        if (*t) fleet::fromJson((*t)->value, &old, (*t)->key).IgnoreError();
+        if (old.digest() == r.digest() && old.rollout() == r.id()) continue;
+        (*r.mutable_previous())[n] = old.digest();
+        recorded = true;
+      }
+      if (recorded) {
+        if (auto s = write(env, rd); !s.ok()) return s;
+        return true;
+      }
+      for (const std::string& n : nodes) {
+        auto t = env.fleet->etcd().get(env.fleet->layout.target(r.component(), n));
+        if (!t.ok()) return t.status();
+        v1::FleetTarget cur;
+        if (*t) fleet::fromJson((*t)->value, &cur, (*t)->key).IgnoreError();
+        if (cur.digest() != r.digest() || cur.rollout() != r.id())
+          if (auto s = writeTarget(env, r, n, r.digest(), true); !s.ok()) return s;
+      }
+      std::string missing;
+      auto all = acked(env, r, nodes, &missing);
+      if (!all.ok()) {
+        if (auto s = rollBack(
+                env, rd, v1::FleetRollout::ROLLED_BACK,
+                text::cat("wave ", r.wave() + 1, ": ", std::string(all.status().message())));
+            !s.ok())
+          return s;
+        return false;
+      }
+      if (!*all) {
+        if (now > r.phase_started() + r.ack_timeout_seconds()) {
+          r.set_paused_from(v1::FleetRollout::ROLLING);
+          r.set_state(v1::FleetRollout::PAUSED);
+          note(env, r,
+               text::cat("wave ", r.wave() + 1, ": no ACK within ", r.ack_timeout_seconds(),
+                         " s from ", missing, "; resume to wait again, or abort"));
+          if (auto s = write(env, rd); !s.ok()) return s;
+          return false;
+        }
+        env.sleep(std::min(1.0, r.interval_seconds()));
+        return true;
+      }
+      r.set_state(v1::FleetRollout::SOAKING);
+      r.set_phase_started(now);
+      r.clear_gate_states();
+      note(env, r,
+           text::cat("wave ", r.wave() + 1, " (", nodes.size(), " node(s)) ACKed; soaking ",
+                     r.soak_seconds(), " s"));
+      if (auto s = write(env, rd); !s.ok()) return s;
+      return true;
+    }
+    case v1::FleetRollout::SOAKING: {
+      const std::vector<std::string> nodes = waveNodes(r, r.wave());
+      std::vector<std::string> baseline;
+      for (const std::string& n : r.nodes())
+        if (std::find(nodes.begin(), nodes.end(), n) == nodes.end()) baseline.push_back(n);
+      bool allPassed = true;
+      std::string short_;  // gates still without enough values
+      // The first evaluation one interval into the soak: rates need the new policy's samples.
+      const bool evaluate = !r.prometheus().empty() && !r.promote_requested() &&
+                            now >= r.phase_started() + r.interval_seconds();
+      if (!r.prometheus().empty() && !r.promote_requested() && !evaluate) allPassed = false;
+      if (evaluate)
+        for (int i = 0; i < r.gates_size(); ++i) {
+          const v1::FleetGate& g = r.gates(i);
+          while (r.gate_states_size() <= i) r.add_gate_states();
+          v1::FleetGateState* st = r.mutable_gate_states(i);
+          const auto verdict =
+              evaluateGate(g, *st, env.prometheus(r.prometheus()),
+                           gateQuery(g, nodes, baseline, std::max(30.0, 2 * r.interval_seconds())));
+          if (verdict == GateVerdict::kFailed) {
+            const std::string why =
+                st->failures() >= std::max(1u, g.failure_limit())
+                    ? text::cat("gate ", g.name(), " failed: ", st->last_value(), " > ", g.max())
+                    : text::cat("gate ", g.name(), " failed: ", st->errors(),
+                                " query error(s), the last: ", st->last_error());
+            if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK,
+                                  text::cat("wave ", r.wave() + 1, ": ", why));
+                !s.ok())
+              return s;
+            return false;
+          }
+          if (verdict != GateVerdict::kPassed) {
+            allPassed = false;
+            short_ += text::cat(short_.empty() ? "" : ", ", g.name(), " (", st->evaluations(),
+                                " of ", g.count(), ", ", st->no_data(), " without data)");
+          }
+        }
+      const bool soaked = now >= r.phase_started() + r.soak_seconds();
+      if (soaked && !allPassed && evaluate && !short_.empty() &&
+          now >= r.phase_started() + r.soak_seconds() +
+                     r.interval_seconds() * std::max<uint32_t>(1, r.gates(0).count())) {
+        // The soak is over and the gates had their chances: no evidence is no promotion.
+        r.set_paused_from(v1::FleetRollout::SOAKING);
+        r.set_state(v1::FleetRollout::PAUSED);
+        note(env, r,
+             text::cat("wave ", r.wave() + 1, ": inconclusive, not enough values: ", short_,
+                       "; promote or abort"));
+        if (auto s = write(env, rd); !s.ok()) return s;
+        return false;
+      }
+      if (!r.promote_requested() && (!soaked || !allPassed)) {
+        if (auto s = write(env, rd); !s.ok()) return s;
+        env.sleep(std::min(r.interval_seconds(),
+                           std::max(0.2, r.phase_started() + r.soak_seconds() - now)));
+        return true;
+      }
+      // Promote: the wave's targets are final, so that TLS failures may bounce again.
+      for (const std::string& n : nodes)
+        if (auto s = writeTarget(env, r, n, r.digest(), false); !s.ok()) return s;
+      const uint32_t promoted = r.wave() + 1;
+      r.set_wave(promoted);
+      r.set_promote_requested(false);
+      r.clear_gate_states();
+      r.set_phase_started(now);
+      r.set_state(static_cast<int>(promoted) >= r.waves_size() ? v1::FleetRollout::DONE
+                                                               : v1::FleetRollout::ROLLING);
+      note(env, r,
+           r.state() == v1::FleetRollout::DONE
+               ? text::cat("wave ", promoted, " promoted; every node runs ", r.digest())
+               : text::cat("wave ", promoted, " promoted; wave ", promoted + 1, " starts"));
+      if (auto s = write(env, rd); !s.ok()) return s;
+      return r.state() != v1::FleetRollout::DONE;
+    }
+    default:
+      return false;  // paused or finished
+  }
+}
+
+absl::StatusOr<v1::FleetRollout> drive(RolloutEnv& env, const std::string& component,
+                                       const std::function<absl::Status(Read&)>& first) {
+  auto lock = Lock::take(env, component);
+  if (!lock.ok()) return lock.status();
+  bool didFirst = false;
+  for (;;) {
+    if ((*lock)->lost())
+      return absl::UnavailableError("lost the rollout lock (etcd unreachable); resume later");
+    auto rd = read(env, component);
+    if (!rd.ok()) {
+      env.say(text::cat("etcd: ", std::string(rd.status().message()), "; trying again"));
+      env.sleep(2);
+      continue;
+    }
+    if (!rd->exists) return absl::NotFoundError(text::cat("no ", component, " rollout"));
+    if (!didFirst && first) {
+      absl::Status s = first(*rd);
+      if (absl::IsAborted(s)) continue;  // changed meanwhile: read again
+      if (!s.ok()) return s;
+      didFirst = true;
+      continue;
+    }
+    didFirst = true;
+    auto more = step(env, *rd);
+    if (!more.ok()) {
+      if (absl::IsAborted(more.status())) continue;  // someone paused or aborted: read again
+      if (absl::IsUnavailable(more.status())) {
+        // etcd away mid-rollout: nothing moves, the nodes keep their policy; try again.
+        env.say(text::cat("etcd: ", std::string(more.status().message()), "; the rollout waits"));
+        env.sleep(2);
+        continue;
+      }
+      return more.status();
+    }
+    if (!*more) return rd->r;
+  }
+}
+
+}  // namespace
+
+std::string stateName(v1::FleetRollout::State s) {
+  std::string n = v1::FleetRollout::State_Name(s);
+  for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
+  return n;
+}
+
+absl::StatusOr<std::vector<size_t>> waveSizes(const std::vector<std::string>& waves, size_t nodes) {
+  std::vector<size_t> out;
+  for (const std::string& w : waves) {
+    size_t n = 0;
+    if (!w.empty() && w.back() == '%') {
+      const double pct = std::strtod(w.c_str(), nullptr);
+      if (pct <= 0 || pct > 100) return absl::InvalidArgumentError("--waves: bad percentage " + w);
+      n = static_cast<size_t>(std::ceil(static_cast<double>(nodes) * pct / 100.0));
+    } else {
+      if (w.empty() || w.find_first_not_of("0123456789") != std::string::npos)
+        return absl::InvalidArgumentError("--waves: want counts or percentages, not " + w);
+      n = std::strtoul(w.c_str(), nullptr, 10);
+    }
+    n = std::min(std::max<size_t>(n, 1), nodes);
+    if (!out.empty() && n < out.back())
+      return absl::InvalidArgumentError("--waves: each wave covers at least the one before");
+    out.push_back(n);
+  }
+  if (out.empty() || out.back() != nodes)
+    return absl::InvalidArgumentError(
+        text::cat("--waves: the last wave must cover every node (", nodes, "); end with 100%"));
+  return out;
+}
+
+RolloutEnv defaultEnv(FleetContext& f) {
+  RolloutEnv env;
+  env.fleet = &f;
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  env.who = text::cat(f.who, "@", host, ":", ::getpid());
+  env.now = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  env.sleep = [](double s) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.0, s)));
+  };
+  env.say = [](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  env.prometheus = [](const std::string& url) { return prometheusAt(url); };
+  return env;
+}
+
+absl::StatusOr<v1::FleetRollout> readRollout(RolloutEnv& env, const std::string& component) {
+  auto rd = read(env, component);
+  if (!rd.ok()) return rd.status();
+  if (!rd->exists) return absl::NotFoundError(text::cat("no ", component, " rollout yet"));
+  return rd->r;
+}
+
+absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec& spec) {
+  auto view = fleetView(*env.fleet, spec.component);
+  if (!view.ok()) return view.status();
+  std::vector<std::string> nodes = spec.nodes;
+  std::map<std::string, const NodeView*> by;
+  for (const NodeView& n : *view) by[n.node] = &n;
+  if (nodes.empty())
+    for (const NodeView& n : *view)
+      if (n.hasStatus) nodes.push_back(n.node);
+  if (nodes.empty())
+    return absl::FailedPreconditionError(
+        text::cat("no ", spec.component, " node has a status in etcd; nothing to roll out to"));
+  for (const std::string& n : nodes) {
+    auto it = by.find(n);
+    if (it == by.end() || !it->second->hasTarget)
+      return absl::FailedPreconditionError(
+          text::cat("node ", n,
+                    " has no target, so a rollback could not give it its policy back; give "
+                    "every node a target first (qtlsctl fleet target)"));
+  }
+  if (auto w = waveSizes(spec.waves, nodes.size()); !w.ok()) return w.status();
+  auto bundle = env.fleet->etcd().get(env.fleet->layout.bundle(spec.component, spec.digest));
+  if (!bundle.ok()) return bundle.status();
+  if (!*bundle)
+    return absl::NotFoundError(text::cat("no bundle ", spec.digest, " for ", spec.component));
+
+  auto rd = read(env, spec.component);
+  if (!rd.ok()) return rd.status();
+  if (rd->exists && !finished(rd->r.state()))
+    return absl::AbortedError(text::cat("rollout ", rd->r.id(), " of ", spec.component, " is ",
+                                        stateName(rd->r.state()),
+                                        "; finish or abort it before starting another"));
+  v1::FleetRollout r;
+  std::mt19937 rng(std::random_device{}());
+  char id[32];
+  std::snprintf(id, sizeof id, "r%ld-%04x", static_cast<long>(env.now()),
+                static_cast<unsigned>(rng() & 0xffff));
+  r.set_id(id);
+  r.set_component(spec.component);
+  r.set_digest(spec.digest);
+  for (const std::string& w : spec.waves) r.add_waves(w);
+  for (const std::string& n : nodes) r.add_nodes(n);
+  r.set_soak_seconds(spec.soakSeconds);
+  r.set_report_only_seconds(spec.reportOnlySeconds);
+  r.set_ack_timeout_seconds(spec.ackTimeoutSeconds);
+  r.set_interval_seconds(spec.intervalSeconds);
+  r.set_prometheus(spec.prometheus);
+  for (const v1::FleetGate& g : spec.gates) *r.add_gates() = g;
+  r.set_created_by(env.who);
+  r.set_state(spec.reportOnlySeconds > 0 ? v1::FleetRollout::REPORT_ONLY
+                                         : v1::FleetRollout::ROLLING);
+  r.set_phase_started(env.now());
+  rd->r = r;
+  note(env, rd->r,
+       text::cat("started by ", env.who, ": ", spec.digest, " to ", nodes.size(),
+                 " node(s) in waves ", text::cat(spec.waves.size()),
+                 spec.reportOnlySeconds > 0 ? ", report-only first" : ""));
+  if (auto s = write(env, *rd); !s.ok()) {
+    if (absl::IsAborted(s))
+      return absl::AbortedError("another rollout of " + spec.component + " started meanwhile");
+    return s;
+  }
+  return rd->r;
+}
+
+absl::StatusOr<v1::FleetRollout> driveRollout(RolloutEnv& env, const std::string& component) {
+  return drive(env, component, nullptr);
+}
+
+absl::StatusOr<v1::FleetRollout> pauseRollout(RolloutEnv& env, const std::string& component,
+                                              const std::string& reason) {
+  for (;;) {
+    auto rd = read(env, component);
+    if (!rd.ok()) return rd.status();
+    if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
+    if (finished(rd->r.state()) || rd->r.state() == v1::FleetRollout::PAUSED) return rd->r;
+    rd->r.set_paused_from(rd->r.state());
+    rd->r.set_state(v1::FleetRollout::PAUSED);
+    note(env, rd->r, reason);
+    auto s = write(env, *rd);
+    if (absl::IsAborted(s)) continue;
+    if (!s.ok()) return s;
+    return rd->r;
+  }
+}
+
+absl::StatusOr<v1::FleetRollout> resumeRollout(RolloutEnv& env, const std::string& component) {
+  return drive(env, component, [&](Read& rd) -> absl::Status {
+    if (rd.r.state() != v1::FleetRollout::PAUSED) return absl::OkStatus();  // just drive on
+    rd.r.set_state(rd.r.paused_from() == v1::FleetRollout::STATE_UNSPECIFIED
+                       ? v1::FleetRollout::ROLLING
+                       : rd.r.paused_from());
+    rd.r.set_phase_started(env.now());
+    note(env, rd.r, "resumed by " + env.who);
+    return write(env, rd);
+  });
+}
+
+absl::StatusOr<v1::FleetRollout> promoteRollout(RolloutEnv& env, const std::string& component) {
+  return drive(env, component, [&](Read& rd) -> absl::Status {
+    if (finished(rd.r.state()))
+      return absl::FailedPreconditionError("the rollout is " + stateName(rd.r.state()));
+    if (rd.r.state() == v1::FleetRollout::REPORT_ONLY ||
+        rd.r.paused_from() == v1::FleetRollout::REPORT_ONLY) {
+      rd.r.set_report_only_seconds(0);
+      rd.r.clear_report_only_gate();
+      rd.r.set_state(v1::FleetRollout::REPORT_ONLY);
+    } else {
+      // Soaked enough by a person's decision: this wave's gates are not asked again.
+      rd.r.set_state(v1::FleetRollout::SOAKING);
+      rd.r.set_promote_requested(true);
+    }
+    note(env, rd.r, text::cat("wave ", rd.r.wave() + 1, " promoted by ", env.who));
+    return write(env, rd);
+  });
+}
+
+absl::StatusOr<v1::FleetRollout> abortRollout(RolloutEnv& env, const std::string& component) {
+  auto lock = Lock::take(env, component);
+  if (!lock.ok()) {
+    if (!absl::IsFailedPrecondition(lock.status())) return lock.status();
+    // Someone drives it: ask them, and wait until they did it.
+    for (;;) {
+      auto rd = read(env, component);
+      if (!rd.ok()) return rd.status();
+      if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
+      if (finished(rd->r.state())) return rd->r;
+      if (!rd->r.abort_requested()) {
+        rd->r.set_abort_requested(true);
+        auto s = write(env, *rd);
+        if (!s.ok() && !absl::IsAborted(s)) return s;
+        env.say("abort requested; the controller driving the rollout carries it out");
+      }
+      env.sleep(1);
+    }
+  }
+  for (;;) {
+    auto rd = read(env, component);
+    if (!rd.ok()) return rd.status();
+    if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
+    if (finished(rd->r.state())) return rd->r;
+    auto s = rollBack(env, *rd, v1::FleetRollout::ABORTED, "aborted by " + env.who);
+    if (absl::IsAborted(s)) continue;
+    if (!s.ok()) return s;
+    return rd->r;
+  }
+}
+
+}  // namespace qtls::ctl

@@ -1,0 +1,36 @@
+// Rollout gates (rollout_gates.cc): PromQL with Argo Rollouts' semantics. A value above the
+// gate's max is a failure, a query error an error (counted apart); `failure_limit` of either
+// fails the gate; `count` values at or under max pass it. An empty or NaN answer (no traffic
+// yet, or the nodes are not scraped) is no data: it neither passes nor fails, and a gate still
+// without `count` values when the soak ends is inconclusive, which pauses the rollout for a
+// person and never promotes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "prometheus_query.h"
+#include "qtls/v1/fleet.pb.h"
+
+namespace qtls::ctl {
+
+namespace v1 = qtls::v1;
+
+// "NAME" or "NAME:MAX" for a built-in gate (remote: tls_failures, deferrals; smtpd:
+// starttls_failures), "NAME:MAX:PROMQL" for one's own. A query may use $nodes (regex of the
+// wave's nodes), $baseline (the nodes still on the old policy) and $window; nodes are matched
+// on the label qtls_node, which the Prometheus scrape configuration sets (docs/fleet.md).
+absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::string& component,
+                                        unsigned count, unsigned failureLimit,
+                                        double intervalSeconds);
+
+std::string gateQuery(const v1::FleetGate& g, const std::vector<std::string>& waveNodes,
+                      const std::vector<std::string>& baseline, double windowSeconds);
+
+enum class GateVerdict { kPending, kPassed, kFailed };
+// One evaluation, recorded in `st`.
+GateVerdict evaluateGate(const v1::FleetGate& g, v1::FleetGateState& st, const PromQuery& prom,
+                         const std::string& query);
+
+}  // namespace qtls::ctl

@@ -1,0 +1,249 @@
+"""Fleet rollouts with qtlsctl against a real etcd, six real qtls-remoted nodes and, for the
+gates, a real Prometheus scraping them (docs/fleet.md, "Rollouts"): a clean rollout through
+every wave; a NACK that halts it; two rollouts at once; a controller killed mid-wave and
+resumed from another process; etcd stopped mid-rollout; a gate that fails on real
+deliveries, rolls the wave back, and lets the mail deferred meanwhile leave."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from fleet_harness import QTLSCTL, Etcd, Prometheus, wait_status
+from harness import QmailHome, RemoteTestCase, Remoted, run_shim, server_context, wait_for
+from test_admin import unix_api
+
+NODES = ["node%d" % i for i in range(1, 7)]
+ARGV = ("example.test", "a@sender.test", "u@example.test")
+
+
+class FleetRolloutTest(RemoteTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.etcd = Etcd(cls.root, cls.certs)
+        cls.node_certs = {n: cls.certs.leaf(n, cn=n + ".fleet.test", ips=[]) for n in NODES}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.etcd.destroy()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.etcd.proc is None:
+            self.etcd.start()
+        self.etcd.ctl("del", "--prefix", "/qtls/")
+        self.nodes = {}
+        self.homes = {}
+
+    def tearDown(self):
+        for d in self.nodes.values():
+            d.stop()
+        super().tearDown()
+
+    def start_nodes(self, names=NODES, route_to=None):
+        for n in names:
+            root = os.path.join(self.dir, n)
+            os.makedirs(root)
+            home = QmailHome(root)
+            if route_to:
+                home.write("smtproutes", "example.test:%s:%d\n" % (route_to.host, route_to.port))
+            self.homes[n] = home
+            self.nodes[n] = Remoted(home, root, args=self.etcd.node_args(n, self.node_certs[n]))
+        for n in names:
+            wait_status(self.etcd, "remote", n, lambda s: True, what="status of " + n)
+
+    def bundle(self, name, files):
+        d = os.path.join(self.dir, "bundle-" + name)
+        for path, content in files.items():
+            os.makedirs(os.path.dirname(os.path.join(d, path)) or d, exist_ok=True)
+            with open(os.path.join(d, path), "w") as f:
+                f.write(content)
+        rc, out, err = self.etcd.fleet("bundle", "--component", "remote", "--from", d)
+        self.assertEqual(rc, 0, err)
+        return out.strip()
+
+    def baseline(self, files):
+        """Every node on one policy through a target: the state a rollout starts from."""
+        digest = self.bundle("baseline", files)
+        for n in self.nodes:
+            rc, _, err = self.etcd.fleet("target", "--component", "remote", "--node", n,
+                                         "--digest", digest)
+            self.assertEqual(rc, 0, err)
+        for n in self.nodes:
+            wait_status(self.etcd, "remote", n,
+                        lambda s: s.get("ack") == "ACK" and s["applied_digest"] == digest,
+                        what="baseline on " + n)
+        return digest
+
+    def rollout(self, *args, timeout=120):
+        cmd = [QTLSCTL, "rollout", "--etcd", self.etcd.url, "--etcd-ca", self.certs.ca.cert_path,
+               "--etcd-cert", self.etcd.admin.cert_path, "--etcd-key",
+               self.etcd.admin.key_path] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def rollout_bg(self, *args):
+        cmd = [QTLSCTL, "rollout", "--etcd", self.etcd.url, "--etcd-ca", self.certs.ca.cert_path,
+               "--etcd-cert", self.etcd.admin.cert_path, "--etcd-key",
+               self.etcd.admin.key_path] + list(args)
+        log = open(os.path.join(self.dir, "controller-%d.log" % time.time_ns()), "w+")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait(), log.close()))
+        return p, log
+
+    def state(self):
+        return self.etcd.get_json("/qtls/rollouts/remote") or {}
+
+    def applied(self):
+        return {n: unix_api(d.admin_socket).get().digest for n, d in self.nodes.items()}
+
+    def test_clean_rollout_through_every_wave(self):
+        self.start_nodes()
+        old = self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        rc, out, err = self.rollout("start", "--component", "remote", "--digest", new,
+                                    "--waves", "1,50%,100%", "--soak", "1s", "--interval", "1s")
+        self.assertEqual(rc, 0, out + err)
+        self.assertRegex(out, r"rollout (r\d+-[0-9a-f]{4}): done: wave 3 promoted; every node "
+                              r"runs %s" % new)
+        for wave, count in ((1, 1), (2, 3), (3, 6)):
+            self.assertIn("wave %d (%d node(s)) ACKed" % (wave, count), out)
+        self.assertEqual(set(self.applied().values()), {new})
+        st = self.state()
+        self.assertEqual((st["state"], st["wave"]), ("DONE", 3))
+        self.assertEqual(st["previous"], {n: old for n in NODES})
+        # No target is provisional once its wave is promoted.
+        for n in NODES:
+            t = self.etcd.get_json("/qtls/nodes/remote/%s/target" % n)
+            self.assertEqual((t["digest"], t.get("provisional", False)), (new, False))
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("of %s: done" % new, out)
+        self.assertEqual(out.count("promoted"), 3)
+
+    def test_nack_halts_and_rolls_back(self):
+        self.start_nodes(NODES[:3])
+        old = self.baseline({"tlspolicy": "partner.test may\n"})
+        bad = self.bundle("bad", {"tlspolicy": "partner.test sure\n"})
+        rc, out, err = self.rollout("start", "--component", "remote", "--digest", bad,
+                                    "--waves", "1,100%", "--soak", "1s", "--interval", "1s")
+        self.assertEqual(rc, 9, out + err)
+        self.assertIn('rolled-back: wave 1: node node1 refused the policy: tlspolicy line 1: '
+                      'unknown level "sure"', out)
+        self.assertIn("1 node(s) given their previous policy back", out)
+        self.assertEqual(set(self.applied().values()), {old})
+        wait_status(self.etcd, "remote", "node1",
+                    lambda s: s.get("ack") == "ACK" and s["target_digest"] == old,
+                    what="node1 back on its old target")
+        self.assertEqual(self.etcd.get_json("/qtls/nodes/remote/node2/target")["digest"], old)
+
+    def test_two_at_once_and_one_driver(self):
+        self.start_nodes(NODES[:2])
+        self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        other = self.bundle("other", {"tlspolicy": "partner.test none\n"})
+        rc, out, err = self.rollout("start", "--component", "remote", "--digest", new,
+                                    "--soak", "30s", "--interval", "1s", "--detach")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.rollout("start", "--component", "remote", "--digest", other,
+                                    "--detach")
+        self.assertEqual(rc, 5, err)
+        self.assertRegex(err, r"rollout r\d+-[0-9a-f]{4} of remote is rolling; finish or abort "
+                              r"it before starting another")
+        driver, log = self.rollout_bg("resume", "--component", "remote")
+        wait_for(lambda: self.state().get("state") == "SOAKING", what="soaking")
+        rc, out, err = self.rollout("resume", "--component", "remote")
+        self.assertEqual(rc, 8, err)
+        self.assertIn("the remote rollout is being driven by", err)
+        # An abort from elsewhere is carried out by the driver.
+        rc, out, err = self.rollout("abort", "--component", "remote")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("aborted: aborted by an operator", out)
+        self.assertEqual(driver.wait(30), 9)
+        self.assertEqual(self.state()["state"], "ABORTED")
+
+    def test_controller_killed_mid_wave_is_resumed_once(self):
+        self.start_nodes(NODES[:3])
+        self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        driver, log = self.rollout_bg("start", "--component", "remote", "--digest", new,
+                                      "--waves", "1,2,100%", "--soak", "4s", "--interval", "1s")
+        wait_for(lambda: self.state().get("wave") == 1 and self.state().get("state") == "SOAKING",
+                 timeout=60, what="wave 2 soaking")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        # The lock goes with the dead controller's lease (10 s); then another process resumes.
+        wait_for(lambda: self.etcd.get("/qtls/locks/rollout/remote") == "", timeout=20,
+                 what="the lock lease running out")
+        rc, out, err = self.rollout("resume", "--component", "remote")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("done", out)
+        history = [e["what"] for e in self.state()["history"]]
+        for wave in (1, 2, 3):
+            self.assertEqual(sum(1 for h in history if h.startswith("wave %d promoted" % wave)), 1,
+                             history)
+        self.assertEqual(set(self.applied().values()), {new})
+
+    def test_etcd_stopped_mid_rollout(self):
+        self.start_nodes(NODES[:2])
+        old = self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        driver, log = self.rollout_bg("start", "--component", "remote", "--digest", new,
+                                      "--waves", "1,100%", "--soak", "3s", "--interval", "1s")
+        wait_for(lambda: self.state().get("state") == "SOAKING", what="soaking")
+        self.etcd.stop()
+        time.sleep(3)
+        # The nodes keep what they had: node1 the new policy, node2 the old one.
+        self.assertEqual(self.applied(), {"node1": new, "node2": old})
+        self.etcd.start()
+        self.assertEqual(driver.wait(90), 0)
+        log.seek(0)
+        self.assertIn("the rollout waits", log.read())
+        self.assertEqual(self.state()["state"], "DONE")
+        self.assertEqual(set(self.applied().values()), {new})
+
+    def test_failed_gate_rolls_back_and_deferred_mail_leaves(self):
+        # The sink's certificate names another host: "encrypt" delivers, "verify" cannot.
+        wrong = self.certs.leaf("sink-wrong-name", dns=["wrong.test"], ips=[])
+        sink = self.peer(server_ctx=server_context(wrong), starttls=True)
+        self.start_nodes(NODES[:4], route_to=sink)
+        prom = Prometheus(self.dir, {n: d.metrics_address() for n, d in self.nodes.items()})
+        self.addCleanup(prom.stop)
+        old = self.baseline({"tlspolicy": "example.test encrypt\n"})
+        new = self.bundle("new", {"tlspolicy": "example.test verify ca=%s\n"
+                                               % self.certs.ca.cert_path})
+        driver, log = self.rollout_bg(
+            "start", "--component", "remote", "--digest", new, "--waves", "1,100%",
+            "--soak", "20s", "--interval", "2s", "--prometheus", prom.url,
+            "--gate", "tls_failures", "--count", "3", "--failure-limit", "2")
+        wait_for(lambda: self.state().get("state") == "SOAKING", timeout=60, what="soaking")
+        # Mail through every node while wave 1 (node1) soaks: node1 defers, the rest deliver.
+        deferred = []
+        for _ in range(6):
+            for n, d in self.nodes.items():
+                out, _, _ = run_shim(d.socket, self.homes[n], ARGV)
+                if n == "node1":
+                    self.assertTrue(out.startswith(b"Z"), out)
+                    deferred.append(n)
+                else:
+                    self.assertTrue(out.startswith(b"r\0K"), out)
+            time.sleep(1)
+        self.assertEqual(driver.wait(90), 9)
+        st = self.state()
+        self.assertEqual(st["state"], "ROLLED_BACK")
+        self.assertRegex(st["reason"], r"wave 1: gate tls_failures failed: [0-9.e-]+ > 0\.02")
+        wait_status(self.etcd, "remote", "node1",
+                    lambda s: s.get("ack") == "ACK" and s["applied_digest"] == old,
+                    what="node1 back on the old policy")
+        delivered_before = len(sink.messages)
+        # qmail retries what was deferred: now it leaves, once each.
+        for _ in deferred:
+            out, _, _ = run_shim(self.nodes["node1"].socket, self.homes["node1"], ARGV)
+            self.assertTrue(out.startswith(b"r\0K"), out)
+        self.assertEqual(len(sink.messages), delivered_before + len(deferred))
+
+
+if __name__ == "__main__":
+    unittest.main()
