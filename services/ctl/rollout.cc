@@ -23,6 +23,19 @@ namespace {
 
 using State = v1::FleetRollout::State;
 
+// 5 -> "5", 0.5 -> "0.5": seconds as a person writes them.
+std::string secs(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", s);
+  return b;
+}
+
+std::string waveList(const std::vector<std::string>& waves) {
+  std::string out;
+  for (const std::string& w : waves) out += (out.empty() ? "" : ",") + w;
+  return out;
+}
+
 bool finished(State s) {
   return s == v1::FleetRollout::DONE || s == v1::FleetRollout::ROLLED_BACK ||
          s == v1::FleetRollout::ABORTED;
@@ -301,7 +314,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
           r.set_paused_from(v1::FleetRollout::ROLLING);
           r.set_state(v1::FleetRollout::PAUSED);
           note(env, r,
-               text::cat("wave ", r.wave() + 1, ": no ACK within ", r.ack_timeout_seconds(),
+               text::cat("wave ", r.wave() + 1, ": no ACK within ", secs(r.ack_timeout_seconds()),
                          " s from ", missing, "; resume to wait again, or abort"));
           if (auto s = write(env, rd); !s.ok()) return s;
           return false;
@@ -314,7 +327,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       r.clear_gate_states();
       note(env, r,
            text::cat("wave ", r.wave() + 1, " (", nodes.size(), " node(s)) ACKed; soaking ",
-                     r.soak_seconds(), " s"));
+                     secs(r.soak_seconds()), " s"));
       if (auto s = write(env, rd); !s.ok()) return s;
       return true;
     }
@@ -549,7 +562,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   rd->r = r;
   note(env, rd->r,
        text::cat("started by ", env.who, ": ", spec.digest, " to ", nodes.size(),
-                 " node(s) in waves ", text::cat(spec.waves.size()),
+                 " node(s) in waves ", waveList(spec.waves),
                  spec.reportOnlySeconds > 0 ? ", report-only first" : ""));
   if (auto s = write(env, *rd); !s.ok()) {
     if (absl::IsAborted(s))
