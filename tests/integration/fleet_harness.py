@@ -15,28 +15,35 @@ QTLSCTL = os.path.join(BUILD, "services", "ctl", "qtlsctl")
 class Etcd:
     """One etcd member: https on a free port, client certificates required."""
 
-    def __init__(self, root, pki):
+    def __init__(self, root, pki, name="qtls-test", cluster=None, wait=True):
+        """One member; `cluster` ({name: (client_port, peer_port)}) makes it one of several."""
         self.dir = tempfile.mkdtemp(dir=root, prefix="etcd-")
         self.pki = pki
+        self.name = name
         self.server = pki.leaf("etcd-server", dns=["localhost"], ips=["127.0.0.1"])
         self.admin = pki.leaf("etcd-admin", cn="qtls-admin", ips=[])
-        self.port = free_port()
-        self.peer_port = free_port()
+        self.cluster = cluster or {name: (free_port(), free_port())}
+        self.port, self.peer_port = self.cluster[name]
         self.url = "https://127.0.0.1:%d" % self.port
         self.proc = None
-        self.start()
+        self.start(wait)
 
-    def start(self):
+    def start(self, wait=True):
         peer = "http://127.0.0.1:%d" % self.peer_port
-        cmd = ["etcd", "--name", "qtls-test", "--data-dir", os.path.join(self.dir, "data"),
+        initial = ",".join("%s=http://127.0.0.1:%d" % (n, p[1]) for n, p in self.cluster.items())
+        cmd = ["etcd", "--name", self.name, "--data-dir", os.path.join(self.dir, "data"),
                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-               "--initial-cluster", "qtls-test=" + peer,
+               "--initial-cluster", initial,
                "--client-cert-auth", "--trusted-ca-file", self.pki.ca.cert_path,
                "--cert-file", self.server.cert_path, "--key-file", self.server.key_path,
                "--logger", "zap", "--log-level", "error"]
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self):
         wait_for(lambda: self.healthy() or self.proc.poll() is not None, timeout=30,
                  what="etcd")
         if self.proc.poll() is not None:

@@ -5,6 +5,7 @@ drift; etcd going away changes nothing the daemon serves, and its return brings 
 back; a node that stops takes its status with it, one that dies loses it with its lease."""
 import os
 import signal
+import subprocess
 import unittest
 
 from fleet_harness import Etcd, wait_status
@@ -142,6 +143,103 @@ class FleetNodeTest(RemoteTestCase):
         with self.assertRaises(AssertionError) as e:
             self.start_daemon(args=["--fleet-etcd", self.etcd.url, "--fleet-node", "../x"])
         self.assertIn('--fleet-node: "../x" is not a valid host name', str(e.exception))
+
+
+class FleetRolesTest(RemoteTestCase):
+    """etcd with authentication on: each node's certificate CN is an etcd user whose role
+    reads its own keys and the bundles and writes only its own status (docs/fleet.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.etcd = Etcd(cls.root, cls.certs)
+        e = cls.etcd
+        cls.node_cert = cls.certs.leaf("role-node1", cn="node1", ips=[])
+        e.ctl("user", "add", "root", "--new-user-password", "not-used-with-certs")
+        e.ctl("user", "grant-role", "root", "root")
+        e.ctl("user", "add", "qtls-admin", "--no-password")
+        e.ctl("user", "grant-role", "qtls-admin", "root")
+        for node in ("node1", "node2"):
+            role = "qtls-node-" + node
+            e.ctl("role", "add", role)
+            e.ctl("role", "grant-permission", role, "read", "/qtls/nodes/remote/%s/" % node,
+                  "--prefix=true")
+            e.ctl("role", "grant-permission", role, "read", "/qtls/bundles/remote/",
+                  "--prefix=true")
+            e.ctl("role", "grant-permission", role, "readwrite", "/qtls/status/remote/" + node)
+            e.ctl("user", "add", node, "--no-password")
+            e.ctl("user", "grant-role", node, role)
+        e.ctl("auth", "enable")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.etcd.destroy()
+        super().tearDownClass()
+
+    def test_a_node_reads_its_keys_and_writes_only_its_status(self):
+        d = self.start_daemon(args=self.etcd.node_args("node1", self.node_cert, 3))
+        staged = os.path.join(self.dir, "p")
+        os.makedirs(staged)
+        with open(os.path.join(staged, "tlspolicy"), "w") as f:
+            f.write("partner.test verify\n")
+        rc, out, err = self.etcd.fleet("bundle", "--component", "remote", "--from", staged)
+        self.assertEqual(rc, 0, err)
+        digest = out.strip()
+        rc, out, err = self.etcd.fleet("target", "--component", "remote", "--node", "node1",
+                                       "--digest", digest)
+        self.assertEqual(rc, 0, err)
+        wait_status(self.etcd, "remote", "node1", lambda s: s.get("ack") == "ACK", what="ACK")
+        self.assertEqual(unix_api(d.admin_socket).get().digest, digest)
+
+        def as_node(*args):
+            return subprocess.run(
+                ["etcdctl", "--endpoints", self.etcd.url, "--cacert", self.certs.ca.cert_path,
+                 "--cert", self.node_cert.cert_path, "--key", self.node_cert.key_path] +
+                list(args), capture_output=True, text=True, timeout=20,
+                env=dict(os.environ, ETCDCTL_API="3"))
+        for args in (("put", "/qtls/status/remote/node2", "{}"),
+                     ("put", "/qtls/nodes/remote/node1/target", "{}"),
+                     ("put", "/qtls/bundles/remote/" + digest, "{}"),
+                     ("get", "/qtls/nodes/remote/node2/target")):
+            p = as_node(*args)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertIn("permission denied", p.stderr, args)
+
+
+class FleetHaTest(RemoteTestCase):
+    """Three etcd members; the node is given all three and keeps following its target when
+    the member it talks to stops."""
+
+    def test_three_members_one_stops(self):
+        from harness import free_port
+        cluster = {"m%d" % i: (free_port(), free_port()) for i in (1, 2, 3)}
+        members = [Etcd(self.root, self.certs, name=n, cluster=cluster, wait=False)
+                   for n in cluster]
+        for m in members:
+            self.addCleanup(m.destroy)
+        for m in members:
+            m.wait_healthy()
+        cert = self.certs.leaf("ha-node", cn="ha-node", ips=[])
+        args = members[0].node_args("node1", cert, 3)
+        args[args.index("--fleet-etcd") + 1] = ",".join(m.url for m in members)
+        d = self.start_daemon(args=args)
+        wait_status(members[1], "remote", "node1", lambda s: True, what="status")
+        staged = os.path.join(self.dir, "p")
+        os.makedirs(staged)
+        for level in ("may", "encrypt"):
+            with open(os.path.join(staged, "tlspolicy"), "w") as f:
+                f.write("partner.test %s\n" % level)
+            rc, out, err = members[1].fleet("bundle", "--component", "remote", "--from", staged)
+            self.assertEqual(rc, 0, err)
+            digest = out.strip()
+            rc, out, err = members[1].fleet("target", "--component", "remote", "--node",
+                                            "node1", "--digest", digest)
+            self.assertEqual(rc, 0, err)
+            wait_status(members[2], "remote", "node1",
+                        lambda s: s.get("ack") == "ACK" and s["applied_digest"] == digest,
+                        timeout=30, what="ACK of %s" % level)
+            self.assertEqual(unix_api(d.admin_socket).get().digest, digest)
+            members[0].stop()  # the first endpoint, the one the node started with
 
 
 if __name__ == "__main__":

@@ -51,22 +51,6 @@ std::string hostPort(const std::string& endpoint) {
   return e;
 }
 
-// Several endpoints: gRPC's "ipv4:a:p,b:p" target (tried in turn) when they are all IPv4
-// literals; otherwise the first one, which may be a DNS name with several addresses.
-std::string targetOf(const std::vector<std::string>& endpoints) {
-  bool allIpv4 = true;
-  std::string joined;
-  for (const std::string& e : endpoints) {
-    const std::string hp = hostPort(e);
-    const std::string host = hp.substr(0, hp.rfind(':'));
-    allIpv4 =
-        allIpv4 && !host.empty() && host.find_first_not_of("0123456789.") == std::string::npos;
-    joined += (joined.empty() ? "" : ",") + hp;
-  }
-  if (endpoints.size() > 1 && allIpv4) return "ipv4:" + joined;
-  return hostPort(endpoints.front());
-}
-
 class KeepAliveStream : public Etcd::KeepAlive {
  public:
   KeepAliveStream(pb::Lease::Stub* stub, int64_t lease) : lease_(lease) {
@@ -173,12 +157,16 @@ absl::StatusOr<EtcdOptions> parseEtcdOptions(const std::string& endpoints, const
   return o;
 }
 
-Etcd::Etcd(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout)
-    : stubs_(std::make_unique<Stubs>()), timeout_(timeout) {
-  stubs_->channel = channel;
-  stubs_->kv = pb::KV::NewStub(channel);
-  stubs_->watch = pb::Watch::NewStub(channel);
-  stubs_->lease = pb::Lease::NewStub(channel);
+Etcd::Etcd(std::vector<std::shared_ptr<grpc::Channel>> channels, std::chrono::milliseconds timeout)
+    : timeout_(timeout) {
+  for (auto& channel : channels) {
+    auto st = std::make_unique<Stubs>();
+    st->channel = channel;
+    st->kv = pb::KV::NewStub(channel);
+    st->watch = pb::Watch::NewStub(channel);
+    st->lease = pb::Lease::NewStub(channel);
+    stubs_.push_back(std::move(st));
+  }
 }
 
 Etcd::~Etcd() = default;
@@ -200,8 +188,31 @@ absl::StatusOr<std::unique_ptr<Etcd>> Etcd::connect(const EtcdOptions& o) {
   // Reconnect quickly after etcd comes back; our own loop backs off with jitter.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(targetOf(o.endpoints), creds, args);
-  return std::unique_ptr<Etcd>(new Etcd(channel, o.timeout));
+  // One channel per member, each checking that member's own certificate name; calls move to
+  // the next member when one does not answer.
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (const std::string& e : o.endpoints)
+    channels.push_back(grpc::CreateCustomChannel(hostPort(e), creds, args));
+  return std::unique_ptr<Etcd>(new Etcd(std::move(channels), o.timeout));
+}
+
+absl::Status Etcd::call(const std::string& what,
+                        const std::function<grpc::Status(Stubs&, grpc::ClientContext*)>& fn) {
+  absl::Status last;
+  const size_t first = current_;
+  for (size_t tries = 0; tries < stubs_.size(); ++tries) {
+    const size_t i = (first + tries) % stubs_.size();
+    auto ctx = context();
+    grpc::Status s = fn(*stubs_[i], ctx.get());
+    last = fromGrpc(s, what);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      current_ = i;
+      return last;
+    }
+  }
+  current_ = (first + 1) % stubs_.size();  // the streams try another member next time
+  return last;
 }
 
 std::unique_ptr<grpc::ClientContext> Etcd::context() const {
@@ -214,8 +225,10 @@ absl::StatusOr<std::optional<KeyValue>> Etcd::get(const std::string& key, int64_
   pb::RangeRequest req;
   req.set_key(key);
   pb::RangeResponse resp;
-  auto ctx = context();
-  if (auto s = fromGrpc(stubs_->kv->Range(ctx.get(), req, &resp), "get " + key); !s.ok()) return s;
+  if (auto s = call("get " + key,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
+      !s.ok())
+    return s;
   if (revision) *revision = resp.header().revision();
   if (resp.kvs_size() == 0) return std::optional<KeyValue>();
   return std::optional<KeyValue>(toKv(resp.kvs(0)));
@@ -226,8 +239,9 @@ absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int6
   req.set_key(prefix);
   req.set_range_end(prefixEnd(prefix));
   pb::RangeResponse resp;
-  auto ctx = context();
-  if (auto s = fromGrpc(stubs_->kv->Range(ctx.get(), req, &resp), "list " + prefix); !s.ok())
+  if (auto s = call("list " + prefix,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
+      !s.ok())
     return s;
   if (revision) *revision = resp.header().revision();
   std::vector<KeyValue> out;
@@ -241,8 +255,8 @@ absl::Status Etcd::put(const std::string& key, const std::string& value, int64_t
   req.set_value(value);
   req.set_lease(lease);
   pb::PutResponse resp;
-  auto ctx = context();
-  return fromGrpc(stubs_->kv->Put(ctx.get(), req, &resp), "put " + key);
+  return call("put " + key,
+              [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Put(c, req, &resp); });
 }
 
 absl::StatusOr<bool> Etcd::compareAndPut(const std::string& key, const std::string& value,
@@ -263,8 +277,10 @@ absl::StatusOr<bool> Etcd::compareAndPut(const std::string& key, const std::stri
   put->set_value(value);
   put->set_lease(lease);
   pb::TxnResponse resp;
-  auto ctx = context();
-  if (auto s = fromGrpc(stubs_->kv->Txn(ctx.get(), req, &resp), "txn " + key); !s.ok()) return s;
+  if (auto s = call("txn " + key,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Txn(c, req, &resp); });
+      !s.ok())
+    return s;
   return resp.succeeded();
 }
 
@@ -281,8 +297,10 @@ absl::StatusOr<bool> Etcd::deleteIfValue(const std::string& key, const std::stri
   cmp->set_result(pb::Compare::EQUAL);
   req.add_success()->mutable_request_delete_range()->set_key(key);
   pb::TxnResponse resp;
-  auto ctx = context();
-  if (auto s = fromGrpc(stubs_->kv->Txn(ctx.get(), req, &resp), "txn " + key); !s.ok()) return s;
+  if (auto s = call("txn " + key,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Txn(c, req, &resp); });
+      !s.ok())
+    return s;
   return resp.succeeded();
 }
 
@@ -290,16 +308,18 @@ absl::Status Etcd::remove(const std::string& key) {
   pb::DeleteRangeRequest req;
   req.set_key(key);
   pb::DeleteRangeResponse resp;
-  auto ctx = context();
-  return fromGrpc(stubs_->kv->DeleteRange(ctx.get(), req, &resp), "delete " + key);
+  return call("delete " + key,
+              [&](Stubs& st, grpc::ClientContext* c) { return st.kv->DeleteRange(c, req, &resp); });
 }
 
 absl::StatusOr<int64_t> Etcd::grantLease(int64_t ttlSeconds) {
   pb::LeaseGrantRequest req;
   req.set_ttl(ttlSeconds);
   pb::LeaseGrantResponse resp;
-  auto ctx = context();
-  if (auto s = fromGrpc(stubs_->lease->LeaseGrant(ctx.get(), req, &resp), "lease grant"); !s.ok())
+  if (auto s = call(
+          "lease grant",
+          [&](Stubs& st, grpc::ClientContext* c) { return st.lease->LeaseGrant(c, req, &resp); });
+      !s.ok())
     return s;
   if (!resp.error().empty()) return absl::UnavailableError("etcd lease grant: " + resp.error());
   return resp.id();
@@ -309,17 +329,19 @@ absl::Status Etcd::revokeLease(int64_t id) {
   pb::LeaseRevokeRequest req;
   req.set_id(id);
   pb::LeaseRevokeResponse resp;
-  auto ctx = context();
-  return fromGrpc(stubs_->lease->LeaseRevoke(ctx.get(), req, &resp), "lease revoke");
+  return call("lease revoke", [&](Stubs& st, grpc::ClientContext* c) {
+    return st.lease->LeaseRevoke(c, req, &resp);
+  });
 }
 
 std::unique_ptr<Etcd::KeepAlive> Etcd::keepAlive(int64_t lease) {
-  return std::make_unique<KeepAliveStream>(stubs_->lease.get(), lease);
+  return std::make_unique<KeepAliveStream>(stubs_[current_ % stubs_.size()]->lease.get(), lease);
 }
 
 std::unique_ptr<Etcd::Watch> Etcd::watch(const std::string& key, bool prefix,
                                          int64_t fromRevision) {
-  return std::make_unique<WatchStream>(stubs_->watch.get(), key, prefix, fromRevision);
+  return std::make_unique<WatchStream>(stubs_[current_ % stubs_.size()]->watch.get(), key, prefix,
+                                       fromRevision);
 }
 
 }  // namespace qtls::fleet

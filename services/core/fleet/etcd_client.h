@@ -3,8 +3,10 @@
 // keep-alive streams that another thread can cancel. Blocking; callers own their threads.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,12 +18,14 @@
 namespace grpc {
 class Channel;
 class ClientContext;
+class Status;
 }  // namespace grpc
 
 namespace qtls::fleet {
 
 struct EtcdOptions {
-  // "https://127.0.0.1:2379" or "127.0.0.1:2379"; several IPv4 addresses are tried in turn.
+  // "https://host:2379" or "host:2379"; with several, each call goes to the member that
+  // answered last and moves on when it does not answer.
   std::vector<std::string> endpoints;
   // TLS with a client certificate: the PEM texts, read once by parseEtcdOptions (before the
   // daemon drops its privileges). All empty: plaintext, for tests only.
@@ -89,11 +93,16 @@ class Etcd {
   std::unique_ptr<Watch> watch(const std::string& key, bool prefix, int64_t fromRevision);
 
  private:
-  explicit Etcd(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout);
-  std::unique_ptr<grpc::ClientContext> context() const;
-
   struct Stubs;
-  std::unique_ptr<Stubs> stubs_;
+  Etcd(std::vector<std::shared_ptr<grpc::Channel>> channels, std::chrono::milliseconds timeout);
+  std::unique_ptr<grpc::ClientContext> context() const;
+  // One unary call, on the member that answered last, then on each other one while the
+  // answer is UNAVAILABLE or a timeout.
+  absl::Status call(const std::string& what,
+                    const std::function<grpc::Status(Stubs&, grpc::ClientContext*)>& fn);
+
+  std::vector<std::unique_ptr<Stubs>> stubs_;  // one per endpoint
+  std::atomic<size_t> current_{0};
   std::chrono::milliseconds timeout_;
 };
 
