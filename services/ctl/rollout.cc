@@ -455,30 +455,6 @@ std::string stateName(v1::FleetRollout::State s) {
   return n;
 }
 
-absl::StatusOr<std::vector<size_t>> waveSizes(const std::vector<std::string>& waves, size_t nodes) {
-  std::vector<size_t> out;
-  for (const std::string& w : waves) {
-    size_t n = 0;
-    if (!w.empty() && w.back() == '%') {
-      const double pct = std::strtod(w.c_str(), nullptr);
-      if (pct <= 0 || pct > 100) return absl::InvalidArgumentError("--waves: bad percentage " + w);
-      n = static_cast<size_t>(std::ceil(static_cast<double>(nodes) * pct / 100.0));
-    } else {
-      if (w.empty() || w.find_first_not_of("0123456789") != std::string::npos)
-        return absl::InvalidArgumentError("--waves: want counts or percentages, not " + w);
-      n = std::strtoul(w.c_str(), nullptr, 10);
-    }
-    n = std::min(std::max<size_t>(n, 1), nodes);
-    if (!out.empty() && n < out.back())
-      return absl::InvalidArgumentError("--waves: each wave covers at least the one before");
-    out.push_back(n);
-  }
-  if (out.empty() || out.back() != nodes)
-    return absl::InvalidArgumentError(
-        text::cat("--waves: the last wave must cover every node (", nodes, "); end with 100%"));
-  return out;
-}
-
 RolloutEnv defaultEnv(FleetContext& f) {
   RolloutEnv env;
   env.fleet = &f;

@@ -16,7 +16,7 @@
 #include "fleet_cmd.h"
 #include "prometheus_query.h"
 #include "qtls/v1/fleet.pb.h"
-#include "rollout_gates.h"
+#include "rollout_rules.h"
 
 namespace qtls::ctl {
 
@@ -40,9 +40,6 @@ struct RolloutEnv {
   std::function<PromQuery(const std::string& url)> prometheus;
 };
 RolloutEnv defaultEnv(FleetContext& f);
-
-// The node count of each wave ("1", "5%", ...), cumulative; the last must be every node.
-absl::StatusOr<std::vector<size_t>> waveSizes(const std::vector<std::string>& waves, size_t nodes);
 
 // Writes a new rollout (refused while another one of the component is not finished).
 absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec& spec);

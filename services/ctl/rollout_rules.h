@@ -1,4 +1,4 @@
-// Rollout gates (rollout_gates.cc): PromQL with Argo Rollouts' semantics. A value above the
+// Rollout gates (rollout_rules.cc): PromQL with Argo Rollouts' semantics. A value above the
 // gate's max is a failure, a query error an error (counted apart); `failure_limit` of either
 // fails the gate; `count` values at or under max pass it. An empty or NaN answer (no traffic
 // yet, or the nodes are not scraped) is no data: it neither passes nor fails, and a gate still
@@ -27,6 +27,9 @@ absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::stri
 
 std::string gateQuery(const v1::FleetGate& g, const std::vector<std::string>& waveNodes,
                       const std::vector<std::string>& baseline, double windowSeconds);
+
+// The node count of each wave ("1", "5%", ...), cumulative; the last must be every node.
+absl::StatusOr<std::vector<size_t>> waveSizes(const std::vector<std::string>& waves, size_t nodes);
 
 enum class GateVerdict { kPending, kPassed, kFailed };
 // One evaluation, recorded in `st`.

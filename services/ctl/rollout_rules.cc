@@ -1,7 +1,9 @@
-// Rollout gates: the built-in queries, the spec syntax, and the substitution of the wave's
-// nodes and the baseline into a query (rollout.h).
-#include "rollout_gates.h"
+// Wave sizes, and gates: the built-in queries, the spec syntax, the substitution of the
+// wave's nodes and the baseline into a query, one evaluation (rollout_rules.h).
+#include "rollout_rules.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "util/text.h"
@@ -133,6 +135,30 @@ GateVerdict evaluateGate(const v1::FleetGate& g, v1::FleetGateState& st, const P
     if (st.failures() >= std::max(1u, g.failure_limit())) return GateVerdict::kFailed;
   }
   return st.evaluations() >= std::max(1u, g.count()) ? GateVerdict::kPassed : GateVerdict::kPending;
+}
+
+absl::StatusOr<std::vector<size_t>> waveSizes(const std::vector<std::string>& waves, size_t nodes) {
+  std::vector<size_t> out;
+  for (const std::string& w : waves) {
+    size_t n = 0;
+    if (!w.empty() && w.back() == '%') {
+      const double pct = std::strtod(w.c_str(), nullptr);
+      if (pct <= 0 || pct > 100) return absl::InvalidArgumentError("--waves: bad percentage " + w);
+      n = static_cast<size_t>(std::ceil(static_cast<double>(nodes) * pct / 100.0));
+    } else {
+      if (w.empty() || w.find_first_not_of("0123456789") != std::string::npos)
+        return absl::InvalidArgumentError("--waves: want counts or percentages, not " + w);
+      n = std::strtoul(w.c_str(), nullptr, 10);
+    }
+    n = std::min(std::max<size_t>(n, 1), nodes);
+    if (!out.empty() && n < out.back())
+      return absl::InvalidArgumentError("--waves: each wave covers at least the one before");
+    out.push_back(n);
+  }
+  if (out.empty() || out.back() != nodes)
+    return absl::InvalidArgumentError(
+        text::cat("--waves: the last wave must cover every node (", nodes, "); end with 100%"));
+  return out;
 }
 
 }  // namespace qtls::ctl
