@@ -148,14 +148,19 @@ std::vector<std::string> waveNodes(const v1::FleetRollout& r, size_t wave) {
   return {r.nodes().begin(), r.nodes().begin() + static_cast<long>(n)};
 }
 
-absl::Status writeTarget(RolloutEnv& env, const v1::FleetRollout& r, const std::string& node,
-                         const std::string& digest, bool provisional) {
+std::string targetJson(const v1::FleetRollout& r, const std::string& digest, bool provisional) {
   v1::FleetTarget t;
   t.set_digest(digest);
   t.set_rollout(r.id());
   t.set_wave(r.wave());
   t.set_provisional(provisional);
-  return env.fleet->etcd().put(env.fleet->layout.target(r.component(), node), fleet::toJson(t));
+  return fleet::toJson(t);
+}
+
+absl::Status writeTarget(RolloutEnv& env, const v1::FleetRollout& r, const std::string& node,
+                         const std::string& digest, bool provisional) {
+  return env.fleet->etcd().put(env.fleet->layout.target(r.component(), node),
+                               targetJson(r, digest, provisional));
 }
 
 absl::Status clearCandidates(RolloutEnv& env, const v1::FleetRollout& r) {
@@ -291,14 +296,17 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         if (auto s = write(env, rd); !s.ok()) return s;
         return true;
       }
+      std::vector<std::pair<std::string, std::string>> writes;
       for (const std::string& n : nodes) {
         auto t = env.fleet->etcd().get(env.fleet->layout.target(r.component(), n));
         if (!t.ok()) return t.status();
         v1::FleetTarget cur;
         if (*t) fleet::fromJson((*t)->value, &cur, (*t)->key).IgnoreError();
         if (cur.digest() != r.digest() || cur.rollout() != r.id())
-          if (auto s = writeTarget(env, r, n, r.digest(), true); !s.ok()) return s;
+          writes.emplace_back(env.fleet->layout.target(r.component(), n),
+                              targetJson(r, r.digest(), true));
       }
+      if (auto s = env.fleet->etcd().putMany(writes); !s.ok()) return s;
       std::string missing;
       auto all = acked(env, r, nodes, &missing);
       if (!all.ok()) {
@@ -387,9 +395,12 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
                            std::max(0.2, r.phase_started() + r.soak_seconds() - now)));
         return true;
       }
-      // Promote: the wave's targets are final, so that TLS failures may bounce again.
+      // Promote: the wave's targets are no longer provisional.
+      std::vector<std::pair<std::string, std::string>> writes;
       for (const std::string& n : nodes)
-        if (auto s = writeTarget(env, r, n, r.digest(), false); !s.ok()) return s;
+        writes.emplace_back(env.fleet->layout.target(r.component(), n),
+                            targetJson(r, r.digest(), false));
+      if (auto s = env.fleet->etcd().putMany(writes); !s.ok()) return s;
       const uint32_t promoted = r.wave() + 1;
       r.set_wave(promoted);
       r.set_promote_requested(false);

@@ -3,6 +3,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "control/control_files.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "util/text.h"
@@ -257,6 +259,24 @@ absl::Status Etcd::put(const std::string& key, const std::string& value, int64_t
   pb::PutResponse resp;
   return call("put " + key,
               [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Put(c, req, &resp); });
+}
+
+absl::Status Etcd::putMany(const std::vector<std::pair<std::string, std::string>>& kvs) {
+  for (size_t off = 0; off < kvs.size(); off += 100) {
+    pb::TxnRequest req;
+    for (size_t i = off; i < std::min(kvs.size(), off + 100); ++i) {
+      auto* put = req.add_success()->mutable_request_put();
+      put->set_key(kvs[i].first);
+      put->set_value(kvs[i].second);
+    }
+    pb::TxnResponse resp;
+    if (auto s = call(text::cat("put ", kvs[off].first, " and ",
+                                std::min<size_t>(99, kvs.size() - off - 1), " more"),
+                      [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Txn(c, req, &resp); });
+        !s.ok())
+      return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> Etcd::compareAndPut(const std::string& key, const std::string& value,

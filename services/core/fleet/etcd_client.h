@@ -59,6 +59,9 @@ class Etcd {
   absl::StatusOr<std::vector<KeyValue>> list(const std::string& prefix,
                                              int64_t* revision = nullptr);
   absl::Status put(const std::string& key, const std::string& value, int64_t lease = 0);
+  // Many keys, in transactions of up to 100 puts (etcd's default limit is 128 operations):
+  // one write to etcd's log per batch instead of one per key.
+  absl::Status putMany(const std::vector<std::pair<std::string, std::string>>& kvs);
   // Writes only if the key does not exist; false if it did.
   absl::StatusOr<bool> create(const std::string& key, const std::string& value, int64_t lease = 0);
   // Writes only if the key's mod revision is still `modRevision` (0: the key must not
