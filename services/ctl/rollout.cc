@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "rollout_store.h"
 #include "util/text.h"
 
 namespace qtls::ctl {
@@ -48,99 +49,6 @@ void note(RolloutEnv& env, v1::FleetRollout& r, const std::string& what) {
   r.set_reason(what);
   env.say(text::cat("rollout ", r.id(), ": ", what));
 }
-
-// The rollout value and the revision it was read at.
-struct Read {
-  v1::FleetRollout r;
-  int64_t modRevision = 0;
-  bool exists = false;
-};
-
-absl::StatusOr<Read> read(RolloutEnv& env, const std::string& component) {
-  auto kv = env.fleet->etcd().get(env.fleet->layout.rollout(component));
-  if (!kv.ok()) return kv.status();
-  Read out;
-  if (!*kv) return out;
-  out.exists = true;
-  out.modRevision = (*kv)->modRevision;
-  if (auto s = fleet::fromJson((*kv)->value, &out.r, (*kv)->key); !s.ok()) return s;
-  return out;
-}
-
-// Writes `r` if nobody else wrote it since `rd` was read; ABORTED otherwise (read again).
-absl::Status write(RolloutEnv& env, Read& rd) {
-  auto ok = env.fleet->etcd().compareAndPut(env.fleet->layout.rollout(rd.r.component()),
-                                            fleet::toJson(rd.r), rd.exists ? rd.modRevision : 0);
-  if (!ok.ok()) return ok.status();
-  if (!*ok) return absl::AbortedError("the rollout was changed by someone else meanwhile");
-  auto again = read(env, rd.r.component());  // the new revision, for the next write
-  if (!again.ok()) return again.status();
-  rd = *again;
-  return absl::OkStatus();
-}
-
-// The lock that makes one controller at a time: a key under our lease, kept alive by a thread.
-class Lock {
- public:
-  static absl::StatusOr<std::unique_ptr<Lock>> take(RolloutEnv& env, const std::string& component) {
-    fleet::Etcd& etcd = env.fleet->etcd();
-    auto lease = etcd.grantLease(10);
-    if (!lease.ok()) return lease.status();
-    const std::string key = env.fleet->layout.lock(component);
-    auto got = etcd.create(key, env.who, *lease);
-    if (!got.ok() || !*got) {
-      etcd.revokeLease(*lease).IgnoreError();
-      if (!got.ok()) return got.status();
-      auto holder = etcd.get(key);
-      return absl::FailedPreconditionError(
-          text::cat("the ", component, " rollout is being driven by ",
-                    holder.ok() && *holder ? (*holder)->value : std::string("someone"),
-                    "; it goes on without you (rollout status), or pause it first"));
-    }
-    return std::unique_ptr<Lock>(new Lock(etcd, *lease));
-  }
-  ~Lock() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      keepAlive_->cancel();
-    }
-    thread_.join();
-    etcd_.revokeLease(lease_).IgnoreError();  // the lock key goes with it
-  }
-  bool lost() const { return lost_; }
-
- private:
-  Lock(fleet::Etcd& etcd, int64_t lease)
-      : etcd_(etcd), lease_(lease), keepAlive_(etcd.keepAlive(lease)) {
-    thread_ = std::thread([this] {
-      std::unique_lock<std::mutex> l(mu_);
-      while (!done_) {
-        cv_.wait_for(l, std::chrono::seconds(3), [this] { return done_; });
-        if (done_) break;
-        l.unlock();
-        // etcd away: keep trying on a new stream; the lease (and the lock) survive a short
-        // outage. Only a lease etcd says is gone loses the lock.
-        auto ttl = keepAlive_->ping();
-        if (absl::IsNotFound(ttl.status())) lost_ = true;
-        l.lock();
-        if (!ttl.ok() && !done_) keepAlive_ = etcd_.keepAlive(lease_);
-      }
-    });
-  }
-  fleet::Etcd& etcd_;
-  int64_t lease_;
-  std::unique_ptr<fleet::Etcd::KeepAlive> keepAlive_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::atomic<bool> lost_{false};
-  std::thread thread_;
-};
 
 std::vector<std::string> waveNodes(const v1::FleetRollout& r, size_t wave) {
   auto sizes = waveSizes({r.waves().begin(), r.waves().end()}, r.nodes_size());
@@ -185,7 +93,7 @@ absl::Status rollBack(RolloutEnv& env, Read& rd, State final, const std::string&
   r.set_abort_requested(false);
   note(env, r,
        text::cat(why, "; ", r.previous_size(), " node(s) given their previous policy back"));
-  return write(env, rd);
+  return storeRollout(env, rd);
 }
 
 // The wave's nodes each have a status answering the rollout's digest: all ACK (true), some
@@ -259,11 +167,11 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
                text::cat("report-only gate inconclusive: ", st->evaluations(), " value(s) of ",
                          r.report_only_gate().count(),
                          " needed in the time given; promote or abort"));
-          if (auto s = write(env, rd); !s.ok()) return s;
+          if (auto s = storeRollout(env, rd); !s.ok()) return s;
           return false;
         }
         if (now < r.phase_started() + r.report_only_seconds() || verdict != GateVerdict::kPassed) {
-          if (auto s = write(env, rd); !s.ok()) return s;
+          if (auto s = storeRollout(env, rd); !s.ok()) return s;
           env.sleep(r.interval_seconds());
           return true;
         }
@@ -274,7 +182,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       r.set_phase_started(now);
       r.clear_gate_states();
       note(env, r, "report-only evaluation passed; wave 1 starts");
-      if (auto s = write(env, rd); !s.ok()) return s;
+      if (auto s = storeRollout(env, rd); !s.ok()) return s;
       return true;
     }
     case v1::FleetRollout::ROLLING: {
@@ -293,7 +201,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         recorded = true;
       }
       if (recorded) {
-        if (auto s = write(env, rd); !s.ok()) return s;
+        if (auto s = storeRollout(env, rd); !s.ok()) return s;
         return true;
       }
       std::vector<std::pair<std::string, std::string>> writes;
@@ -324,7 +232,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
           note(env, r,
                text::cat("wave ", r.wave() + 1, ": no ACK within ", secs(r.ack_timeout_seconds()),
                          " s from ", missing, "; resume to wait again, or abort"));
-          if (auto s = write(env, rd); !s.ok()) return s;
+          if (auto s = storeRollout(env, rd); !s.ok()) return s;
           return false;
         }
         env.sleep(std::min(1.0, r.interval_seconds()));
@@ -336,7 +244,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       note(env, r,
            text::cat("wave ", r.wave() + 1, " (", nodes.size(), " node(s)) ACKed; soaking ",
                      secs(r.soak_seconds()), " s"));
-      if (auto s = write(env, rd); !s.ok()) return s;
+      if (auto s = storeRollout(env, rd); !s.ok()) return s;
       return true;
     }
     case v1::FleetRollout::SOAKING: {
@@ -386,11 +294,11 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         note(env, r,
              text::cat("wave ", r.wave() + 1, ": inconclusive, not enough values: ", short_,
                        "; promote or abort"));
-        if (auto s = write(env, rd); !s.ok()) return s;
+        if (auto s = storeRollout(env, rd); !s.ok()) return s;
         return false;
       }
       if (!r.promote_requested() && (!soaked || !allPassed)) {
-        if (auto s = write(env, rd); !s.ok()) return s;
+        if (auto s = storeRollout(env, rd); !s.ok()) return s;
         env.sleep(std::min(r.interval_seconds(),
                            std::max(0.2, r.phase_started() + r.soak_seconds() - now)));
         return true;
@@ -412,7 +320,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
            r.state() == v1::FleetRollout::DONE
                ? text::cat("wave ", promoted, " promoted; every node runs ", r.digest())
                : text::cat("wave ", promoted, " promoted; wave ", promoted + 1, " starts"));
-      if (auto s = write(env, rd); !s.ok()) return s;
+      if (auto s = storeRollout(env, rd); !s.ok()) return s;
       return r.state() != v1::FleetRollout::DONE;
     }
     default:
@@ -428,9 +336,9 @@ absl::StatusOr<v1::FleetRollout> drive(RolloutEnv& env, const std::string& compo
   for (;;) {
     if ((*lock)->lost())
       return absl::UnavailableError("lost the rollout lock (etcd unreachable); resume later");
-    auto rd = read(env, component);
+    auto rd = loadRollout(env, component);
     if (!rd.ok()) {
-      env.say(text::cat("etcd: ", std::string(rd.status().message()), "; trying again"));
+      env.say(text::cat("etcd: ", std::string(rd.status().message()), "; the rollout waits"));
       env.sleep(2);
       continue;
     }
@@ -488,7 +396,7 @@ RolloutEnv defaultEnv(FleetContext& f) {
 }
 
 absl::StatusOr<v1::FleetRollout> readRollout(RolloutEnv& env, const std::string& component) {
-  auto rd = read(env, component);
+  auto rd = loadRollout(env, component);
   if (!rd.ok()) return rd.status();
   if (!rd->exists) return absl::NotFoundError(text::cat("no ", component, " rollout yet"));
   return rd->r;
@@ -520,7 +428,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   if (!*bundle)
     return absl::NotFoundError(text::cat("no bundle ", spec.digest, " for ", spec.component));
 
-  auto rd = read(env, spec.component);
+  auto rd = loadRollout(env, spec.component);
   if (!rd.ok()) return rd.status();
   if (rd->exists && !finished(rd->r.state()))
     return absl::AbortedError(text::cat("rollout ", rd->r.id(), " of ", spec.component, " is ",
@@ -551,7 +459,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
        text::cat("started by ", env.who, ": ", spec.digest, " to ", nodes.size(),
                  " node(s) in waves ", waveList(spec.waves),
                  spec.reportOnlySeconds > 0 ? ", report-only first" : ""));
-  if (auto s = write(env, *rd); !s.ok()) {
+  if (auto s = storeRollout(env, *rd); !s.ok()) {
     if (absl::IsAborted(s))
       return absl::AbortedError("another rollout of " + spec.component + " started meanwhile");
     return s;
@@ -566,14 +474,14 @@ absl::StatusOr<v1::FleetRollout> driveRollout(RolloutEnv& env, const std::string
 absl::StatusOr<v1::FleetRollout> pauseRollout(RolloutEnv& env, const std::string& component,
                                               const std::string& reason) {
   for (;;) {
-    auto rd = read(env, component);
+    auto rd = loadRollout(env, component);
     if (!rd.ok()) return rd.status();
     if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
     if (finished(rd->r.state()) || rd->r.state() == v1::FleetRollout::PAUSED) return rd->r;
     rd->r.set_paused_from(rd->r.state());
     rd->r.set_state(v1::FleetRollout::PAUSED);
     note(env, rd->r, reason);
-    auto s = write(env, *rd);
+    auto s = storeRollout(env, *rd);
     if (absl::IsAborted(s)) continue;
     if (!s.ok()) return s;
     return rd->r;
@@ -588,7 +496,7 @@ absl::StatusOr<v1::FleetRollout> resumeRollout(RolloutEnv& env, const std::strin
                        : rd.r.paused_from());
     rd.r.set_phase_started(env.now());
     note(env, rd.r, "resumed by " + env.who);
-    return write(env, rd);
+    return storeRollout(env, rd);
   });
 }
 
@@ -607,7 +515,7 @@ absl::StatusOr<v1::FleetRollout> promoteRollout(RolloutEnv& env, const std::stri
       rd.r.set_promote_requested(true);
     }
     note(env, rd.r, text::cat("wave ", rd.r.wave() + 1, " promoted by ", env.who));
-    return write(env, rd);
+    return storeRollout(env, rd);
   });
 }
 
@@ -617,13 +525,13 @@ absl::StatusOr<v1::FleetRollout> abortRollout(RolloutEnv& env, const std::string
     if (!absl::IsFailedPrecondition(lock.status())) return lock.status();
     // Someone drives it: ask them, and wait until they did it.
     for (;;) {
-      auto rd = read(env, component);
+      auto rd = loadRollout(env, component);
       if (!rd.ok()) return rd.status();
       if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
       if (finished(rd->r.state())) return rd->r;
       if (!rd->r.abort_requested()) {
         rd->r.set_abort_requested(true);
-        auto s = write(env, *rd);
+        auto s = storeRollout(env, *rd);
         if (!s.ok() && !absl::IsAborted(s)) return s;
         env.say("abort requested; the controller driving the rollout carries it out");
       }
@@ -631,7 +539,7 @@ absl::StatusOr<v1::FleetRollout> abortRollout(RolloutEnv& env, const std::string
     }
   }
   for (;;) {
-    auto rd = read(env, component);
+    auto rd = loadRollout(env, component);
     if (!rd.ok()) return rd.status();
     if (!rd->exists) return absl::NotFoundError("no " + component + " rollout");
     if (finished(rd->r.state())) return rd->r;

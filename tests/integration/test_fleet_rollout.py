@@ -174,8 +174,8 @@ class FleetRolloutTest(RemoteTestCase):
                  timeout=60, what="wave 2 soaking")
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        # The lock goes with the dead controller's lease (10 s); then another process resumes.
-        wait_for(lambda: self.etcd.get("/qtls/locks/rollout/remote") == "", timeout=20,
+        # The lock goes with the dead controller's lease (30 s); then another process resumes.
+        wait_for(lambda: self.etcd.get("/qtls/locks/rollout/remote") == "", timeout=45,
                  what="the lock lease running out")
         rc, out, err = self.rollout("resume", "--component", "remote")
         self.assertEqual(rc, 0, out + err)

@@ -55,7 +55,8 @@ std::string hostPort(const std::string& endpoint) {
 
 class KeepAliveStream : public Etcd::KeepAlive {
  public:
-  KeepAliveStream(pb::Lease::Stub* stub, int64_t lease) : lease_(lease) {
+  KeepAliveStream(pb::Lease::Stub* stub, int64_t lease, bool waitForReady) : lease_(lease) {
+    ctx_.set_wait_for_ready(waitForReady);
     stream_ = stub->LeaseKeepAlive(&ctx_);
   }
   ~KeepAliveStream() override {
@@ -354,8 +355,9 @@ absl::Status Etcd::revokeLease(int64_t id) {
   });
 }
 
-std::unique_ptr<Etcd::KeepAlive> Etcd::keepAlive(int64_t lease) {
-  return std::make_unique<KeepAliveStream>(stubs_[current_ % stubs_.size()]->lease.get(), lease);
+std::unique_ptr<Etcd::KeepAlive> Etcd::keepAlive(int64_t lease, bool waitForReady) {
+  return std::make_unique<KeepAliveStream>(stubs_[current_ % stubs_.size()]->lease.get(), lease,
+                                           waitForReady);
 }
 
 std::unique_ptr<Etcd::Watch> Etcd::watch(const std::string& key, bool prefix,

@@ -82,7 +82,9 @@ class Etcd {
     virtual absl::StatusOr<int64_t> ping() = 0;  // remaining TTL; error when the lease is gone
     virtual void cancel() = 0;                   // from any thread
   };
-  std::unique_ptr<KeepAlive> keepAlive(int64_t lease);
+  // `waitForReady`: a ping made while etcd is away waits for it to come back (until
+  // cancel()) instead of failing at once.
+  std::unique_ptr<KeepAlive> keepAlive(int64_t lease, bool waitForReady = false);
 
   // Events on one key, or every key under a prefix, from `fromRevision` (inclusive; 0 = now).
   class Watch {
