@@ -241,15 +241,9 @@ int main(int argc, char** argv) {
     if (fleetNode) fleetNode->policyChanged();
   });
   if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
-  auto node = fleet::makeNode(fleetFlags, policy);
+  auto node = fleet::makeNode(fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
-  if (*node) {
-    fleetNode = node->get();
-    metrics.config.fleetConnected().set(0);
-    fleetNode->setObserver([&](const fleet::NodeState& st) {
-      metrics.config.fleetConnected().set(st.connected ? 1 : 0);
-    });
-  }
+  fleetNode = node->get();
 
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h

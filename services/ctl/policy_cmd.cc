@@ -45,6 +45,25 @@ int finishChange(Client& c, const Options& o, const grpc::Status& s,
   return kOk;
 }
 
+// The flags ApplyPolicy and Rollback share: what the change expects, why, and dry runs.
+template <typename Request>
+bool changeFlag(const std::string& f, Args& a, Request& req, bool& haveExpect) {
+  if (f == "--expect-generation") {
+    req.set_expected_generation(number(f, a.next(f)));
+    haveExpect = true;
+  } else if (f == "--expect-digest") {
+    req.set_expected_digest(a.next(f));
+    haveExpect = true;
+  } else if (f == "--reason") {
+    req.set_reason(a.next(f));
+  } else if (f == "--dry-run") {
+    req.set_dry_run(true);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int policyGet(Client& c, const Options& o, Args& a) {
@@ -97,17 +116,7 @@ int policyApply(Client& c, const Options& o, Args& a, bool diffOnly) {
       it->set_content(readFile(v.substr(eq + 1)));
     } else if (f == "--remove" && !diffOnly)
       req.add_remove(a.next(f));
-    else if (f == "--expect-generation") {
-      req.set_expected_generation(number(f, a.next(f)));
-      haveExpect = true;
-    } else if (f == "--expect-digest") {
-      req.set_expected_digest(a.next(f));
-      haveExpect = true;
-    } else if (f == "--reason")
-      req.set_reason(a.next(f));
-    else if (f == "--dry-run")
-      req.set_dry_run(true);
-    else
+    else if (!changeFlag(f, a, req, haveExpect))
       usage("policy " + std::string(diffOnly ? "diff" : "apply") + ": unknown argument " + f);
   }
   if (diffOnly && from.empty()) usage("policy diff needs --from DIR");
@@ -171,17 +180,7 @@ int policyRollback(Client& c, const Options& o, Args& a) {
     std::string f = a.next("");
     if (f == "--to")
       req.set_to_generation(number(f, a.next(f)));
-    else if (f == "--expect-generation") {
-      req.set_expected_generation(number(f, a.next(f)));
-      haveExpect = true;
-    } else if (f == "--expect-digest") {
-      req.set_expected_digest(a.next(f));
-      haveExpect = true;
-    } else if (f == "--reason")
-      req.set_reason(a.next(f));
-    else if (f == "--dry-run")
-      req.set_dry_run(true);
-    else
+    else if (!changeFlag(f, a, req, haveExpect))
       usage("policy rollback: unknown argument " + f);
   }
   if (!haveExpect) {

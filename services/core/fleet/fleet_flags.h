@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fleet/node.h"
+#include "stats/config_metrics.h"
 #include "util/flags.h"
 #include "util/text.h"
 
@@ -49,9 +50,11 @@ inline bool readFleetFlag(FlagReader& f, FleetFlags& a) {
   return true;
 }
 
-// The node for `store`, or nullptr without --fleet-etcd. Not started.
+// The node for `store`, or nullptr without --fleet-etcd; it keeps `metrics`'
+// qtls_fleet_connected up to date. Not started.
 inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
-                                                           admin::PolicyStore& store) {
+                                                           admin::PolicyStore& store,
+                                                           stats::ConfigMetrics& metrics) {
   if (a.etcd.empty()) return std::unique_ptr<FleetNode>();
   auto etcd = parseEtcdOptions(a.etcd, a.ca, a.cert, a.key);
   if (!etcd.ok()) return etcd.status();
@@ -72,7 +75,11 @@ inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
   o.component = componentOf(store.schema().daemon);
   o.leaseTtlSeconds = a.leaseTtl;
   o.version = QTLS_VERSION;
-  return std::make_unique<FleetNode>(o, store);
+  auto node = std::make_unique<FleetNode>(o, store);
+  metrics.fleetConnected().set(0);
+  node->setObserver(
+      [&metrics](const NodeState& st) { metrics.fleetConnected().set(st.connected ? 1 : 0); });
+  return node;
 }
 
 }  // namespace qtls::fleet
