@@ -123,6 +123,25 @@ class FleetRolloutTest(RemoteTestCase):
         self.assertIn("of %s: done" % new, out)
         self.assertEqual(out.count("promoted"), 3)
 
+    def test_report_only_first_writes_candidates_then_rolls(self):
+        self.start_nodes(NODES[:2])
+        self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        driver, log = self.rollout_bg("start", "--component", "remote", "--digest", new,
+                                      "--report-only-first", "3s", "--soak", "1s",
+                                      "--interval", "1s")
+        # Every node is told the candidate and says so, while it keeps its target.
+        for n in self.nodes:
+            st = wait_status(self.etcd, "remote", n,
+                             lambda s: s.get("candidate_digest") == new,
+                             what="candidate on " + n)
+            self.assertNotEqual(st["applied_digest"], new)
+        self.assertEqual(driver.wait(60), 0)
+        log.seek(0)
+        self.assertIn("report-only evaluation passed; wave 1 starts", log.read())
+        self.assertEqual(self.etcd.get("/qtls/nodes/remote/node1/candidate"), "")
+        self.assertEqual(set(self.applied().values()), {new})
+
     def test_nack_halts_and_rolls_back(self):
         self.start_nodes(NODES[:3])
         old = self.baseline({"tlspolicy": "partner.test may\n"})
