@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import BUILD, free_port, wait_for
+from harness import BUILD, RemoteTestCase, free_port, wait_for
 
 QTLSCTL = os.path.join(BUILD, "services", "ctl", "qtlsctl")
 
@@ -100,6 +100,39 @@ class Etcd:
             "--etcd-cert", self.admin.cert_path, "--etcd-key", self.admin.key_path] + list(args)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
+
+
+class EtcdTestCase(RemoteTestCase):
+    """One etcd for the class (restarted if a test stopped it), emptied before each test, and
+    policies stored as bundles from a dict of files."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.etcd = Etcd(cls.root, cls.certs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.etcd.destroy()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.etcd.proc is None:
+            self.etcd.start()
+        self.etcd.ctl("del", "--prefix", "/qtls/")
+
+    def bundle(self, name, files, component="remote"):
+        """Writes `files` ({path: content}) in control/ layout and stores them; the digest."""
+        d = os.path.join(self.dir, "bundle-" + name)
+        for path, content in files.items():
+            os.makedirs(os.path.dirname(os.path.join(d, path)) or d, exist_ok=True)
+            with open(os.path.join(d, path), "w") as f:
+                f.write(content)
+        rc, out, err = self.etcd.fleet("bundle", "--component", component, "--from", d)
+        if rc != 0:
+            raise AssertionError("fleet bundle: " + err)
+        return out.strip()
 
 
 def wait_status(etcd, component, node, pred, timeout=20, what="status"):

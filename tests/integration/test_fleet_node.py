@@ -8,45 +8,19 @@ import signal
 import subprocess
 import unittest
 
-from fleet_harness import Etcd, wait_status
+from fleet_harness import Etcd, EtcdTestCase, wait_status
 from harness import RemoteTestCase, wait_for
 from test_admin import ctl, unix_api
 
 
-class FleetNodeTest(RemoteTestCase):
+class FleetNodeTest(EtcdTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.etcd = Etcd(cls.root, cls.certs)
         cls.node_cert = cls.certs.leaf("node1", cn="node1.fleet.test", ips=[])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.destroy()
-        super().tearDownClass()
-
-    def setUp(self):
-        super().setUp()
-        self.etcd.ctl("del", "--prefix", "/qtls/")
-        if self.etcd.proc is None:
-            self.etcd.start()
 
     def node(self, name="node1", ttl=3):
         return self.start_daemon(args=self.etcd.node_args(name, self.node_cert, ttl))
-
-    def staged(self, name, files):
-        d = os.path.join(self.dir, name)
-        for path, content in files.items():
-            os.makedirs(os.path.dirname(os.path.join(d, path)) or d, exist_ok=True)
-            with open(os.path.join(d, path), "w") as f:
-                f.write(content)
-        return d
-
-    def bundle(self, name, files):
-        rc, out, err = self.etcd.fleet("bundle", "--component", "remote",
-                                       "--from", self.staged(name, files))
-        self.assertEqual(rc, 0, err)
-        return out.strip()
 
     def test_target_ack_nack_and_drift(self):
         d = self.node()

@@ -9,31 +9,22 @@ import subprocess
 import time
 import unittest
 
-from fleet_harness import QTLSCTL, Etcd, Prometheus, wait_status
-from harness import QmailHome, RemoteTestCase, Remoted, run_shim, server_context, wait_for
+from fleet_harness import QTLSCTL, EtcdTestCase, Prometheus, wait_status
+from harness import QmailHome, Remoted, run_shim, server_context, wait_for
 from test_admin import unix_api
 
 NODES = ["node%d" % i for i in range(1, 7)]
 ARGV = ("example.test", "a@sender.test", "u@example.test")
 
 
-class FleetRolloutTest(RemoteTestCase):
+class FleetRolloutTest(EtcdTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.etcd = Etcd(cls.root, cls.certs)
         cls.node_certs = {n: cls.certs.leaf(n, cn=n + ".fleet.test", ips=[]) for n in NODES}
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.destroy()
-        super().tearDownClass()
 
     def setUp(self):
         super().setUp()
-        if self.etcd.proc is None:
-            self.etcd.start()
-        self.etcd.ctl("del", "--prefix", "/qtls/")
         self.nodes = {}
         self.homes = {}
 
@@ -53,16 +44,6 @@ class FleetRolloutTest(RemoteTestCase):
             self.nodes[n] = Remoted(home, root, args=self.etcd.node_args(n, self.node_certs[n]))
         for n in names:
             wait_status(self.etcd, "remote", n, lambda s: True, what="status of " + n)
-
-    def bundle(self, name, files):
-        d = os.path.join(self.dir, "bundle-" + name)
-        for path, content in files.items():
-            os.makedirs(os.path.dirname(os.path.join(d, path)) or d, exist_ok=True)
-            with open(os.path.join(d, path), "w") as f:
-                f.write(content)
-        rc, out, err = self.etcd.fleet("bundle", "--component", "remote", "--from", d)
-        self.assertEqual(rc, 0, err)
-        return out.strip()
 
     def baseline(self, files):
         """Every node on one policy through a target: the state a rollout starts from."""

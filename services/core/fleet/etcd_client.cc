@@ -224,25 +224,13 @@ std::unique_ptr<grpc::ClientContext> Etcd::context() const {
   return ctx;
 }
 
-absl::StatusOr<std::optional<KeyValue>> Etcd::get(const std::string& key, int64_t* revision) {
+absl::StatusOr<std::vector<KeyValue>> Etcd::range(const std::string& key, const std::string& end,
+                                                  int64_t* revision) {
   pb::RangeRequest req;
   req.set_key(key);
+  req.set_range_end(end);
   pb::RangeResponse resp;
-  if (auto s = call("get " + key,
-                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
-      !s.ok())
-    return s;
-  if (revision) *revision = resp.header().revision();
-  if (resp.kvs_size() == 0) return std::optional<KeyValue>();
-  return std::optional<KeyValue>(toKv(resp.kvs(0)));
-}
-
-absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int64_t* revision) {
-  pb::RangeRequest req;
-  req.set_key(prefix);
-  req.set_range_end(prefixEnd(prefix));
-  pb::RangeResponse resp;
-  if (auto s = call("list " + prefix,
+  if (auto s = call((end.empty() ? "get " : "list ") + key,
                     [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
       !s.ok())
     return s;
@@ -250,6 +238,17 @@ absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int6
   std::vector<KeyValue> out;
   for (const auto& kv : resp.kvs()) out.push_back(toKv(kv));
   return out;
+}
+
+absl::StatusOr<std::optional<KeyValue>> Etcd::get(const std::string& key, int64_t* revision) {
+  auto kvs = range(key, "", revision);
+  if (!kvs.ok()) return kvs.status();
+  if (kvs->empty()) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(std::move(kvs->front()));
+}
+
+absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int64_t* revision) {
+  return range(prefix, prefixEnd(prefix), revision);
 }
 
 absl::Status Etcd::put(const std::string& key, const std::string& value, int64_t lease) {

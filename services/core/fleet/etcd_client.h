@@ -101,6 +101,9 @@ class Etcd {
   struct Stubs;
   Etcd(std::vector<std::shared_ptr<grpc::Channel>> channels, std::chrono::milliseconds timeout);
   std::unique_ptr<grpc::ClientContext> context() const;
+  // Keys in [key, end); end "" = the key alone.
+  absl::StatusOr<std::vector<KeyValue>> range(const std::string& key, const std::string& end,
+                                              int64_t* revision);
   // One unary call, on the member that answered last, then on each other one while the
   // answer is UNAVAILABLE or a timeout.
   absl::Status call(const std::string& what,
