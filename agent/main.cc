@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
   // What sessions use lives longer than the io_context: at a shutdown that cut sessions off,
   // the io_context's destructor destroys their frames, which still touch these.
   SmtpdConfigStore store;
+  SmtpdConfigStore candidate;  // a fleet candidate evaluated report-only; empty when none
   SessionRegistry sessionRegistry;
   std::vector<ListenerSpec> specs;
   for (const auto& l : listenArgs) {
@@ -244,6 +245,7 @@ int main(int argc, char** argv) {
   auto node = fleet::makeNode(fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
+  if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
 
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h
@@ -253,6 +255,7 @@ int main(int argc, char** argv) {
         SessionParams p;
         p.registry = &sessionRegistry;
         p.config = store.current();
+        p.candidate = candidate.current();
         p.qmailQueue = queue;
         p.limits = sessionLimits;
         p.metrics = &metrics;

@@ -28,11 +28,14 @@ bool badMailFrom(const SmtpdConfig& cfg, std::string_view address) {
 }
 
 CertDecision checkClientCertificate(SSL* ssl, const std::set<std::string>& tlsclients) {
-  CertDecision d;
   tls::X509Ptr cert(SSL_get1_peer_certificate(ssl));
+  return checkClientCertificate(cert.get(), SSL_get_verify_result(ssl), tlsclients);
+}
+
+CertDecision checkClientCertificate(X509* cert, long v, const std::set<std::string>& tlsclients) {
+  CertDecision d;
   if (!cert) return d;  // no certificate: refused without a reason
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  long v = SSL_get_verify_result(ssl);
+  X509_NAME* subject = X509_get_subject_name(cert);
   if (v != X509_V_OK) {
     d.reason = X509_verify_cert_error_string(v);
     return d;

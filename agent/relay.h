@@ -29,5 +29,8 @@ struct CertDecision {
 // Checks the client certificate of a finished handshake: chain verified against clientca.pem
 // (and clientcrl.pem), first subject emailAddress listed in tlsclients.
 CertDecision checkClientCertificate(SSL* ssl, const std::set<std::string>& tlsclients);
+// The same rule for a certificate `cert` whose chain verified with `verifyResult`.
+CertDecision checkClientCertificate(X509* cert, long verifyResult,
+                                    const std::set<std::string>& tlsclients);
 
 }  // namespace qtls::agent

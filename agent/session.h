@@ -33,7 +33,8 @@ class SessionRegistry;
 
 struct SessionParams {
   SmtpdConfigConstSharedPtr config;
-  std::string qmailQueue;  // program to run
+  SmtpdConfigConstSharedPtr candidate;  // a fleet candidate evaluated report-only, or null
+  std::string qmailQueue;               // program to run
   SessionLimits limits;
   bool implicitTls = false;
   std::string listenerCiphers;          // per-listener cipher override, "" = tlsserverciphers

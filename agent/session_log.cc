@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "candidate.h"
 #include "log/log.h"
 #include "session_impl.h"
 #include "tls/ssl_ptr.h"
@@ -30,12 +31,26 @@ void Session::logSession(std::string_view end) {
       verify = "none";
     }
   }
-  log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener, " tls=", tlsDesc,
-                      " cert=", log::value(certDesc), " verify=", log::value(verify),
-                      " relay=", relayUsed_, " relay_refused=", refusedRelay_,
-                      " accepted=", accepted_, " injected_bytes=", injected_, " end=", end));
   const char* mode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
   const bool up = tls_ && SSL_is_init_finished(tls_->native_handle());
+  std::string candidate;  // " candidate=<verdict>" when one is evaluated
+  if (p_.candidate) {
+    InboundSeen seen;
+    seen.tlsTried = tls_ != nullptr;
+    seen.tlsUp = up;
+    seen.implicit = p_.implicitTls;
+    seen.relayedByCert = cert_.allowed;
+    if (up) seen.client = tls::PeerChain::of(tls_->native_handle());
+    const fleet::Verdict v = judgeCandidate(*p_.candidate, p_.listenerCiphers, seen);
+    candidate = text::cat(" candidate=", fleet::verdictName(v));
+    if (p_.metrics) p_.metrics->config.judged(v);
+    e.candidateDigest = p_.candidate->digest;
+    e.candidateVerdict = std::string(fleet::verdictName(v));
+  }
+  log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener, " tls=", tlsDesc,
+                      " cert=", log::value(certDesc), " verify=", log::value(verify), " relay=",
+                      relayUsed_, " relay_refused=", refusedRelay_, " accepted=", accepted_,
+                      " injected_bytes=", injected_, candidate, " end=", end));
   if (tls_ && !up) {
     e.failureReason = "handshake";
     e.tlsVersion = e.cipher = "-";

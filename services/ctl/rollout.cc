@@ -24,11 +24,19 @@ namespace {
 
 using State = v1::FleetRollout::State;
 
-// 5 -> "5", 0.5 -> "0.5": seconds as a person writes them.
+// 5 -> "5", 0.5 -> "0.5": numbers and seconds as a person writes them.
 std::string secs(double s) {
   char b[32];
   std::snprintf(b, sizeof b, "%g", s);
   return b;
+}
+
+// Why a gate failed: its value over the maximum, or its query errors.
+std::string gateFailure(const v1::FleetGate& g, const v1::FleetGateState& st) {
+  if (st.failures() >= std::max(1u, g.failure_limit()))
+    return text::cat("gate ", g.name(), " failed: ", secs(st.last_value()), " > ", secs(g.max()));
+  return text::cat("gate ", g.name(), " failed: ", st.errors(),
+                   " query error(s), the last: ", st.last_error());
 }
 
 std::string waveList(const std::vector<std::string>& waves) {
@@ -152,10 +160,8 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
             r.report_only_gate(), *st, env.prometheus(r.prometheus()),
             gateQuery(r.report_only_gate(), all, {}, std::max(30.0, 2 * r.interval_seconds())));
         if (verdict == GateVerdict::kFailed) {
-          if (auto s = rollBack(
-                  env, rd, v1::FleetRollout::ROLLED_BACK,
-                  text::cat("report-only: the candidate would have failed ", st->last_value(),
-                            " of deliveries (max ", r.report_only_gate().max(), ")"));
+          if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK,
+                                text::cat("report-only: ", gateFailure(r.report_only_gate(), *st)));
               !s.ok())
             return s;
           return false;
@@ -267,13 +273,8 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
               evaluateGate(g, *st, env.prometheus(r.prometheus()),
                            gateQuery(g, nodes, baseline, std::max(30.0, 2 * r.interval_seconds())));
           if (verdict == GateVerdict::kFailed) {
-            const std::string why =
-                st->failures() >= std::max(1u, g.failure_limit())
-                    ? text::cat("gate ", g.name(), " failed: ", st->last_value(), " > ", g.max())
-                    : text::cat("gate ", g.name(), " failed: ", st->errors(),
-                                " query error(s), the last: ", st->last_error());
             if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK,
-                                  text::cat("wave ", r.wave() + 1, ": ", why));
+                                  text::cat("wave ", r.wave() + 1, ": ", gateFailure(g, *st)));
                 !s.ok())
               return s;
             return false;
@@ -450,6 +451,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   r.set_interval_seconds(spec.intervalSeconds);
   r.set_prometheus(spec.prometheus);
   for (const v1::FleetGate& g : spec.gates) *r.add_gates() = g;
+  if (!spec.reportOnlyGate.query().empty()) *r.mutable_report_only_gate() = spec.reportOnlyGate;
   r.set_created_by(env.who);
   r.set_state(spec.reportOnlySeconds > 0 ? v1::FleetRollout::REPORT_ONLY
                                          : v1::FleetRollout::ROLLING);

@@ -45,6 +45,7 @@ int start(RolloutEnv& env, Args& a, bool json) {
   RolloutSpec spec;
   std::string from;
   std::vector<std::string> gates;
+  std::string reportOnlyGate;
   unsigned count = 3, failureLimit = 1;
   bool detach = false;
   while (a.more()) {
@@ -69,6 +70,8 @@ int start(RolloutEnv& env, Args& a, bool json) {
       spec.prometheus = a.next(f);
     else if (f == "--gate")
       gates.push_back(a.next(f));
+    else if (f == "--report-only-gate")
+      reportOnlyGate = a.next(f);
     else if (f == "--count")
       count = static_cast<unsigned>(number(f, a.next(f)));
     else if (f == "--failure-limit")
@@ -83,6 +86,17 @@ int start(RolloutEnv& env, Args& a, bool json) {
   if (!fleet::validComponent(spec.component)) usage("rollout start: --component remote|smtpd");
   if (from.empty() == spec.digest.empty()) usage("rollout start: --from DIR or --digest D");
   if (!gates.empty() && spec.prometheus.empty()) usage("rollout start: --gate needs --prometheus");
+  if (!reportOnlyGate.empty() && spec.reportOnlySeconds <= 0)
+    usage("rollout start: --report-only-gate needs --report-only-first");
+  // With a Prometheus to ask, the report-only phase is judged, by would_fail unless told.
+  if (spec.reportOnlySeconds > 0 && !spec.prometheus.empty()) {
+    auto gate = parseGate(reportOnlyGate.empty() ? "would_fail" : reportOnlyGate, spec.component,
+                          count, failureLimit, spec.intervalSeconds, true);
+    if (!gate.ok()) usage(std::string(gate.status().message()));
+    spec.reportOnlyGate = *gate;
+  } else if (!reportOnlyGate.empty()) {
+    usage("rollout start: --report-only-gate needs --prometheus");
+  }
   for (const std::string& g : gates) {
     auto gate = parseGate(g, spec.component, count, failureLimit, spec.intervalSeconds);
     if (!gate.ok()) usage(std::string(gate.status().message()));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "fleet/verdict.h"
 #include "util/text.h"
 
 namespace qtls::ctl {
@@ -25,11 +26,25 @@ std::string comparedRatio(const std::string& numerator, const std::string& denom
   return text::cat(part("$nodes", false), " - ", part("$baseline", true));
 }
 
+// Report-only: the share of the nodes' sessions the candidate would have refused, among those
+// it could be judged on. No traffic is NaN: no data, never a pass.
+std::string wouldFailRatio(const std::string& component) {
+  std::string fails;
+  for (fleet::Verdict v : fleet::kVerdicts)
+    if (fleet::wouldFail(v))
+      fails += (fails.empty() ? "" : "|") + std::string(fleet::verdictName(v));
+  const std::string sel = text::cat("qtls_node=~\"$nodes\",component=\"", component, "\"");
+  return text::cat("sum(rate(qtls_candidate_verdicts_total{", sel, ",result=~\"", fails,
+                   "\"}[$window])) / sum(rate(qtls_candidate_verdicts_total{", sel,
+                   ",result!=\"not-evaluated\"}[$window]))");
+}
+
 struct Builtin {
   const char* name;
   const char* component;
   double max;
   std::string query;
+  bool reportOnly = false;  // a --report-only-gate, not a wave's --gate
 };
 
 const std::vector<Builtin>& builtins() {
@@ -41,6 +56,8 @@ const std::vector<Builtin>& builtins() {
                      "qtls_remote_deliveries_total")},
       {"starttls_failures", "smtpd", 0.02,
        comparedRatio("qtls_agent_starttls_total{result=\"failed\"}", "qtls_agent_starttls_total")},
+      {"would_fail", "remote", 0.02, wouldFailRatio("remote"), true},
+      {"would_fail", "smtpd", 0.02, wouldFailRatio("smtpd"), true},
   };
   return b;
 }
@@ -62,7 +79,8 @@ std::string regexOf(const std::vector<std::string>& nodes) {
 
 absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::string& component,
                                         unsigned count, unsigned failureLimit,
-                                        double intervalSeconds) {
+                                        double intervalSeconds, bool reportOnly) {
+  const char* flag = reportOnly ? "--report-only-gate" : "--gate";
   v1::FleetGate g;
   const size_t c1 = spec.find(':');
   g.set_name(spec.substr(0, c1));
@@ -77,16 +95,17 @@ absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::stri
   }
   if (g.query().empty()) {
     for (const Builtin& b : builtins())
-      if (g.name() == b.name && component == b.component) {
+      if (g.name() == b.name && component == b.component && reportOnly == b.reportOnly) {
         g.set_query(b.query);
         g.set_max(b.max);
       }
     if (g.query().empty()) {
       std::string names;
       for (const Builtin& b : builtins())
-        if (component == b.component) names += (names.empty() ? "" : ", ") + std::string(b.name);
+        if (component == b.component && reportOnly == b.reportOnly)
+          names += (names.empty() ? "" : ", ") + std::string(b.name);
       return absl::InvalidArgumentError(
-          text::cat("--gate ", spec, ": no built-in gate of that name for ", component, " (", names,
+          text::cat(flag, " ", spec, ": no built-in gate of that name for ", component, " (", names,
                     "); give your own as NAME:MAX:PROMQL"));
     }
   }
@@ -94,10 +113,10 @@ absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::stri
     char* end = nullptr;
     const double m = std::strtod(max.c_str(), &end);
     if (end == max.c_str() || *end != '\0')
-      return absl::InvalidArgumentError(text::cat("--gate ", spec, ": MAX is not a number"));
+      return absl::InvalidArgumentError(text::cat(flag, " ", spec, ": MAX is not a number"));
     g.set_max(m);
   }
-  if (g.name().empty()) return absl::InvalidArgumentError("--gate: a gate needs a name");
+  if (g.name().empty()) return absl::InvalidArgumentError(text::cat(flag, ": a gate needs a name"));
   return g;
 }
 

@@ -18,12 +18,13 @@ namespace qtls::ctl {
 namespace v1 = qtls::v1;
 
 // "NAME" or "NAME:MAX" for a built-in gate (remote: tls_failures, deferrals; smtpd:
-// starttls_failures), "NAME:MAX:PROMQL" for one's own. A query may use $nodes (regex of the
+// starttls_failures; `reportOnly`, for the report-only phase: would_fail, both components),
+// "NAME:MAX:PROMQL" for one's own. A query may use $nodes (regex of the
 // wave's nodes), $baseline (the nodes still on the old policy) and $window; nodes are matched
 // on the label qtls_node, which the Prometheus scrape configuration sets (docs/fleet.md).
 absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::string& component,
                                         unsigned count, unsigned failureLimit,
-                                        double intervalSeconds);
+                                        double intervalSeconds, bool reportOnly = false);
 
 std::string gateQuery(const v1::FleetGate& g, const std::vector<std::string>& waveNodes,
                       const std::vector<std::string>& baseline, double windowSeconds);

@@ -39,6 +39,13 @@ std::string recipientResults(const DeliveryRequest& req, const std::vector<int>&
 void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session& session,
             const DeliveryControl& control, double secs, DeliveryResult& out) {
   const char verdict = qmailVerdict(out.report.bytes());
+  std::string candidate;  // " candidate=<verdict>" when one is evaluated
+  fleet::Verdict judged = fleet::Verdict::kNotEvaluated;
+  if (deps.candidate) {
+    judged = judgeCandidate(*deps.candidate, req.host, session.seen_);
+    candidate = text::cat(" candidate=", fleet::verdictName(judged));
+    if (deps.metrics) deps.metrics->config.judged(judged);
+  }
   if (deps.metrics) {
     deps.metrics->deliveries
         .with({verdict == 'K'   ? "success"
@@ -69,7 +76,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
                 session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
                 " verify=", session.verify_, " status=", std::string(1, verdict),
                 control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
-                out.possibleDuplicate ? " possible_duplicate=yes" : "", " delay=", delay,
+                out.possibleDuplicate ? " possible_duplicate=yes" : "", candidate, " delay=", delay,
                 " result=", log::value(result));
   if (deps.events) {
     admin::SessionEvent e;
@@ -91,6 +98,10 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     e.recipients = static_cast<uint32_t>(req.recipients.size());
     e.policyGeneration = deps.config->generation;
     e.policyDigest = deps.config->digest;
+    if (deps.candidate) {
+      e.candidateDigest = deps.candidate->digest;
+      e.candidateVerdict = std::string(fleet::verdictName(judged));
+    }
     deps.events->publish(e);
   }
 }

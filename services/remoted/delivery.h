@@ -29,6 +29,8 @@ struct DeliveryRequest {
 
 struct DeliveryDeps {
   RemoteConfigConstSharedPtr config;
+  // A fleet candidate evaluated report-only (its `digest` set), or null.
+  RemoteConfigConstSharedPtr candidate;
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;

@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
   // What deliveries use lives longer than the io_context: when the stop drain cuts deliveries
   // off, the io_context's destructor destroys their frames, which still touch these.
   ConfigStore store;
+  ConfigStore candidate;  // a fleet candidate evaluated report-only; empty when none
   stats::Registry registry;
   RemoteMetrics metrics(registry);
   admin::SessionHub sessions;
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
   auto node = fleet::makeNode(fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
+  if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
   // The io_context before the resolver: at shutdown the resolver goes first, and the answers it
   // still owes are posted to a live io_context, whose destructor then drops them.
   asio::io_context io;
@@ -253,6 +255,7 @@ int main(int argc, char** argv) {
       [&]() {
         DeliveryDeps d;
         d.config = store.current();
+        d.candidate = candidate.current();
         d.resolver = res;
         {
           std::lock_guard<std::mutex> lock(ipmeMu);

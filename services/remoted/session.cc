@@ -83,7 +83,10 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
   const TlsPlan plan = makePlan(cfg_, req_.host, t);
   levelRequested_ = std::string(policy::levelName(plan.decision.level));
   policySource_ = std::string(policy::sourceName(plan.decision.source));
+  seen_.target = t;
+  seen_.implicit = implicit;
   if (implicit) {
+    seen_.reached = true;
     if (!co_await startTls(t, plan, true, tlsDone)) co_return false;
     if (!co_await greeting(true)) co_return false;
   } else {
@@ -92,6 +95,8 @@ asio::awaitable<bool> Session::talk(const Target& t, unsigned port) {
     code = rr.reply.code;
     std::vector<std::string> keywords;
     if (code == 250) keywords = smtp::ehloKeywords(rr.reply);
+    seen_.reached = true;
+    seen_.starttlsOffered = smtp::hasKeyword(keywords, "STARTTLS");
     // No STARTTLS keyword (or EHLO refused): a required level fails, the others go on in
     // plain text.
     if (!smtp::hasKeyword(keywords, "STARTTLS")) {

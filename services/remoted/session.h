@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "delivery.h"
+#include "candidate.h"
 #include "delivery_control.h"
 #include "outcome.h"
 #include "plan.h"
@@ -40,6 +41,7 @@ class Session {
   bool afterDot_ = false;       // the final dot may have reached the server
   bool dotAnswered_ = false;    // and the server's reply to it was read
   std::vector<int> rcptCodes_;  // reply code to each RCPT, in order (0: not reached)
+  Observed seen_;               // of the server talked to, for a report-only candidate
 
  private:
   asio::awaitable<bool> talk(const Target& t, unsigned port);

@@ -2,14 +2,19 @@
 a target is fetched, applied through the daemon's store and ACKed; an invalid one is NACKed
 with the reason while the last good policy keeps serving; a local change is reported as
 drift; etcd going away changes nothing the daemon serves, and its return brings the status
-back; a node that stops takes its status with it, one that dies loses it with its lease."""
+back; a node that stops takes its status with it, one that dies loses it with its lease; the
+inbound agent judges a report-only candidate against each session."""
+import json
 import os
+import re
 import signal
 import subprocess
 import unittest
+import urllib.request
 
 from fleet_harness import Etcd, EtcdTestCase, wait_status
-from harness import RemoteTestCase, wait_for
+from harness import RemoteTestCase, certs, metrics_address, wait_for
+from smtpd_harness import Agent, Client, client_context
 from test_admin import ctl, unix_api
 
 
@@ -117,6 +122,108 @@ class FleetNodeTest(EtcdTestCase):
         with self.assertRaises(AssertionError) as e:
             self.start_daemon(args=["--fleet-etcd", self.etcd.url, "--fleet-node", "../x"])
         self.assertIn('--fleet-node: "../x" is not a valid host name', str(e.exception))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class SmtpdReportOnlyTest(EtcdTestCase):
+    """qtls-smtpd as a fleet node relaying for a client certificate: candidates that would
+    stop that relaying, or stop offering TLS, are counted by reason; the policy in force keeps
+    deciding."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        c = cls.certs
+        cls.node_cert = c.leaf("mx1", cn="mx1.fleet.test", ips=[])
+        cls.server = c.leaf("agent", dns=["agent.test"], ips=["127.0.0.1"])
+        cls.client = c.leaf("client", cn="client", email="relay@client.test", ips=[])
+        os.makedirs(os.path.join(cls.root, "foreign"))
+        cls.foreign = certs.CertFactory(os.path.join(cls.root, "foreign"), ca_name="foreign CA")
+
+    def setUp(self):
+        super().setUp()
+        self.home.write("me", "mx.agent.test\n")
+        self.policy = {"rcpthosts": "agent.test\n",
+                       "servercert.pem": read(self.server.pem_path),
+                       "clientca.pem": read(self.certs.ca.cert_path),
+                       "tlsclients": "relay@client.test\n"}
+        for path, content in self.policy.items():
+            self.home.write(path, content, 0o600)
+        self.qdir = os.path.join(self.dir, "queue")
+        os.makedirs(self.qdir)
+        os.chmod(self.qdir, 0o777)
+        self.agent = Agent(self.home, self.dir, self.qdir,
+                           args=self.etcd.node_args("mx1", self.node_cert), tls_port=False)
+        self.addCleanup(self.agent.stop)
+        wait_status(self.etcd, "smtpd", "mx1", lambda s: s.get("ack") == "NO_TARGET",
+                    what="first status")
+
+    def candidate(self, files):
+        digest = self.bundle("cand-%d" % len(os.listdir(self.dir)), files, component="smtpd")
+        self.etcd.ctl("put", "/qtls/nodes/smtpd/mx1/candidate",
+                      json.dumps({"digest": digest, "rollout": "r-test"}))
+        st = wait_status(self.etcd, "smtpd", "mx1", lambda s: s.get("candidate_digest") == digest,
+                         what="candidate " + digest)
+        self.assertEqual(st.get("candidate_error", ""), "")
+        return digest
+
+    def session(self, tls):
+        """One session; with TLS it relays by the client certificate. The last log line."""
+        before = self.agent.read_log().count("session client=")
+        c = Client(self.agent.port)
+        try:
+            c.reply()
+            c.cmd("EHLO x")
+            if tls:
+                self.assertTrue(c.cmd("STARTTLS").startswith("220"))
+                c.starttls(client_context(self.certs.ca.cert_path, cert=self.client))
+                c.cmd("EHLO x")
+            c.cmd("MAIL FROM:<a@b.test>")
+            r = c.cmd("RCPT TO:<u@elsewhere.test>" if tls else "RCPT TO:<u@agent.test>")
+            self.assertTrue(r.startswith("250"), r)  # the policy in force decides
+            c.cmd("QUIT")
+        finally:
+            c.close()
+        wait_for(lambda: self.agent.read_log().count("session client=") > before,
+                 what="the session line")
+        return [l for l in self.agent.read_log().splitlines() if "session client=" in l][-1]
+
+    def counts(self):
+        with urllib.request.urlopen(
+                "http://%s/metrics" % metrics_address(self.agent.read_log())) as r:
+            text = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in re.finditer(
+            r'^qtls_candidate_verdicts_total\{component="smtpd",result="([a-z-]+)"\} (\S+)$',
+            text, re.M)}
+
+    def test_candidates_judged_against_each_session(self):
+        self.assertNotIn("candidate=", self.session(tls=True))  # none yet
+        # Trust moved to another CA: this client would relay no more.
+        self.candidate(dict(self.policy, **{"clientca.pem": read(self.foreign.ca.cert_path)}))
+        line = self.session(tls=True)
+        self.assertIn(" relay=cert ", line)  # relayed all the same
+        self.assertIn(" candidate=certificate-not-trusted ", line)
+        self.assertIn(" candidate=pass ", self.session(tls=False))
+        # The client's address dropped from tlsclients.
+        self.candidate(dict(self.policy, tlsclients="someone@else.test\n"))
+        self.assertIn(" candidate=validation-failure ", self.session(tls=True))
+        # No server certificate: STARTTLS would not be offered.
+        self.candidate({"rcpthosts": "agent.test\n", "tlsclients": "relay@client.test\n"})
+        self.assertIn(" candidate=downgrade ", self.session(tls=True))
+        counts = self.counts()
+        self.assertEqual({k: v for k, v in counts.items() if v},
+                         {"certificate-not-trusted": 1, "pass": 1, "validation-failure": 1,
+                          "downgrade": 1})
+        # Withdrawn.
+        self.etcd.ctl("del", "/qtls/nodes/smtpd/mx1/candidate")
+        wait_status(self.etcd, "smtpd", "mx1", lambda s: not s.get("candidate_digest"),
+                    what="candidate withdrawn")
+        self.assertNotIn("candidate=", self.session(tls=True))
+        self.assertEqual(self.counts(), counts)
 
 
 class FleetRolesTest(RemoteTestCase):

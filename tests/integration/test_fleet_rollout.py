@@ -4,14 +4,17 @@ every wave; a NACK that halts it; two rollouts at once; a controller killed mid-
 resumed from another process; etcd stopped mid-rollout; a gate that fails on real
 deliveries, rolls the wave back, and lets the mail deferred meanwhile leave."""
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 import unittest
+import urllib.request
 
 from fleet_harness import QTLSCTL, EtcdTestCase, Prometheus, wait_status
 from harness import QmailHome, Remoted, run_shim, server_context, wait_for
-from test_admin import unix_api
+from test_admin import metrics_pb2, unix_api
 
 NODES = ["node%d" % i for i in range(1, 7)]
 ARGV = ("example.test", "a@sender.test", "u@example.test")
@@ -34,12 +37,14 @@ class FleetRolloutTest(EtcdTestCase):
         super().tearDown()
 
     def start_nodes(self, names=NODES, route_to=None):
+        """`route_to`: the sink for example.test, or {node: sink}."""
         for n in names:
             root = os.path.join(self.dir, n)
             os.makedirs(root)
             home = QmailHome(root)
-            if route_to:
-                home.write("smtproutes", "example.test:%s:%d\n" % (route_to.host, route_to.port))
+            sink = route_to.get(n) if isinstance(route_to, dict) else route_to
+            if sink:
+                home.write("smtproutes", "example.test:%s:%d\n" % (sink.host, sink.port))
             self.homes[n] = home
             self.nodes[n] = Remoted(home, root, args=self.etcd.node_args(n, self.node_certs[n]))
         for n in names:
@@ -233,7 +238,7 @@ class FleetRolloutTest(EtcdTestCase):
         self.assertEqual(driver.wait(90), 9)
         st = self.state()
         self.assertEqual(st["state"], "ROLLED_BACK")
-        self.assertRegex(st["reason"], r"wave 1: gate tls_failures failed: [0-9.e-]+ > 0\.02")
+        self.assertRegex(st["reason"], r"wave 1: gate tls_failures failed: [0-9.e-]+ > 0\.02;")
         wait_status(self.etcd, "remote", "node1",
                     lambda s: s.get("ack") == "ACK" and s["applied_digest"] == old,
                     what="node1 back on the old policy")
@@ -243,6 +248,75 @@ class FleetRolloutTest(EtcdTestCase):
             out, _, _ = run_shim(self.nodes["node1"].socket, self.homes["node1"], ARGV)
             self.assertTrue(out.startswith(b"r\0K"), out)
         self.assertEqual(len(sink.messages), delivered_before + len(deferred))
+
+    def test_report_only_counts_would_fail_by_reason_and_stops_before_wave_1(self):
+        # node1's sink offers STARTTLS with a certificate for another name; node2's offers no
+        # STARTTLS. Under "may" both deliver; the candidate "verify" would refuse both.
+        wrong = self.certs.leaf("sink-wrong-name", dns=["wrong.test"], ips=[])
+        tls_sink = self.peer(server_ctx=server_context(wrong), starttls=True)
+        plain_sink = self.peer()
+        self.start_nodes(NODES[:2], route_to={"node1": tls_sink, "node2": plain_sink})
+        prom = Prometheus(self.dir, {n: d.metrics_address() for n, d in self.nodes.items()})
+        self.addCleanup(prom.stop)
+        old = self.baseline({"tlspolicy": "example.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "example.test verify ca=%s\n"
+                                               % self.certs.ca.cert_path})
+        driver, log = self.rollout_bg(
+            "start", "--component", "remote", "--digest", new, "--waves", "1,100%",
+            "--soak", "1s", "--report-only-first", "60s", "--interval", "2s",
+            "--prometheus", prom.url, "--count", "3", "--failure-limit", "2")
+        for n in self.nodes:
+            st = wait_status(self.etcd, "remote", n, lambda s: s.get("candidate_digest") == new,
+                             what="candidate on " + n)
+            self.assertEqual(st.get("candidate_error", ""), "")
+        # The session stream carries the candidate's verdict with each delivery.
+        api = unix_api(self.nodes["node1"].admin_socket)
+        call = api.metrics.WatchSessions(metrics_pb2.WatchSessionsRequest(
+            direction=metrics_pb2.WatchSessionsRequest.DIRECTION_OUTBOUND))
+        call.initial_metadata()
+        records = []
+        reader = threading.Thread(target=lambda: records.append(next(call)), daemon=True)
+        reader.start()
+        sent = 0
+        while driver.poll() is None and sent < 30:
+            for n, d in self.nodes.items():
+                out, _, _ = run_shim(d.socket, self.homes[n], ARGV)
+                self.assertTrue(out.startswith(b"r\0K"), out)  # the policy in force rules
+            sent += 1
+            time.sleep(1)
+        self.assertEqual(driver.wait(90), 9)
+        reader.join(5)
+        call.cancel()
+        self.assertEqual((records[0].candidate_digest, records[0].candidate_verdict),
+                         (new, "certificate-host-mismatch"))
+        self.assertEqual(records[0].outcome, "K")
+        st = self.state()
+        self.assertEqual(st["state"], "ROLLED_BACK")
+        self.assertRegex(st["reason"], r"^report-only: gate would_fail failed: 1 > 0\.02; 0 node\(s\) given")
+        # Nothing was ever applied or targeted; the candidates are gone.
+        self.assertEqual(set(self.applied().values()), {old})
+        for n in self.nodes:
+            self.assertEqual(self.etcd.get_json("/qtls/nodes/remote/%s/target" % n)["digest"], old)
+            self.assertEqual(self.etcd.get("/qtls/nodes/remote/%s/candidate" % n), "")
+            wait_status(self.etcd, "remote", n, lambda s: not s.get("candidate_digest"),
+                        what="candidate withdrawn on " + n)
+        # Counted by reason, each delivery once, in /metrics and on each delivery line.
+        expect = {"node1": "certificate-host-mismatch", "node2": "starttls-not-supported"}
+        for n, d in self.nodes.items():
+            with urllib.request.urlopen("http://%s/metrics" % d.metrics_address()) as r:
+                text = r.read().decode()
+            counts = {m.group(1): float(m.group(2)) for m in re.finditer(
+                r'^qtls_candidate_verdicts_total\{component="remote",result="([a-z-]+)"\} (\S+)$',
+                text, re.M)}
+            self.assertEqual(counts[expect[n]], sent, n)
+            self.assertEqual(sum(counts.values()), sent, (n, counts))
+            self.assertEqual(d.read_log().count("candidate=" + expect[n]), sent, n)
+        # Withdrawn: the next delivery is judged against nothing.
+        out, _, _ = run_shim(self.nodes["node1"].socket, self.homes["node1"], ARGV)
+        self.assertTrue(out.startswith(b"r\0K"), out)
+        wait_for(lambda: self.nodes["node1"].read_log().count("status=K") == sent + 1,
+                 what="the last delivery line")
+        self.assertNotIn("candidate=", self.nodes["node1"].read_log().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -344,6 +344,20 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   return r;
 }
 
+absl::StatusOr<Compiled> PolicyStore::preview(const Items& items) const {
+  std::lock_guard<std::mutex> lock(mu_);  // compile() uses the one private copy
+  caChecked_.clear();
+  size_t total = 0;
+  for (const auto& [path, content] : items) {
+    if (auto s = validateItem(path, content); !s.ok()) return s;
+    total += path.size() + content.size();
+  }
+  if (total > kMaxPolicyBytes)
+    return absl::InvalidArgumentError(
+        text::cat("the policy is ", total, " bytes; the limit is ", kMaxPolicyBytes));
+  return compile(items, true);
+}
+
 absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
   std::lock_guard<std::mutex> lock(mu_);
   auto refuse = [&](absl::Status s) {

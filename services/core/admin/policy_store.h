@@ -166,6 +166,11 @@ class PolicyStore {
   void auditDenied(const std::string& caller, const std::string& method,
                    const std::string& reason) const;
 
+  // A whole policy judged without applying it (a fleet candidate, evaluated report-only): each
+  // file checked as ApplyPolicy checks it, then the whole loaded by the daemon's own loader.
+  // Nothing is written, audited or activated. Errors: INVALID_ARGUMENT naming the file.
+  absl::StatusOr<Compiled> preview(const Items& items) const;
+
   // Generations whose content is still on disk, oldest first.
   std::vector<uint64_t> history() const;
 

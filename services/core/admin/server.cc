@@ -349,6 +349,8 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
       rec.set_dropped_before(lost);
       rec.set_policy_generation(e->policyGeneration);
       rec.set_policy_digest(e->policyDigest);
+      rec.set_candidate_digest(e->candidateDigest);
+      rec.set_candidate_verdict(e->candidateVerdict);
       lost = 0;
       if (!writer->Write(rec)) break;
     }

@@ -27,6 +27,8 @@ struct SessionEvent {
   uint32_t recipients = 0, messages = 0;
   uint64_t policyGeneration = 0;
   std::string policyDigest;  // content digest of that generation
+  // Report-only: the fleet candidate being evaluated and what it would have done ("" if none).
+  std::string candidateDigest, candidateVerdict;
 };
 
 class SessionHub {

@@ -140,7 +140,7 @@ absl::Status FleetNode::session(Etcd& etcd) {
     if (kv.key == targetKey) target = kv;
     if (kv.key == candidateKey) candidate = kv;
   }
-  onCandidate(candidate);
+  if (auto s = onCandidate(etcd, candidate); !s.ok()) return finish(s);
   if (auto s = onTarget(etcd, target); !s.ok()) return finish(s);
 
   auto watch = etcd.watch(mine, true, revision + 1);
@@ -158,7 +158,8 @@ absl::Status FleetNode::session(Etcd& etcd) {
     for (const WatchEvent& e : *events) {
       std::optional<KeyValue> kv;
       if (e.type == WatchEvent::Type::kPut) kv = e.kv;
-      if (e.kv.key == candidateKey) onCandidate(kv);
+      if (e.kv.key == candidateKey)
+        if (auto s = onCandidate(etcd, kv); !s.ok()) return finish(s);
       if (e.kv.key == targetKey)
         if (auto s = onTarget(etcd, kv); !s.ok()) return finish(s);
     }
@@ -206,15 +207,41 @@ void FleetNode::heartbeat(Etcd& etcd, int64_t lease, std::atomic<bool>& broken) 
   keepAlive_ = nullptr;
 }
 
-void FleetNode::onCandidate(const std::optional<KeyValue>& kv) {
+absl::Status FleetNode::onCandidate(Etcd& etcd, const std::optional<KeyValue>& kv) {
   v1::FleetCandidate c;
-  if (kv) fromJson(kv->value, &c, kv->key).IgnoreError();
+  std::string error;
+  if (kv) {
+    if (auto s = fromJson(kv->value, &c, kv->key); !s.ok()) error = std::string(s.message());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (state_.candidateDigest == c.digest()) return;
+    if (state_.candidateDigest == c.digest() && state_.candidateError == error)
+      return absl::OkStatus();
+  }
+  admin::Compiled compiled;
+  if (error.empty() && !c.digest().empty()) {
+    auto items = getBundle(etcd, layout_, o_.component, c.digest());
+    if (!items.ok() && absl::IsUnavailable(items.status())) return items.status();
+    auto built =
+        items.ok() ? store_.preview(*items) : absl::StatusOr<admin::Compiled>(items.status());
+    if (built.ok())
+      compiled = *built;
+    else
+      error = std::string(built.status().message());
+  }
+  if (!error.empty())
+    log::warn(text::cat("fleet: candidate ", c.digest().empty() ? "-" : c.digest(),
+                        " not evaluated: ", error));
+  else if (!c.digest().empty())
+    log::info(text::cat("fleet: evaluating candidate ", c.digest(), " report-only"));
+  if (candidateSink_) candidateSink_(compiled ? c.digest() : std::string(), compiled);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     state_.candidateDigest = c.digest();
+    state_.candidateError = error;
   }
   changed();
+  return absl::OkStatus();
 }
 
 absl::Status FleetNode::onTarget(Etcd& etcd, const std::optional<KeyValue>& kv) {
@@ -302,6 +329,7 @@ std::string FleetNode::statusJson() {
   st.set_time(static_cast<double>(std::time(nullptr)));
   st.set_rollout(state_.rollout);
   st.set_candidate_digest(state_.candidateDigest);
+  st.set_candidate_error(state_.candidateError);
   return toJson(st);
 }
 

@@ -22,6 +22,7 @@
 #include "admin/policy_store.h"
 #include "fleet/etcd_client.h"
 #include "fleet/layout.h"
+#include "util/snapshot_store.h"
 
 namespace qtls::fleet {
 
@@ -41,7 +42,8 @@ struct NodeState {
   std::string rollout;
   bool provisional = false;  // the target's wave is not promoted
   std::string candidateDigest;
-  std::string ack;  // "ACK", "NACK", "PENDING", "NO_TARGET"
+  std::string candidateError;  // the candidate is not evaluated, for this reason
+  std::string ack;             // "ACK", "NACK", "PENDING", "NO_TARGET"
   std::string error;
 };
 
@@ -58,6 +60,12 @@ class FleetNode {
   // The store changed the policy (any caller): the status is written again, with drift.
   void policyChanged();
 
+  // Report-only: receives each candidate, compiled by the daemon's loader without being
+  // applied, and (digest "", nullptr) when it is withdrawn or cannot be used. Set before
+  // start().
+  using CandidateSink = std::function<void(const std::string& digest, admin::Compiled compiled)>;
+  void setCandidateSink(CandidateSink f) { candidateSink_ = std::move(f); }
+
   NodeState state() const;
   // Called (from the node's thread) whenever state() changes.
   void setObserver(std::function<void(const NodeState&)> f) { observer_ = std::move(f); }
@@ -67,7 +75,7 @@ class FleetNode {
   absl::Status session(Etcd& etcd);
   void heartbeat(Etcd& etcd, int64_t lease, std::atomic<bool>& broken);
   absl::Status onTarget(Etcd& etcd, const std::optional<KeyValue>& kv);
-  void onCandidate(const std::optional<KeyValue>& kv);
+  absl::Status onCandidate(Etcd& etcd, const std::optional<KeyValue>& kv);
   std::string statusJson();
   void changed();  // state changed: notify observer, ask for a status write
 
@@ -75,6 +83,7 @@ class FleetNode {
   Layout layout_;
   admin::PolicyStore& store_;
   std::function<void(const NodeState&)> observer_;
+  CandidateSink candidateSink_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
@@ -86,5 +95,17 @@ class FleetNode {
   int64_t lease_ = 0;
   std::thread thread_;
 };
+
+// A candidate sink that publishes each candidate in `slot` (the daemon's configuration type T)
+// under its digest, and empties it when the candidate goes.
+template <typename T>
+FleetNode::CandidateSink candidateInto(SnapshotStore<T>& slot) {
+  return [&slot](const std::string& digest, admin::Compiled compiled) {
+    if (!compiled)
+      slot.clear();
+    else
+      slot.publish(std::static_pointer_cast<T>(compiled), 0, digest).IgnoreError();
+  };
+}
 
 }  // namespace qtls::fleet

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "fleet/component.h"
+#include "fleet/verdict.h"
 #include "stats/metrics.h"
 
 namespace qtls::stats {
@@ -26,10 +27,19 @@ struct ConfigMetrics {
         fleetConnected(r.gauge("qtls_fleet_connected",
                                "1 while the node is connected to etcd, 0 while not; absent "
                                "without --fleet-etcd.")),
+        candidateVerdicts(r.counter(
+            "qtls_candidate_verdicts_total",
+            "Report-only: what the fleet candidate policy would have done with each session run "
+            "under the policy in force (remote: deliveries; smtpd: sessions). result is pass, "
+            "downgrade, starttls-not-supported, certificate-host-mismatch, certificate-expired, "
+            "certificate-not-trusted, validation-failure or not-evaluated.",
+            {"component", "result"})),
         component_(fleet::componentOf(program)) {
     buildInfo.with({program, QTLS_VERSION}).set(1);
     for (const char* op : {"init", "apply", "rollback", "hand-edit"})
       for (const char* result : {"applied", "refused"}) updates.with({op, result});
+    for (fleet::Verdict v : fleet::kVerdicts)
+      candidateVerdicts.with({component_, std::string(fleet::verdictName(v))});
   }
 
   void inForce(uint64_t gen, const std::string& digest) {
@@ -43,12 +53,16 @@ struct ConfigMetrics {
   void change(const std::string& op, bool applied) {
     updates.with({op, applied ? "applied" : "refused"}).add(1);
   }
+  void judged(fleet::Verdict v) {
+    candidateVerdicts.with({component_, std::string(fleet::verdictName(v))}).add(1);
+  }
 
   Family& generation;
   Family& updates;
   Family& buildInfo;
   Family& policyInfo;
   Family& fleetConnected;
+  Family& candidateVerdicts;
 
  private:
   const std::string component_;

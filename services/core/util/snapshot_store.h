@@ -34,6 +34,12 @@ class SnapshotStore {
     return absl::OkStatus();
   }
 
+  // Nothing published any more (a fleet candidate withdrawn): current() is null.
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_.reset();
+  }
+
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const T> current_;

@@ -44,6 +44,25 @@ TEST(ParseGate, BuiltinsCustomAndErrors) {
             "--gate deferrals:lots: MAX is not a number");
 }
 
+TEST(ParseGate, ReportOnlyGateIsItsOwnKind) {
+  auto g = parseGate("would_fail", "smtpd", 3, 1, 10, true);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->query(),
+            "sum(rate(qtls_candidate_verdicts_total{qtls_node=~\"$nodes\",component=\"smtpd\","
+            "result=~\"starttls-not-supported|certificate-host-mismatch|certificate-expired|"
+            "certificate-not-trusted|validation-failure\"}[$window])) / "
+            "sum(rate(qtls_candidate_verdicts_total{qtls_node=~\"$nodes\",component=\"smtpd\","
+            "result!=\"not-evaluated\"}[$window]))");
+  EXPECT_DOUBLE_EQ(parseGate("would_fail:0.1", "remote", 3, 1, 10, true)->max(), 0.1);
+  // Candidates exist only before wave 1: as a wave's gate it would never have data.
+  EXPECT_EQ(parseGate("would_fail", "remote", 3, 1, 10).status().message(),
+            "--gate would_fail: no built-in gate of that name for remote (tls_failures, "
+            "deferrals); give your own as NAME:MAX:PROMQL");
+  EXPECT_EQ(parseGate("deferrals", "remote", 3, 1, 10, true).status().message(),
+            "--report-only-gate deferrals: no built-in gate of that name for remote "
+            "(would_fail); give your own as NAME:MAX:PROMQL");
+}
+
 TEST(GateQuery, NodesBaselineAndWindowAreSubstituted) {
   v1::FleetGate g;
   g.set_query("a{qtls_node=~\"$nodes\"}[$window] b{qtls_node=~\"$baseline\"}");
