@@ -39,10 +39,11 @@ std::string recipientResults(const DeliveryRequest& req, const std::vector<int>&
 void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session& session,
             const DeliveryControl& control, double secs, DeliveryResult& out) {
   const char verdict = qmailVerdict(out.report.bytes());
+  const ConnFacts& f = session.facts_;
   std::string candidate;  // " candidate=<verdict>" when one is evaluated
   fleet::Verdict judged = fleet::Verdict::kNotEvaluated;
   if (deps.candidate) {
-    judged = judgeCandidate(*deps.candidate, req.host, session.seen_);
+    judged = judgeCandidate(*deps.candidate, req.host, session.facts_.seen);
     candidate = text::cat(" candidate=", fleet::verdictName(judged));
     if (deps.metrics) deps.metrics->config.judged(judged);
   }
@@ -53,13 +54,13 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
                                 : "temporary"})
         .add(1);
     deps.metrics->deliverySeconds().observe(secs);
-    if (session.tlsVersion_ != "-")
+    if (f.tlsVersion != "-")
       deps.metrics->tlsSessions
-          .with({session.levelRequested_, session.tlsVersion_, session.cipher_,
-                 session.resumed_ ? "yes" : "no", "no"})
+          .with({f.levelRequested, f.tlsVersion, f.cipher, f.resumed ? "yes" : "no",
+                 session.reused_ ? "yes" : "no"})
           .add(1);
     if (session.failure_ != "none")
-      deps.metrics->tlsFailures.with({session.levelRequested_, session.failure_}).add(1);
+      deps.metrics->tlsFailures.with({f.levelRequested, session.failure_}).add(1);
   }
   struct stat st;
   const std::string id =
@@ -71,10 +72,10 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
       text::cat("delivery id=", id, " gen=", deps.config->generation,
                 " digest=", deps.config->digest, " domain=", log::value(req.host),
                 " rcpts=", log::value(recipientResults(req, session.rcptCodes_)),
-                " relay=", session.relay_.empty() ? "-" : log::value(session.relay_),
-                " policy=", session.policySource_, " level=", session.levelRequested_, "/",
-                session.levelAchieved_, " tls=", session.tlsVersion_, "/", session.cipher_,
-                " verify=", session.verify_, " status=", std::string(1, verdict),
+                " relay=", f.relay.empty() ? "-" : log::value(f.relay), " policy=", f.policySource,
+                " level=", f.levelRequested, "/", f.levelAchieved, " tls=", f.tlsVersion, "/",
+                f.cipher, " verify=", f.verify, " reused=", session.reused_ ? "yes" : "no",
+                " resumed=", f.resumed ? "yes" : "no", " status=", std::string(1, verdict),
                 control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
                 out.possibleDuplicate ? " possible_duplicate=yes" : "", candidate, " delay=", delay,
                 " result=", log::value(result));
@@ -82,15 +83,16 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     admin::SessionEvent e;
     e.endTime = admin::unixNow();
     e.direction = "outbound";
-    e.peer = session.relay_.empty() ? "-" : session.relay_;
+    e.peer = f.relay.empty() ? "-" : f.relay;
     e.domain = req.host;
-    e.levelRequested = session.levelRequested_;
-    e.levelAchieved = session.levelAchieved_;
-    e.policySource = session.policySource_;
-    e.tlsVersion = session.tlsVersion_;
-    e.cipher = session.cipher_;
-    e.verify = session.verify_;
-    e.resumed = session.resumed_;
+    e.levelRequested = f.levelRequested;
+    e.levelAchieved = f.levelAchieved;
+    e.policySource = f.policySource;
+    e.tlsVersion = f.tlsVersion;
+    e.cipher = f.cipher;
+    e.verify = f.verify;
+    e.resumed = f.resumed;
+    e.connectionReused = session.reused_;
     e.failureReason = session.failure_;
     e.outcome = std::string(1, verdict);
     e.detail = result;

@@ -3,7 +3,10 @@
 // deadline; an exception inside it becomes a Z report, never a lost answer.
 #pragma once
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,8 +20,13 @@
 #include "resolver.h"
 #include "smtp_conn.h"
 #include "targets.h"
+#include "tls/session_cache.h"
 
 namespace qtls::remoted {
+
+class ConnCache;
+class ConnLimits;
+class DeadHosts;
 
 struct DeliveryRequest {
   std::string host;
@@ -37,11 +45,24 @@ struct DeliveryDeps {
   long maxDeliverySeconds = 3600;       // cap of the per-delivery deadline
   RemoteMetrics* metrics = nullptr;     // may be null (tests)
   admin::SessionHub* events = nullptr;  // may be null
+  // Where each connection gets its own strand: the io_context's executor.
+  asio::any_io_executor pool;
+  // Connection reuse, TLS resumption, dead hosts, connection caps (docs/operations.md); each
+  // may be null (none).
+  ConnCache* cache = nullptr;
+  tls::ClientSessionCache* sessions = nullptr;
+  DeadHosts* deadHosts = nullptr;
+  ConnLimits* limits = nullptr;
+  bool pipelining = true;  // use PIPELINING when offered
+  // Test seam: makes the connection instead of a TCP connect (a socketpair).
+  std::function<asio::awaitable<std::error_code>(SmtpConn&, const asio::ip::tcp::endpoint&,
+                                                 std::chrono::seconds)>
+      connector;
 };
 
 struct DeliveryResult {
   Report report;
-  std::shared_ptr<SmtpConn> openConn;  // to be closed politely (QUIT) after reporting
+  std::shared_ptr<SmtpConn> openConn;  // to be closed politely (QUIT) after reporting: not cached
   std::string logLine;
   bool possibleDuplicate = false;  // stopped or failed after the final dot was sent
 };

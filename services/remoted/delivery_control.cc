@@ -20,9 +20,15 @@ const char* stopReasonName(StopReason r) {
 }
 
 void DeliveryControl::stop(StopReason why) {
-  if (finished_ || reason_ != StopReason::kNone || why == StopReason::kNone) return;
-  reason_ = why;
-  if (auto c = conn_.lock()) c->close();
+  std::shared_ptr<SmtpConn> conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_ || reason_ != StopReason::kNone || why == StopReason::kNone) return;
+    reason_ = why;
+    conn = conn_.lock();
+  }
+  // The connection lives on its own strand: closed there, so the operation it awaits fails.
+  if (conn) SmtpConn::closeFromOutside(std::move(conn));
   if (interrupt) interrupt();
 }
 

@@ -5,11 +5,14 @@
 // delivery then reports by the reason (outcome.h: stoppedText). A delivery that had not sent
 // the final dot has sent nothing the server can queue; one that had is a possible duplicate.
 //
-// Every member runs on the delivery's strand.
+// stop(), reason() and stopped() may be called from the delivery's strand and from its
+// connection's (the transaction checks stillWanted() there); the rest runs on the delivery's.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 namespace qtls::remoted {
 
@@ -25,12 +28,18 @@ class DeliveryControl {
   // The first reason wins; later calls change nothing, and so do calls after finish().
   void stop(StopReason why);
   // The delivery has its report: a stop that was already on its way no longer applies.
-  void finish() { finished_ = true; }
-  StopReason reason() const { return reason_; }
-  bool stopped() const { return reason_ != StopReason::kNone; }
+  void finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+  }
+  StopReason reason() const { return reason_.load(); }
+  bool stopped() const { return reason_.load() != StopReason::kNone; }
 
   // The connection that stop() closes (the delivery's current one).
-  void attach(const std::shared_ptr<SmtpConn>& conn) { conn_ = conn; }
+  void attach(const std::shared_ptr<SmtpConn>& conn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    conn_ = conn;
+  }
   // Called by stop() too: ends a wait that is not on the connection (DNS). Empty = none.
   std::function<void()> interrupt;
 
@@ -44,7 +53,8 @@ class DeliveryControl {
   long limitSeconds = 0;
 
  private:
-  StopReason reason_ = StopReason::kNone;
+  mutable std::mutex mu_;
+  std::atomic<StopReason> reason_{StopReason::kNone};
   bool finished_ = false;
   std::weak_ptr<SmtpConn> conn_;
 };

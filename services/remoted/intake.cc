@@ -333,7 +333,7 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
                         result.possibleDuplicate ? ": possible duplicate" : ""));
   log::info(result.logLine);
   sock.close(ec);  // the shim has its answer; QUIT below must not keep it waiting
-  if (result.openConn) co_await result.openConn->quit();
+  if (result.openConn) co_await onConn(result.openConn, result.openConn->quit());
 }
 
 void Intake::cutOff() {

@@ -13,8 +13,12 @@
 #include "admin/admin_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
+#include "conn_cache.h"
+#include "conn_flags.h"
+#include "conn_limits.h"
 #include "daemon/privileges.h"
 #include "daemon/serve.h"
+#include "dead_hosts.h"
 #include "delivery.h"
 #include "fleet/fleet_flags.h"
 #include "intake.h"
@@ -128,11 +132,13 @@ int main(int argc, char** argv) {
   std::string metricsListen = "127.0.0.1:9741";
   admin::AdminFlags adminFlags;
   fleet::FleetFlags fleetFlags;
+  ConnFlags connFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
   while (f.next()) {
     const std::string& a = f.name();
     if (admin::readAdminFlag(f, adminFlags)) continue;
     if (fleet::readFleetFlag(f, fleetFlags)) continue;
+    if (readConnFlag(f, connFlags)) continue;
     if (a == "--qmail-home")
       home = f.value();
     else if (a == "--socket")
@@ -167,6 +173,7 @@ int main(int argc, char** argv) {
       ipmeExclude.push_back(addr);
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
+      std::fputs(kConnUsage, stdout);
       std::fputs(admin::kAdminUsage, stdout);
       std::fputs(fleet::kFleetUsage, stdout);
       return 0;
@@ -197,6 +204,11 @@ int main(int argc, char** argv) {
   stats::Registry registry;
   RemoteMetrics metrics(registry);
   admin::SessionHub sessions;
+  ConnCache connCache(connFlags.cache, &metrics);
+  ConnLimits connLimits(connFlags.limits, &metrics);
+  DeadHosts deadHosts(&metrics);
+  tls::ClientSessionCache tlsSessions;
+  SmtpConn::setQuickAck(connFlags.quickAck);
   // The policy store owns generations: every load of the control files goes through it.
   admin::PolicyStore policy(
       admin::remotedSchema([&](const std::string& copy) -> absl::StatusOr<admin::Compiled> {
@@ -212,6 +224,7 @@ int main(int argc, char** argv) {
             !s.ok())
           return s;
         metrics.config.inForce(gen, digest);
+        connCache.retire(digest);  // idle connections made under another policy get QUIT
         long long soonest = -1;
         std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once
         for (const auto& [path, content] : items) {
@@ -265,6 +278,12 @@ int main(int argc, char** argv) {
         d.maxDeliverySeconds = deliveryLimit;
         d.metrics = &metrics;
         d.events = &sessions;
+        d.pool = io.get_executor();
+        d.cache = &connCache;
+        d.sessions = connFlags.resumption ? &tlsSessions : nullptr;
+        d.deadHosts = connFlags.tcpto ? &deadHosts : nullptr;
+        d.limits = &connLimits;
+        d.pipelining = connFlags.pipelining;
         return d;
       },
       maxDeliveries);
@@ -281,6 +300,7 @@ int main(int argc, char** argv) {
     die(std::string(s.message()));
   if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
+  connCache.start(io.get_executor());
   // The shim socket last: once it exists, the admin API is up too.
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
   log::info(text::cat("qtls-remoted started socket=", socketPath, " home=", home,
@@ -302,6 +322,7 @@ int main(int argc, char** argv) {
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     intake.stop();
+    connCache.retire("");  // idle connections get QUIT now
   };
   serve.inFlight = [&] { return intake.active(); };
   serve.inFlightWhat = "deliveries in flight";

@@ -107,6 +107,12 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+std::string busyText(std::string_view ip, std::chrono::milliseconds waited) {
+  return text::cat("Sorry, too many connections to ", ip, " are in use; none came free within ",
+                   std::chrono::duration_cast<std::chrono::seconds>(waited).count(),
+                   " seconds. (#4.4.5)\n");
+}
+
 std::string permDnsText(std::string_view host) {
   return text::cat("Sorry, I couldn't find any host named ", printable(host), ". (#5.1.2)\n");
 }

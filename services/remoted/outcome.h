@@ -4,6 +4,7 @@
 // otherwise.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -69,6 +70,10 @@ inline constexpr char kNoConn[] =
 inline constexpr char kPartialLine[] =
     "SMTP cannot transfer messages with partial final lines. (#5.6.2)\n";
 inline constexpr char kReadMessage[] = "Unable to read message. (#4.3.0)\n";
+// Over a connection cap (conn_limits.h) for longer than `waited`: "Sorry, too many
+// connections to <ip> are in use; none came free within <N> seconds. (#4.4.5)\n"
+std::string busyText(std::string_view ip, std::chrono::milliseconds waited);
+
 // "Sorry, I couldn't find any host named <host>. (#5.1.2)\n"
 std::string permDnsText(std::string_view host);
 

@@ -1,7 +1,11 @@
-// One delivery's SMTP dialogue (spec 2.6-2.10) with qmail-tls semantics (spec 3): connect to
-// the targets in order, talk to the first that answers, and write the report. What the
-// session saw (relay, levels, TLS facts, per-recipient replies) stays readable afterwards
-// for the log line, metrics and the session stream.
+// One delivery's SMTP dialogue (spec 2.6-2.10) with qmail-tls semantics (spec 3): for each
+// target in order, a connection (an idle one from the cache, else a new one: connect,
+// greeting, EHLO, STARTTLS, verification), then one transaction on it (MAIL to the final
+// dot, pipelined when the server offers it), and the report. What the session saw stays
+// readable afterwards for the log line, metrics and the session stream.
+//
+// The connection's work runs on the connection's own strand (smtp_conn.h: onConn), so that a
+// connection can serve one delivery after another; the delivery awaits it.
 #pragma once
 
 #include <asio/awaitable.hpp>
@@ -9,8 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "delivery.h"
 #include "candidate.h"
+#include "connection.h"
+#include "delivery.h"
 #include "delivery_control.h"
 #include "outcome.h"
 #include "plan.h"
@@ -23,7 +28,8 @@ class Session {
  public:
   Session(const DeliveryDeps& deps, const DeliveryRequest& req, DeliveryControl& control,
           DeliveryResult& out)
-      : cfg_(*deps.config),
+      : deps_(deps),
+        cfg_(*deps.config),
         req_(req),
         control_(control),
         out_(out),
@@ -35,16 +41,26 @@ class Session {
   void failed(std::string_view what);
 
   // What the session saw, for the log line and the session stream.
-  std::string relay_, levelRequested_ = "-", levelAchieved_ = "none", tlsVersion_ = "-",
-                      cipher_ = "-", verify_ = "-", policySource_ = "-", failure_ = "none";
-  bool resumed_ = false;
+  ConnFacts facts_;
+  std::string failure_ = "none";
+  bool reused_ = false;         // the transaction ran on a connection from the cache
   bool afterDot_ = false;       // the final dot may have reached the server
   bool dotAnswered_ = false;    // and the server's reply to it was read
   std::vector<int> rcptCodes_;  // reply code to each RCPT, in order (0: not reached)
-  Observed seen_;               // of the server talked to, for a report-only candidate
 
  private:
-  asio::awaitable<bool> talk(const Target& t, unsigned port);
+  // How a try on one connection ended.
+  enum class Ended {
+    kReported,    // the report is final
+    kClean,       // K after a clean transaction: the connection may serve another delivery
+    kDeadReused,  // a reused connection was dead before MAIL was accepted: nothing reported
+  };
+  asio::awaitable<Ended> fresh(const Target& t, const TlsPlan& plan, unsigned port);
+  asio::awaitable<Ended> reuse();
+  asio::awaitable<bool> establish(const Target& t, const TlsPlan& plan, unsigned port);
+  asio::awaitable<Ended> transaction();
+  asio::awaitable<Ended> pipelined();
+  asio::awaitable<Ended> afterRecipients(bool anyAccepted, SmtpConn::ReadResult& dataReply);
   asio::awaitable<bool> greeting(bool implicit);
   asio::awaitable<bool> sendBody();
   asio::awaitable<bool> startTls(const Target& t, const TlsPlan& plan, bool implicit,
@@ -55,19 +71,24 @@ class Session {
   asio::awaitable<bool> command(std::string_view line, SmtpConn::ReadResult& rr,
                                 bool extraAllowed = false);
   asio::awaitable<bool> reply(SmtpConn::ReadResult& rr, bool extraAllowed = false);
+  // A reused connection found dead before MAIL was accepted: true when the delivery should
+  // go on a new connection rather than report (not after a stop).
+  bool deadReused(const SmtpConn::ReadResult* rr);
   bool verifyPeer(const TlsPlan& plan);
   void died(const SmtpConn::ReadResult* rr = nullptr);
   void outOfStep(std::string_view what);
   void quit(char kind, std::string_view prepend, std::string_view append, const smtp::Reply* r) {
-    report_.finish(kind, connectedText(prepend, ip_, append, r ? remoteSaid(*r) : std::string()));
+    report_.finish(kind,
+                   connectedText(prepend, facts_.ip, append, r ? remoteSaid(*r) : std::string()));
   }
   // `reason`: a word from a closed set, for metrics and the session stream.
   void tlsFail(std::string_view reason, std::string_view what, std::string_view err, bool connected,
                const std::string& said = "") {
     failure_ = std::string(reason);
-    report_.finish('Z', tlsText(what, err, connected, ip_, said));
+    report_.finish('Z', tlsText(what, err, connected, facts_.ip, said));
   }
 
+  const DeliveryDeps& deps_;
   const RemoteConfig& cfg_;
   const DeliveryRequest& req_;
   DeliveryControl& control_;
@@ -75,7 +96,7 @@ class Session {
   Report& report_;
   RemoteMetrics* metrics_;
   std::shared_ptr<SmtpConn> conn_;
-  std::string ip_;
+  std::string key_;     // connectionKey() of conn_
   bool polite_ = true;  // connection still in a state where QUIT makes sense
 };
 

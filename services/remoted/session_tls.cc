@@ -11,6 +11,7 @@
 #include "peer_check.h"
 #include "session.h"
 #include "tls/errors.h"
+#include "tls/session_cache.h"
 #include "util/text.h"
 
 namespace qtls::remoted {
@@ -33,10 +34,11 @@ std::string sslErrorText(const std::error_code& ec, bool timedOut) {
 
 bool Session::verifyPeer(const TlsPlan& plan) {
   // The chain kept by startTls(): the handshake verified it against the plan's trust.
-  const PeerCheck c = checkPeer(plan, seen_.chain.leaf(), SSL_get_verify_result(conn_->ssl()), ip_);
-  verify_ = c.verify;
+  const PeerCheck c =
+      checkPeer(plan, facts_.seen.chain.leaf(), SSL_get_verify_result(conn_->ssl()), facts_.ip);
+  facts_.verify = c.verify;
   if (!c.ok) tlsFail(c.reason, c.what, c.err, true);
-  seen_.verified = c.ok && c.verify != "none";
+  facts_.seen.verified = c.ok && c.verify != "none";
   return c.ok;
 }
 
@@ -66,13 +68,21 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   }
   // SNI with the MX name (qmail-tls sent none); never for IP targets.
   if (!t.fqdn.empty()) SSL_set_tlsext_host_name(ssl.get(), t.fqdn.c_str());
+  // Resumption: a session this server gave a connection with the same key, used once; the
+  // sessions it gives this one are kept under the key.
+  bool offered = false;
+  if (deps_.sessions) {
+    conn_->sslBinding = deps_.sessions->bind(ssl.get(), key_);
+    if (auto session = deps_.sessions->take(key_))
+      offered = SSL_set_session(ssl.get(), session.get()) == 1;
+  }
 
   if (!implicit) {
     SmtpConn::ReadResult rr;
     // Bytes after the 220 are discarded by handshake() (reply injection), not refused here.
     if (!co_await command("STARTTLS\r\n", rr, true)) co_return false;
     if (rr.reply.code != 220) {
-      seen_.starttlsRefused = true;
+      facts_.seen.starttlsRefused = true;
       if (!required) co_return true;  // plain text, with the first EHLO's answer
       tlsFail("starttls_rejected", text::cat("STARTTLS rejected while ", plan.sentence), "", false,
               remoteSaid(rr.reply));
@@ -80,7 +90,7 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
     }
   }
   size_t discarded = 0;
-  seen_.tlsTried = true;
+  facts_.seen.tlsTried = true;
   const auto handshakeStart = std::chrono::steady_clock::now();
   std::error_code ec = co_await conn_->handshake(std::move(ssl), discarded);
   if (metrics_)
@@ -96,7 +106,7 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
           .add(1);
   };
   if (discarded > 0)
-    log::warn(text::cat("remote relay=", relay_, " sent ", discarded,
+    log::warn(text::cat("remote relay=", facts_.relay, " sent ", discarded,
                         " bytes before the TLS handshake; discarded (reply injection)"));
   if (ec) {
     count(false);
@@ -108,18 +118,23 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
     tlsFail("handshake", "TLS connect failed", sslErrorText(ec, conn_->timedOut()), true);
     co_return false;
   }
-  tlsVersion_ = SSL_get_version(conn_->ssl());
-  cipher_ = SSL_get_cipher_name(conn_->ssl());
-  resumed_ = SSL_session_reused(conn_->ssl()) == 1;
-  seen_.tlsUp = true;
-  seen_.chain = tls::PeerChain::of(conn_->ssl());
+  facts_.tlsVersion = SSL_get_version(conn_->ssl());
+  facts_.cipher = SSL_get_cipher_name(conn_->ssl());
+  facts_.resumed = SSL_session_reused(conn_->ssl()) == 1;
+  if (metrics_)
+    metrics_->tlsResumptions.with({facts_.resumed ? "resumed"
+                                   : offered      ? "refused"
+                                                  : "full"})
+        .add(1);
+  facts_.seen.tlsUp = true;
+  facts_.seen.chain = tls::PeerChain::of(conn_->ssl());
   // What the session has, not what was asked: encrypted, and verified only once checked.
-  levelAchieved_ = "encrypt";
+  facts_.levelAchieved = "encrypt";
   const bool checked = verifyPeer(plan);
   count(checked);
   if (!checked) co_return false;
   if (plan.decision.level >= TlsLevel::kVerify)
-    levelAchieved_ = std::string(policy::levelName(plan.decision.level));
+    facts_.levelAchieved = std::string(policy::levelName(plan.decision.level));
   tlsDone = true;
   co_return true;
 }

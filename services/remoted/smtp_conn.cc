@@ -1,18 +1,56 @@
 // Outbound SMTP connection I/O.
 #include "smtp_conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <atomic>
 
 namespace qtls::remoted {
 
 using asio::redirect_error;
 using asio::use_awaitable;
 
+namespace {
+std::atomic<bool> quickAck{true};
+}
+
 SmtpConn::SmtpConn(asio::any_io_executor ex) : sock_(ex), watchdog_(ex) {}
 SmtpConn::~SmtpConn() = default;
+
+void SmtpConn::setQuickAck(bool on) { quickAck = on; }
+
+std::error_code SmtpConn::adopt(int fd) {
+  std::error_code ec;
+  sock_.assign(asio::ip::tcp::v4(), fd, ec);
+  return ec;
+}
+
+bool SmtpConn::idleFit() {
+  if (!sock_.is_open() || timedOut_ || !buf_.empty()) return false;
+  if (tls_ && SSL_pending(tls_->native_handle()) > 0) return false;
+  pollfd p{sock_.native_handle(), POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
+
+void SmtpConn::quitDetached(std::shared_ptr<SmtpConn> conn) {
+  auto ex = conn->executor();
+  asio::co_spawn(
+      ex, [c = std::move(conn)]() -> asio::awaitable<void> { co_await c->quit(); }, asio::detached);
+}
+
+void SmtpConn::closeFromOutside(std::shared_ptr<SmtpConn> conn) {
+  auto ex = conn->executor();
+  asio::post(ex, [c = std::move(conn)] { c->close(); });
+}
 
 // The watchdog closes the socket when an operation outlives its deadline; the pending operation
 // then fails and the caller sees timedOut().
@@ -62,6 +100,11 @@ asio::awaitable<std::size_t> SmtpConn::readSome(char* p, size_t n, std::error_co
   else
     got = co_await sock_.async_read_some(asio::buffer(p, n), redirect_error(use_awaitable, ec));
   disarm();
+  if (!ec && quickAck) {
+    // Linux turns quick ACKs off again by itself: re-armed after every read.
+    int one = 1;
+    ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+  }
   if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
   co_return got;
 }

@@ -1,12 +1,18 @@
 // One outbound SMTP connection: TCP with TCP_NODELAY, buffered reply reading, per-operation
 // timeouts (timeoutremote bounds each read, each write and the TLS handshake), and STARTTLS
 // or implicit TLS over OpenSSL.
+//
+// A connection lives on its own strand (executor()), made when it is: it may serve several
+// deliveries one after the other (the connection cache), so every operation on it runs in a
+// coroutine spawned on that strand, never on a delivery's (onConn()).
 #pragma once
 
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -23,6 +29,12 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   explicit SmtpConn(asio::any_io_executor ex);
   ~SmtpConn();
 
+  asio::any_io_executor executor() { return sock_.get_executor(); }
+  // Takes a connected stream socket (tests: one end of a socketpair) instead of connect().
+  std::error_code adopt(int fd);
+  // TCP_QUICKACK after each read (the default): the server is never left waiting for our
+  // delayed ACK (a Nagle stall of ~40 ms after its TLS session tickets). Off only to measure.
+  static void setQuickAck(bool on);
   asio::awaitable<std::error_code> connect(const asio::ip::tcp::endpoint& ep,
                                            std::chrono::seconds timeout);
   void setTimeout(std::chrono::seconds t) { timeout_ = t; }
@@ -51,9 +63,18 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   // OpenSSL's buffer (TLS): checked before each command is sent.
   size_t unread();
   bool timedOut() const { return timedOut_; }
+  // An idle connection still fit for another transaction: open, nothing buffered, and nothing
+  // (no 421, no close, no stray TLS record) waiting in the socket.
+  bool idleFit();
+  // Kept with the connection for as long as its SSL lives (the TLS session cache's binding).
+  std::shared_ptr<void> sslBinding;
 
-  // Polite close in the background: QUIT, wait briefly for its reply, TLS close_notify.
+  // Polite close: QUIT, wait briefly for its reply, TLS close_notify. On the connection's
+  // strand; quitDetached() spawns it there.
   asio::awaitable<void> quit();
+  static void quitDetached(std::shared_ptr<SmtpConn> conn);
+  // Closes the socket; from any thread (posted to the strand).
+  static void closeFromOutside(std::shared_ptr<SmtpConn> conn);
   void close();
 
  private:
@@ -68,5 +89,11 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   std::string buf_;  // received, not yet parsed
   bool timedOut_ = false;
 };
+
+// Runs `work` on the connection's strand and awaits it from the caller's.
+template <typename T>
+asio::awaitable<T> onConn(const std::shared_ptr<SmtpConn>& conn, asio::awaitable<T> work) {
+  co_return co_await asio::co_spawn(conn->executor(), std::move(work), asio::use_awaitable);
+}
 
 }  // namespace qtls::remoted

@@ -228,19 +228,23 @@ class SmtpPeer:
     with `server_ctx`, `implicit` does TLS before the greeting, `inject` is sent together with
     the 220 to STARTTLS, `stall` stops answering at that stage, `delay` waits that many seconds
     before answering a stage, `late_extra` = (seconds, bytes) sends unasked bytes that long after
-    the greeting, `dribble` sends that stage's reply one byte every 0.3 s, endlessly. Everything
+    the greeting, `dribble` sends that stage's reply one byte every 0.3 s, endlessly;
+    `pipelining` offers PIPELINING (RFC 2920; the client then sends MAIL, RCPTs and DATA in
+    one write, `batches` records how many commands came in each read). Everything
     the client sent is in `transcript`; TLS facts of each session in `tls_info`."""
 
     def __init__(self, host="127.0.0.2", port=0, replies=None, server_ctx=None, starttls=False,
                  implicit=False, inject=b"", drop_after_dot=False, stall=None, raw_after=None,
-                 tls_garbage=None, delay=None, late_extra=None, dribble=None):
+                 tls_garbage=None, delay=None, late_extra=None, dribble=None, pipelining=True):
         self.replies = replies or {}
         self.server_ctx, self.starttls, self.implicit = server_ctx, starttls, implicit
         self.inject, self.drop_after_dot, self.stall = inject, drop_after_dot, stall
         self.raw_after = raw_after or {}
         self.tls_garbage = tls_garbage
         self.delay, self.late_extra, self.dribble = delay or {}, late_extra, dribble
+        self.pipelining = pipelining
         self.transcript, self.tls_info, self.messages = [], [], []
+        self.connections = 0
         self.dot_seen = False
         self.sni = []
         if server_ctx is not None:
@@ -281,6 +285,7 @@ class SmtpPeer:
 
     def _session(self, conn):
         conn.settimeout(30)
+        self.connections += 1
         try:
             if self.implicit:
                 conn = self.server_ctx.wrap_socket(conn, server_side=True)
@@ -331,7 +336,7 @@ class SmtpPeer:
                     send(self.raw_after[stage])
                     continue
                 if verb == "EHLO":
-                    caps = ["250-peer.test", "250-PIPELINING"]
+                    caps = ["250-peer.test"] + (["250-PIPELINING"] if self.pipelining else [])
                     if self.starttls and not tls_active:
                         caps.append("250-STARTTLS")
                     caps.append("250 8BITMIME")

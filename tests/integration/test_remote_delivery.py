@@ -122,10 +122,19 @@ class DialogueTest(RemoteTestCase):
     def test_extra_reply_is_a_protocol_error(self):
         # An extra 250 sent with the RCPT reply would otherwise answer DATA, and the real 354
         # would be read as the reply to the final dot.
-        p, out = self.run_case({"replies": {"rcpt": "250 ok\r\n250 ok"}})
+        p, out = self.run_case({"replies": {"rcpt": "250 ok\r\n250 ok"}, "pipelining": False})
         self.assertEqual(out, b"ZConnected to 127.0.0.2 but the reply was malformed (more than one "
                               b"reply at once). (#4.4.2)\n\0")
         self.assertNotIn("DATA", p.transcript)
+
+    def test_extra_reply_when_pipelining_is_a_protocol_error(self):
+        # Pipelined, the extra 250 is taken for DATA's reply: not a 354, so no body is sent.
+        p, out = self.run_case({"replies": {"rcpt": "250 ok\r\n250 ok"}})
+        self.assertIn(out, (b"r\0ZConnected to 127.0.0.2 but the reply was malformed (DATA answered "
+                            b"with 250, not 354). (#4.4.2)\n\0",
+                            b"r\0ZConnected to 127.0.0.2 but the reply was malformed (more than "
+                            b"one reply at once). (#4.4.2)\n\0"))
+        self.assertIn(p.messages, ([], [None]))  # no body: the connection was closed in DATA
 
     def test_multiline_reply_text(self):
         p, out = self.run_case({"replies": {"dot": "250-first\r\n250 second"}})

@@ -135,7 +135,7 @@ class PolicyFilesTest(TlsTestCase):
         # The log says what the session had: encrypted, not verified.
         line = self.log_line()
         self.assertIn(" level=verify/encrypt tls=TLSv1.3/", line)
-        self.assertIn(" verify=fail status=Z ", line)
+        self.assertIn(" verify=fail reused=no resumed=no status=Z ", line)
         # For alerting, a handshake whose certificate check failed is a failed handshake.
         import urllib.request
         with urllib.request.urlopen("http://%s/metrics" % self.daemon.metrics_address()) as r:

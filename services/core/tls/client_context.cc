@@ -8,6 +8,7 @@
 
 #include "tls/context_common.h"
 #include "tls/errors.h"
+#include "tls/session_cache.h"
 #include "util/sha256.h"
 #include "util/text.h"
 
@@ -76,6 +77,7 @@ absl::StatusOr<SslCtxSharedPtr> buildClientContext(const ClientContextSpec& spec
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   }
   if (auto s = applyClientSettings(ctx.get(), spec.ciphers, spec.clientCertFile); !s.ok()) return s;
+  enableClientSessions(ctx.get());
   return shareCtx(std::move(ctx));
 }
 

@@ -12,6 +12,17 @@ PeerChain PeerChain::of(SSL* ssl) {
   return c;
 }
 
+PeerChain::PeerChain(const PeerChain& o) { *this = o; }
+
+PeerChain& PeerChain::operator=(const PeerChain& o) {
+  if (this == &o) return *this;
+  X509* leaf = o.leaf_.get();
+  if (leaf) X509_up_ref(leaf);
+  leaf_.reset(leaf);
+  chain_.reset(o.chain_ ? X509_chain_up_ref(o.chain_.get()) : nullptr);
+  return *this;
+}
+
 long PeerChain::verifyAgainst(SSL_CTX* ctx, const char* purpose) const {
   if (!leaf_) return X509_V_ERR_UNSPECIFIED;
   if (ctx == nullptr) return X509_V_ERR_UNSPECIFIED;

@@ -19,6 +19,11 @@ class PeerChain {
  public:
   PeerChain() = default;
   PeerChain(X509Ptr leaf, CertStackPtr chain) : leaf_(std::move(leaf)), chain_(std::move(chain)) {}
+  // Copies share the certificates (reference counts).
+  PeerChain(const PeerChain& o);
+  PeerChain& operator=(const PeerChain& o);
+  PeerChain(PeerChain&&) = default;
+  PeerChain& operator=(PeerChain&&) = default;
   // What the peer of a finished handshake sent: its certificate and the chain.
   static PeerChain of(SSL* ssl);
 
