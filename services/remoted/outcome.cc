@@ -1,6 +1,8 @@
 // Report byte formatting.
 #include "outcome.h"
 
+#include <cstdio>
+
 #include "util/text.h"
 
 namespace qtls::remoted {
@@ -108,9 +110,10 @@ std::string printable(std::string_view s) {
 }
 
 std::string busyText(std::string_view ip, std::chrono::milliseconds waited) {
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%g", std::chrono::duration<double>(waited).count());
   return text::cat("Sorry, too many connections to ", ip, " are in use; none came free within ",
-                   std::chrono::duration_cast<std::chrono::seconds>(waited).count(),
-                   " seconds. (#4.4.5)\n");
+                   secs, " seconds. (#4.4.5)\n");
 }
 
 std::string permDnsText(std::string_view host) {

@@ -1,0 +1,261 @@
+// The outbound dialogue against a scripted server over a socketpair (tests/fakes): pipelining
+// gives the same report bytes as lock-step in every case; a connection serves the next
+// delivery and is retired on idle expiry and policy change; one found dead before MAIL was
+// accepted sends the delivery to a new connection with nothing reported; connection caps and
+// dead hosts.
+#include "session.h"
+
+#include <gtest/gtest.h>
+#include <stdio.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/strand.hpp>
+#include <memory>
+
+#include "../../fakes/fake_smtp_server.h"
+#include "conn_cache.h"
+#include "conn_limits.h"
+#include "dead_hosts.h"
+
+namespace qtls::remoted {
+namespace {
+
+using namespace std::string_literals;
+using testing::FakeSmtpServer;
+using testing::SmtpScript;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() {
+    cfg_ = std::make_shared<RemoteConfig>();
+    cfg_->helohost = "qtls.test";
+    cfg_->digest = "sha256:one";
+    cfg_->timeoutConnect = 5;
+    cfg_->timeoutRemote = 5;
+    cfg_->plainContext = absl::UnavailableError("no TLS in these tests");
+    deps_.config = cfg_;
+    deps_.pool = io_.get_executor();
+    deps_.connector = [this](SmtpConn& c, const asio::ip::tcp::endpoint&,
+                             std::chrono::seconds) -> asio::awaitable<std::error_code> {
+      int sv[2];
+      ::socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+      servers_.push_back(std::make_unique<FakeSmtpServer>(sv[1], script_));
+      co_return c.adopt(sv[0]);
+    };
+    Target t;
+    t.address = asio::ip::make_address("192.0.2.7");
+    t.fqdn = "mx.test";
+    targets_.targets.push_back(t);
+    message_ = ::tmpfile();
+    std::fputs("Subject: t\n\nhello\n", message_);
+    std::fflush(message_);
+  }
+  ~SessionTest() override {
+    servers_.clear();
+    std::fclose(message_);
+  }
+
+  struct Delivery {
+    std::string report;
+    bool reused = false;
+    std::shared_ptr<SmtpConn> openConn;
+  };
+  Delivery deliver(std::vector<std::string> rcpts = {"u@example.test"}) {
+    DeliveryRequest req;
+    req.host = "example.test";
+    req.sender = "a@sender.test";
+    req.recipients = std::move(rcpts);
+    ::lseek(::fileno(message_), 0, SEEK_SET);
+    req.messageFd = ::fileno(message_);
+    DeliveryResult out;
+    DeliveryControl control;
+    Session s(deps_, req, control, out);
+    asio::co_spawn(asio::make_strand(io_), s.run(targets_), asio::detached);
+    io_.restart();
+    io_.run();
+    return Delivery{out.report.bytes(), s.reused_, out.openConn};
+  }
+  // Runs what was spawned meanwhile (QUITs of retired connections).
+  void settle() {
+    io_.restart();
+    io_.run();
+  }
+
+  asio::io_context io_;
+  std::shared_ptr<RemoteConfig> cfg_;
+  DeliveryDeps deps_;
+  TargetList targets_;
+  SmtpScript script_;
+  std::vector<std::unique_ptr<FakeSmtpServer>> servers_;
+  FILE* message_;
+};
+
+TEST_F(SessionTest, PipeliningSendsOneBatchAndReportsAsLockStep) {
+  const std::vector<std::string> rcpts = {"a@example.test", "b@example.test", "c@example.test"};
+  script_.rcpt = {"250 ok", "550 no such user", "451 try later"};
+  const Delivery piped = deliver(rcpts);
+  ASSERT_EQ(servers_.size(), 1u);
+  // EHLO alone, then MAIL, three RCPTs and DATA in one read.
+  EXPECT_EQ(servers_[0]->perRead().at(1), 5);
+  script_.pipelining = false;
+  const Delivery lockStep = deliver(rcpts);
+  EXPECT_EQ(piped.report, lockStep.report);
+  EXPECT_EQ(piped.report,
+            "r\0h192.0.2.7 does not like recipient.\nRemote host said: 550 no such user\n\0"
+            "s192.0.2.7 does not like recipient.\nRemote host said: 451 try later\n\0"
+            "K192.0.2.7 accepted message.\nRemote host said: 250 ok queued\n\0"s);
+  for (int n : servers_[1]->perRead()) EXPECT_EQ(n, 1);  // lock-step: one command per read
+}
+
+TEST_F(SessionTest, EveryRefusalReportsTheSameBytesPipelinedOrNot) {
+  struct Case {
+    const char* name;
+    std::map<std::string, std::string> replies;
+    std::vector<std::string> rcpt;
+  };
+  const std::vector<Case> cases = {
+      {"sender refused", {{"MAIL", "553 sender refused"}}, {}},
+      {"sender deferred", {{"MAIL", "451 later"}}, {}},
+      {"every recipient refused", {{"DATA", "554 no valid recipients"}}, {"550 no", "550 no"}},
+      {"DATA refused", {{"DATA", "451 not now"}}, {}},
+      {"DATA odd", {{"DATA", "250 ok"}}, {}},
+      {"dot refused", {{"DOT", "552 too big"}}, {}},
+  };
+  for (const Case& c : cases) {
+    script_.replies = c.replies;
+    script_.rcpt = c.rcpt;
+    script_.pipelining = true;
+    const std::string piped = deliver({"a@example.test", "b@example.test"}).report;
+    script_.pipelining = false;
+    const std::string lockStep = deliver({"a@example.test", "b@example.test"}).report;
+    EXPECT_EQ(piped, lockStep) << c.name;
+    EXPECT_NE(piped.find("192.0.2.7"), std::string::npos) << c.name;
+  }
+}
+
+TEST_F(SessionTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
+  ConnCache cache(ConnCache::Options{}, nullptr);
+  cache.retire(cfg_->digest);  // the policy in force
+  deps_.cache = &cache;
+  const Delivery first = deliver();
+  const Delivery second = deliver();
+  ASSERT_EQ(servers_.size(), 1u);  // one connection for both
+  EXPECT_FALSE(first.reused);
+  EXPECT_TRUE(second.reused);
+  EXPECT_EQ(first.report, second.report);
+  EXPECT_EQ(servers_[0]->messages(), 2);
+  const auto cmds = servers_[0]->commands();
+  EXPECT_EQ(std::count(cmds.begin(), cmds.end(), "EHLO qtls.test"), 1);
+  EXPECT_EQ(cache.idle(), 1u);
+  // A policy change: the idle connection gets QUIT.
+  cache.retire("sha256:two");
+  settle();
+  servers_[0]->waitClosed();
+  EXPECT_TRUE(servers_[0]->quitSeen());
+  EXPECT_EQ(cache.idle(), 0u);
+  // Made under the new policy from now on.
+  cfg_->digest = "sha256:two";
+  deliver();
+  EXPECT_EQ(servers_.size(), 2u);
+}
+
+TEST_F(SessionTest, IdleConnectionsExpire) {
+  ConnCache::Options o;
+  o.idle = std::chrono::milliseconds(50);
+  ConnCache cache(o, nullptr);
+  cache.retire(cfg_->digest);
+  deps_.cache = &cache;
+  deliver();
+  EXPECT_EQ(cache.idle(), 1u);
+  ::usleep(80000);
+  cache.sweep();
+  settle();
+  servers_[0]->waitClosed();
+  EXPECT_TRUE(servers_[0]->quitSeen());
+  deliver();
+  EXPECT_EQ(servers_.size(), 2u);
+}
+
+TEST_F(SessionTest, AConnectionClosedWhileIdleIsNotUsed) {
+  ConnCache cache(ConnCache::Options{}, nullptr);
+  cache.retire(cfg_->digest);
+  deps_.cache = &cache;
+  script_.closeAfterTransaction = true;
+  const Delivery first = deliver();
+  servers_[0]->waitClosed();
+  const Delivery second = deliver();
+  EXPECT_EQ(servers_.size(), 2u);
+  EXPECT_FALSE(second.reused);
+  EXPECT_EQ(first.report, second.report);
+}
+
+TEST_F(SessionTest, DeadBeforeMailGoesOnANewConnectionWithNothingReported) {
+  for (bool pipelining : {true, false}) {
+    SCOPED_TRACE(pipelining);
+    ConnCache cache(ConnCache::Options{}, nullptr);
+    cache.retire(cfg_->digest);
+    deps_.cache = &cache;
+    servers_.clear();
+    script_.pipelining = pipelining;
+    script_.mailOverrideFrom = 2;  // the reused connection answers MAIL with 421
+    script_.mailOverride = "421 fake.test closing";
+    const Delivery first = deliver();
+    script_.mailOverrideFrom = 0;  // the new connection is fine
+    const Delivery second = deliver();
+    ASSERT_EQ(servers_.size(), 2u);
+    EXPECT_EQ(first.report, second.report);
+    EXPECT_EQ(second.report.find("421"), std::string::npos);
+    EXPECT_EQ(servers_[0]->messages(), 1);
+    EXPECT_EQ(servers_[1]->messages(), 1);
+    cache.retire("");
+    settle();
+  }
+}
+
+TEST_F(SessionTest, OverTheConnectionCapTheDeliveryIsDeferred) {
+  ConnLimits limits(ConnLimits::Options{1, 10, std::chrono::milliseconds(100)}, nullptr);
+  deps_.limits = &limits;
+  DeliveryControl holder;
+  ConnLimits::Slot held;
+  asio::co_spawn(
+      io_, [&]() -> asio::awaitable<void> { held = co_await limits.acquire("192.0.2.7", holder); },
+      asio::detached);
+  settle();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(deliver().report,
+            "ZSorry, too many connections to 192.0.2.7 are in use; none came free within 0.1 "
+            "seconds. (#4.4.5)\n\0"s);
+  EXPECT_TRUE(servers_.empty());
+  held.release();
+  EXPECT_EQ(deliver().report.substr(0, 3), std::string("r\0K", 3));
+}
+
+TEST(DeadHosts, QmailTcptoRules) {
+  DeadHosts d(nullptr, std::chrono::seconds(3840));
+  auto now = DeadHosts::Clock::now();
+  d.setNow([&] { return now; });
+  const auto a = asio::ip::make_address("192.0.2.9");
+  d.timedOut(a);
+  EXPECT_FALSE(d.skip(a));  // one timeout is not enough
+  now += std::chrono::seconds(60);
+  d.timedOut(a);  // within 120 s of the last: not counted
+  EXPECT_FALSE(d.skip(a));
+  now += std::chrono::seconds(121);
+  d.timedOut(a);
+  std::string why;
+  EXPECT_TRUE(d.skip(a, &why));
+  EXPECT_EQ(why, "2 connect timeouts, the last 0 s ago");
+  now += std::chrono::seconds(3839);
+  EXPECT_TRUE(d.skip(a));
+  now += std::chrono::seconds(1);
+  EXPECT_FALSE(d.skip(a));  // the backoff is over: tried again
+  d.connected(a);
+  now += std::chrono::seconds(1000);
+  d.timedOut(a);
+  EXPECT_FALSE(d.skip(a));  // a success forgot the earlier ones
+}
+
+}  // namespace
+}  // namespace qtls::remoted
