@@ -28,6 +28,16 @@ SmtpConn::~SmtpConn() = default;
 
 void SmtpConn::setQuickAck(bool on) { quickAck = on; }
 
+// Linux leaves quick-ACK mode by itself (after we send, it goes back to delaying ACKs): so it
+// is re-armed after every read, every write and the handshake. Otherwise a server that writes
+// twice in a row (its TLS session ticket, then a reply) waits ~40 ms for our delayed ACK
+// under Nagle.
+void SmtpConn::quickAckNow() {
+  if (!quickAck || !sock_.is_open()) return;
+  int one = 1;
+  ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 std::error_code SmtpConn::adopt(int fd) {
   std::error_code ec;
   sock_.assign(asio::ip::tcp::v4(), fd, ec);
@@ -88,6 +98,7 @@ asio::awaitable<std::error_code> SmtpConn::write(std::string_view data) {
   else
     co_await asio::async_write(sock_, asio::buffer(data), redirect_error(use_awaitable, ec));
   disarm();
+  if (!ec) quickAckNow();
   if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
   co_return ec;
 }
@@ -100,11 +111,7 @@ asio::awaitable<std::size_t> SmtpConn::readSome(char* p, size_t n, std::error_co
   else
     got = co_await sock_.async_read_some(asio::buffer(p, n), redirect_error(use_awaitable, ec));
   disarm();
-  if (!ec && quickAck) {
-    // Linux turns quick ACKs off again by itself: re-armed after every read.
-    int one = 1;
-    ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-  }
+  if (!ec) quickAckNow();
   if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
   co_return got;
 }
@@ -138,6 +145,7 @@ asio::awaitable<std::error_code> SmtpConn::handshake(tls::SslPtr ssl, size_t& di
   arm();
   co_await tls_->async_handshake(asio::ssl::stream_base::client, redirect_error(use_awaitable, ec));
   disarm();
+  if (!ec) quickAckNow();
   if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
   co_return ec;
 }

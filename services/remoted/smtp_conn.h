@@ -81,6 +81,7 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   asio::awaitable<std::size_t> readSome(char* p, size_t n, std::error_code& ec);
   void arm();
   void disarm();
+  void quickAckNow();
 
   asio::ip::tcp::socket sock_;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
