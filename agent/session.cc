@@ -22,8 +22,7 @@ using asio::redirect_error;
 using asio::use_awaitable;
 
 Session::Session(asio::ip::tcp::socket sock, SessionParams p)
-    : sock_(std::move(sock)),
-      watchdog_(sock_.get_executor()),
+    : stream_(std::move(sock), net::SmtpStream::OnTimeout::kCancel),
       p_(std::move(p)),
       cfg_(*p_.config),
       reader_(p_.limits.maxLine) {}
@@ -43,10 +42,7 @@ void Session::close(Close how) {
   // A session waiting for the client hears it at once; a message in progress is finished
   // first unless the drain ran out. Only a wait for the client is cancelled, never a write: a
   // 250 on its way must arrive.
-  if (reading_ && (!inData_ || how == Close::kNow)) {
-    std::error_code ignored;
-    sock_.cancel(ignored);
-  }
+  if (reading_ && (!inData_ || how == Close::kNow)) stream_.cancel();
 }
 
 std::string Session::closingReply() const {
@@ -64,15 +60,9 @@ void Session::arm() {
   armFor(t);
 }
 
-void Session::armFor(Clock::duration t) {
-  watchdog_.arm(weak_from_this(), t, [](Session& s) {
-    s.timedOut_ = true;
-    std::error_code ignored;
-    s.sock_.cancel(ignored);
-  });
-}
+void Session::armFor(Clock::duration t) { stream_.arm(weak_from_this(), t); }
 
-void Session::disarm() { watchdog_.disarm(); }
+void Session::disarm() { stream_.disarm(); }
 
 void Session::setIdle(bool idle) {
   if (p_.registry && registryId_ != 0) p_.registry->setIdle(registryId_, idle, lastCommand_);
@@ -86,10 +76,7 @@ asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& 
   arm();
   reading_ = true;
   size_t got;
-  if (tls_)
-    got = co_await tls_->async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
-  else
-    got = co_await sock_.async_read_some(asio::buffer(buf, n), redirect_error(use_awaitable, ec));
+  got = co_await stream_.readSome(buf, n, ec);
   reading_ = false;
   disarm();
   co_return got;
@@ -100,13 +87,10 @@ asio::awaitable<bool> Session::flush() {
   std::error_code ec;
   // A client that does not read its replies is bounded like one that sends slowly.
   armFor(std::min<Clock::duration>(std::chrono::seconds(cfg_.timeout), p_.limits.commandTimeout));
-  if (tls_)
-    co_await asio::async_write(*tls_, asio::buffer(out_), redirect_error(use_awaitable, ec));
-  else
-    co_await asio::async_write(sock_, asio::buffer(out_), redirect_error(use_awaitable, ec));
+  ec = co_await stream_.write(out_);
   disarm();
   out_.clear();
-  co_return !ec && !timedOut_;
+  co_return !ec && !stream_.timedOut();
 }
 
 // Replies are buffered while pipelined commands are waiting and flushed before every read
@@ -126,7 +110,7 @@ asio::awaitable<Session::Line> Session::readLine(std::string& line) {
       case LineReader::Result::kNeedMore:
         break;
     }
-    if (!co_await flush()) co_return timedOut_ ? Line::kTimeout : Line::kError;
+    if (!co_await flush()) co_return stream_.timedOut() ? Line::kTimeout : Line::kError;
     // Stopping or evicted: a command line begun is dropped too (the client will retry).
     if (closing_) co_return Line::kClosing;
     if (!reader_.midLine())
@@ -140,7 +124,7 @@ asio::awaitable<Session::Line> Session::readLine(std::string& line) {
     std::error_code ec;
     size_t n = co_await readSome(buf, sizeof buf, ec);
     setIdle(false);
-    if (timedOut_) co_return Line::kTimeout;
+    if (stream_.timedOut()) co_return Line::kTimeout;
     if (closing_ && ec == asio::error::operation_aborted) co_return Line::kClosing;
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return Line::kEof;
     if (ec) co_return Line::kError;
@@ -155,21 +139,21 @@ asio::awaitable<bool> Session::handshake() {
   ERR_clear_error();
   SSL* ssl = SSL_new(contexts->defaultCtx.get());
   if (ssl == nullptr) co_return false;
-  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(sock_, ssl);
   std::error_code ec;
   // A handshake is bounded like a command line, and the session is evictable meanwhile.
   deadline_ = Clock::now() + p_.limits.commandTimeout;
   arm();
   reading_ = true;
   setIdle(true);
-  co_await tls_->async_handshake(asio::ssl::stream_base::server, redirect_error(use_awaitable, ec));
+  ec = co_await stream_.handshake(ssl, asio::ssl::stream_base::server);
   setIdle(false);
   reading_ = false;
   disarm();
   deadline_ = Clock::time_point::max();
-  if (p_.metrics) p_.metrics->starttls.with({ec || timedOut_ ? "failed" : "ok"}).add(1);
-  if (ec || timedOut_) {
-    std::string why = timedOut_ ? "timeout" : ec.message();
+  const bool timedOut = stream_.timedOut();
+  if (p_.metrics) p_.metrics->starttls.with({ec || timedOut ? "failed" : "ok"}).add(1);
+  if (ec || timedOut) {
+    std::string why = timedOut ? "timeout" : ec.message();
     std::string queued = tls::drainErrors();
     log::info(text::cat("session client=", remoteIp_, " listener=", p_.listener,
                         " tls handshake failed: ", log::value(queued.empty() ? why : queued)));
@@ -179,8 +163,8 @@ asio::awaitable<bool> Session::handshake() {
 }
 
 std::string Session::protocol() const {
-  if (!tls_) return "SMTP";
-  std::string p = text::cat("ESMTPS (", SSL_get_cipher_name(tls_->native_handle()), " encrypted)");
+  if (!stream_.tls()) return "SMTP";
+  std::string p = text::cat("ESMTPS (", SSL_get_cipher_name(stream_.ssl()), " encrypted)");
   if (cert_.allowed) p += text::cat("\n  (cert ", cert_.email, ")");
   return p;
 }
@@ -189,7 +173,7 @@ void Session::ehlo(std::string_view arg) {
   helo_ = std::string(arg);
   resetTransaction();
   out_ += text::cat("250-", cfg_.greeting, "\r\n");
-  if (!tls_ && cfg_.tlsFor(p_.listenerCiphers) != nullptr) out_ += "250-STARTTLS\r\n";
+  if (!stream_.tls() && cfg_.tlsFor(p_.listenerCiphers) != nullptr) out_ += "250-STARTTLS\r\n";
   out_ += "250-PIPELINING\r\n250-8BITMIME\r\n";
   // The limit in force, also when control/databytes is 0 and --max-message applies.
   reply(text::cat("250 SIZE ", messageLimit()));
@@ -239,10 +223,10 @@ void Session::rcpt(std::string_view arg) {
   }
   bool allowed = relayClient_ || cert_.allowed;
   if (!allowed && rcpthostsAllow(cfg_, addr)) allowed = true;
-  if (!allowed && tls_ && cfg_.certRelay && !certTried_) {
+  if (!allowed && stream_.tls() && cfg_.certRelay && !certTried_) {
     // qmail-tls: the client certificate is consulted once per session, when a recipient would
     // otherwise be refused. It was asked for during the handshake (see docs/inbound.md).
-    cert_ = checkClientCertificate(tls_->native_handle(), cfg_.tlsclients);
+    cert_ = checkClientCertificate(stream_.ssl(), cfg_.tlsclients);
     certTried_ = true;
     if (p_.metrics) p_.metrics->certRelay.with({cert_.allowed ? "allowed" : "refused"}).add(1);
     if (cert_.allowed) {
@@ -254,7 +238,7 @@ void Session::rcpt(std::string_view arg) {
     ++refusedRelay_;
     // qmail-tls adds "no valid cert for gatewaying" to every refusal while TLS is active, with
     // the reason when a certificate was checked (spec 4.6 step 5).
-    if (tls_)
+    if (stream_.tls())
       reply(
           text::cat("553 sorry, that domain isn't in my list of allowed rcpthosts; no valid cert "
                     "for gatewaying",
@@ -283,14 +267,14 @@ asio::awaitable<bool> Session::starttls() {
 
 asio::awaitable<void> Session::run() {
   std::error_code ec, lec;
-  const auto ep = sock_.remote_endpoint(ec);
-  const auto local = sock_.local_endpoint(lec);
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  const auto local = stream_.socket().local_endpoint(lec);
   remoteIp_ = ec ? "unknown" : unmapped(ep.address()).to_string();
   remotePort_ = ec ? "0" : std::to_string(ep.port());
   localIp_ = lec ? "unknown" : unmapped(local.address()).to_string();
   localPort_ = lec ? "0" : std::to_string(local.port());
   std::error_code ignored;
-  sock_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
   if (!ec)
     for (const auto& c : cfg_.relayClients)
       if (c.contains(ep.address())) {
@@ -315,7 +299,7 @@ asio::awaitable<void> Session::run() {
     }
     if (st == Line::kTimeout) {
       reply("451 timeout (#4.4.2)");
-      timedOut_ = false;
+      stream_.clearTimedOut();
       co_await flush();
       if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
       logSession("timeout");
@@ -360,11 +344,11 @@ asio::awaitable<void> Session::run() {
     } else if (verb == "quit") {
       reply(text::cat("221 ", cfg_.greeting));
       co_await flush();
-      if (tls_) {
+      if (stream_.tls()) {
         // close_notify goes out at once; waiting for the client's own is bounded, since many
         // clients simply close the connection after 221.
         armFor(std::chrono::seconds(1));
-        co_await tls_->async_shutdown(redirect_error(use_awaitable, ec));
+        ec = co_await stream_.shutdownTls();
         disarm();
       }
       logSession("quit");
@@ -376,7 +360,7 @@ asio::awaitable<void> Session::run() {
       reader_.buffer().clear();
       if (!arg.empty())
         reply("501 Syntax error (no parameters allowed) (#5.5.4)");
-      else if (tls_)
+      else if (stream_.tls())
         reply("502 unimplemented (#5.5.1)");
       else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr)
         reply("454 TLS missing certificate (#4.3.0)");
@@ -386,7 +370,7 @@ asio::awaitable<void> Session::run() {
       reply("502 unimplemented (#5.5.1)");
     }
   }
-  sock_.close(ec);
+  stream_.close();
 }
 
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params) {

@@ -38,7 +38,7 @@ asio::awaitable<bool> Session::data() {
   // qmail-queue starts now and receives the message as it arrives; the envelope follows only
   // after a complete final dot, so an interrupted or refused message is never queued.
   std::unique_ptr<QueueJob> job =
-      QueueJob::start(sock_.get_executor(), p_.qmailQueue, cfg_.home, queueEnvironment());
+      QueueJob::start(stream_.executor(), p_.qmailQueue, cfg_.home, queueEnvironment());
   if (!job) {
     reply("451 qqt failure (#4.3.0)");
     co_return true;
@@ -83,7 +83,7 @@ asio::awaitable<bool> Session::data() {
     deadline_ = dataStart + p_.limits.dataGrace +
                 std::chrono::seconds(received / std::max<size_t>(p_.limits.dataMinRate, 1));
     size_t n = co_await readSome(buf, sizeof buf, ec);
-    if (timedOut_) {
+    if (stream_.timedOut()) {
       reply("451 timeout (#4.4.2)");
       if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
       end = "timeout-in-data";

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "daemon/watchdog.h"
+#include "net/smtp_stream.h"
 #include "relay.h"
 #include "session.h"
 #include "session_registry.h"
@@ -24,7 +25,8 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   ~Session() override;
 
   asio::awaitable<void> run();
-  bool usedTls() const { return tls_ != nullptr; }
+  bool usedTls() const { return stream_.tls(); }
+  net::SmtpStream& stream() { return stream_; }  // for its deadline
   void close(Close how) override;
   void registered(uint64_t id) { registryId_ = id; }
 
@@ -65,10 +67,7 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   std::string protocol() const;
   void logSession(std::string_view end);
 
-  asio::ip::tcp::socket sock_;
-  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
-  daemon::Watchdog watchdog_;
-  bool timedOut_ = false;
+  net::SmtpStream stream_;  // the client's connection, plain or TLS, with its deadline
   SessionParams p_;
   const SmtpdConfig& cfg_;
   LineReader reader_;

@@ -14,8 +14,8 @@ namespace qtls::agent {
 void Session::logSession(std::string_view end) {
   std::string tlsDesc = "-/-", certDesc = "-", verify = "-";
   admin::SessionEvent e;
-  if (tls_) {
-    SSL* ssl = tls_->native_handle();
+  if (stream_.tls()) {
+    SSL* ssl = stream_.ssl();
     e.tlsVersion = SSL_get_version(ssl);
     e.cipher = SSL_get_cipher_name(ssl);
     e.resumed = SSL_session_reused(ssl) == 1;
@@ -31,16 +31,16 @@ void Session::logSession(std::string_view end) {
       verify = "none";
     }
   }
-  const char* mode = p_.implicitTls ? "implicit" : tls_ ? "starttls" : "plain";
-  const bool up = tls_ && SSL_is_init_finished(tls_->native_handle());
+  const char* mode = p_.implicitTls ? "implicit" : stream_.tls() ? "starttls" : "plain";
+  const bool up = stream_.tls() && SSL_is_init_finished(stream_.ssl());
   std::string candidate;  // " candidate=<verdict>" when one is evaluated
   if (p_.candidate) {
     InboundSeen seen;
-    seen.tlsTried = tls_ != nullptr;
+    seen.tlsTried = stream_.tls();
     seen.tlsUp = up;
     seen.implicit = p_.implicitTls;
     seen.relayedByCert = cert_.allowed;
-    if (up) seen.client = tls::PeerChain::of(tls_->native_handle());
+    if (up) seen.client = tls::PeerChain::of(stream_.ssl());
     const fleet::Verdict v = judgeCandidate(*p_.candidate, p_.listenerCiphers, seen);
     candidate = text::cat(" candidate=", fleet::verdictName(v));
     if (p_.metrics) p_.metrics->config.judged(v);
@@ -51,7 +51,7 @@ void Session::logSession(std::string_view end) {
                       " cert=", log::value(certDesc), " verify=", log::value(verify), " relay=",
                       relayUsed_, " relay_refused=", refusedRelay_, " accepted=", accepted_,
                       " injected_bytes=", injected_, candidate, " end=", end));
-  if (tls_ && !up) {
+  if (stream_.tls() && !up) {
     e.failureReason = "handshake";
     e.tlsVersion = e.cipher = "-";
   }

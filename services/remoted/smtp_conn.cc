@@ -1,17 +1,12 @@
-// Outbound SMTP connection I/O.
+// Outbound SMTP connection I/O over the shared stream (net/smtp_stream.h).
 #include "smtp_conn.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/socket.h>
 
-#include <asio/connect.hpp>
 #include <asio/detached.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 #include <atomic>
 
 namespace qtls::remoted {
@@ -21,33 +16,29 @@ using asio::use_awaitable;
 
 namespace {
 std::atomic<bool> quickAck{true};
-}
 
-SmtpConn::SmtpConn(asio::any_io_executor ex) : sock_(ex), watchdog_(ex) {}
+std::error_code timedOutOr(const net::SmtpStream& s, std::error_code ec) {
+  return s.timedOut() ? std::make_error_code(std::errc::timed_out) : ec;
+}
+}  // namespace
+
+SmtpConn::SmtpConn(asio::any_io_executor ex) : stream_(ex, net::SmtpStream::OnTimeout::kClose) {
+  stream_.quickAck(quickAck);
+}
 SmtpConn::~SmtpConn() = default;
 
 void SmtpConn::setQuickAck(bool on) { quickAck = on; }
 
-// Linux leaves quick-ACK mode by itself (after we send, it goes back to delaying ACKs): so it
-// is re-armed after every read, every write and the handshake. Otherwise a server that writes
-// twice in a row (its TLS session ticket, then a reply) waits ~40 ms for our delayed ACK
-// under Nagle.
-void SmtpConn::quickAckNow() {
-  if (!quickAck || !sock_.is_open()) return;
-  int one = 1;
-  ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-}
-
 std::error_code SmtpConn::adopt(int fd) {
   std::error_code ec;
-  sock_.assign(asio::ip::tcp::v4(), fd, ec);
+  stream_.socket().assign(asio::ip::tcp::v4(), fd, ec);
   return ec;
 }
 
 bool SmtpConn::idleFit() {
-  if (!sock_.is_open() || timedOut_ || !buf_.empty()) return false;
-  if (tls_ && SSL_pending(tls_->native_handle()) > 0) return false;
-  pollfd p{sock_.native_handle(), POLLIN | POLLRDHUP, 0};
+  if (!stream_.socket().is_open() || timedOut() || !buf_.empty()) return false;
+  if (stream_.tls() && stream_.unread() > 0) return false;
+  pollfd p{stream_.socket().native_handle(), POLLIN | POLLRDHUP, 0};
   return ::poll(&p, 1, 0) == 0;
 }
 
@@ -62,58 +53,25 @@ void SmtpConn::closeFromOutside(std::shared_ptr<SmtpConn> conn) {
   asio::post(ex, [c = std::move(conn)] { c->close(); });
 }
 
-// The watchdog closes the socket when an operation outlives its deadline; the pending operation
-// then fails and the caller sees timedOut().
-void SmtpConn::arm() {
-  watchdog_.arm(weak_from_this(), timeout_, [](SmtpConn& c) {
-    c.timedOut_ = true;
-    std::error_code ignored;
-    c.sock_.close(ignored);
-  });
-}
-
-void SmtpConn::disarm() { watchdog_.disarm(); }
-
 asio::awaitable<std::error_code> SmtpConn::connect(const asio::ip::tcp::endpoint& ep,
                                                    std::chrono::seconds timeout) {
   std::error_code ec;
-  auto saved = timeout_;
-  timeout_ = timeout;
-  sock_.open(ep.protocol(), ec);
+  auto& sock = stream_.socket();
+  sock.open(ep.protocol(), ec);
   if (ec) co_return ec;
-  arm();
-  co_await sock_.async_connect(ep, redirect_error(use_awaitable, ec));
+  stream_.arm(weak_from_this(), timeout);
+  co_await sock.async_connect(ep, redirect_error(use_awaitable, ec));
   disarm();
-  timeout_ = saved;
-  if (timedOut_) co_return std::make_error_code(std::errc::timed_out);
-  if (!ec) sock_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (timedOut()) co_return std::make_error_code(std::errc::timed_out);
+  if (!ec) sock.set_option(asio::ip::tcp::no_delay(true), ec);
   co_return ec;
 }
 
 asio::awaitable<std::error_code> SmtpConn::write(std::string_view data) {
-  std::error_code ec;
   arm();
-  if (tls_)
-    co_await asio::async_write(*tls_, asio::buffer(data), redirect_error(use_awaitable, ec));
-  else
-    co_await asio::async_write(sock_, asio::buffer(data), redirect_error(use_awaitable, ec));
+  std::error_code ec = co_await stream_.write(data);
   disarm();
-  if (!ec) quickAckNow();
-  if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
-  co_return ec;
-}
-
-asio::awaitable<std::size_t> SmtpConn::readSome(char* p, size_t n, std::error_code& ec) {
-  arm();
-  size_t got;
-  if (tls_)
-    got = co_await tls_->async_read_some(asio::buffer(p, n), redirect_error(use_awaitable, ec));
-  else
-    got = co_await sock_.async_read_some(asio::buffer(p, n), redirect_error(use_awaitable, ec));
-  disarm();
-  if (!ec) quickAckNow();
-  if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
-  co_return got;
+  co_return timedOutOr(stream_, ec);
 }
 
 asio::awaitable<SmtpConn::ReadResult> SmtpConn::readReply() {
@@ -131,7 +89,10 @@ asio::awaitable<SmtpConn::ReadResult> SmtpConn::readReply() {
       co_return out;
     }
     char chunk[4096];
-    size_t n = co_await readSome(chunk, sizeof chunk, out.ec);
+    arm();
+    size_t n = co_await stream_.readSome(chunk, sizeof chunk, out.ec);
+    disarm();
+    out.ec = timedOutOr(stream_, out.ec);
     if (out.ec) co_return out;
     buf_.append(chunk, n);
   }
@@ -140,50 +101,31 @@ asio::awaitable<SmtpConn::ReadResult> SmtpConn::readReply() {
 asio::awaitable<std::error_code> SmtpConn::handshake(tls::SslPtr ssl, size_t& discarded) {
   discarded = buf_.size();
   buf_.clear();
-  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(sock_, ssl.release());
-  std::error_code ec;
   arm();
-  co_await tls_->async_handshake(asio::ssl::stream_base::client, redirect_error(use_awaitable, ec));
+  std::error_code ec = co_await stream_.handshake(ssl.release(), asio::ssl::stream_base::client);
   disarm();
-  if (!ec) quickAckNow();
-  if (timedOut_) ec = std::make_error_code(std::errc::timed_out);
-  co_return ec;
+  co_return timedOutOr(stream_, ec);
 }
 
-size_t SmtpConn::unread() {
-  size_t n = buf_.size();
-  if (tls_) {
-    int p = SSL_pending(tls_->native_handle());
-    if (p > 0) n += static_cast<size_t>(p);
-  } else if (sock_.is_open()) {
-    std::error_code ec;
-    n += sock_.available(ec);
-  }
-  return n;
-}
+size_t SmtpConn::unread() { return buf_.size() + stream_.unread(); }
 
-SSL* SmtpConn::ssl() const { return tls_ ? tls_->native_handle() : nullptr; }
+SSL* SmtpConn::ssl() const { return stream_.ssl(); }
 
 asio::awaitable<void> SmtpConn::quit() {
   auto self = shared_from_this();
-  if (!sock_.is_open()) co_return;
+  if (!stream_.socket().is_open()) co_return;
   timeout_ = std::chrono::seconds(5);
   if (!co_await write("QUIT\r\n")) {
     (void)co_await readReply();
-    if (tls_ && sock_.is_open()) {
-      std::error_code ec;
+    if (stream_.tls()) {
       arm();
-      co_await tls_->async_shutdown(redirect_error(use_awaitable, ec));
+      (void)co_await stream_.shutdownTls();
       disarm();
     }
   }
   close();
 }
 
-void SmtpConn::close() {
-  std::error_code ignored;
-  watchdog_.disarm();
-  sock_.close(ignored);
-}
+void SmtpConn::close() { stream_.close(); }
 
 }  // namespace qtls::remoted

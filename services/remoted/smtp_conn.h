@@ -18,7 +18,7 @@
 #include <string>
 #include <system_error>
 
-#include "daemon/watchdog.h"
+#include "net/smtp_stream.h"
 #include "smtp/reply.h"
 #include "tls/ssl_ptr.h"
 
@@ -29,7 +29,8 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   explicit SmtpConn(asio::any_io_executor ex);
   ~SmtpConn();
 
-  asio::any_io_executor executor() { return sock_.get_executor(); }
+  asio::any_io_executor executor() { return stream_.executor(); }
+  net::SmtpStream& stream() { return stream_; }
   // Takes a connected stream socket (tests: one end of a socketpair) instead of connect().
   std::error_code adopt(int fd);
   // TCP_QUICKACK after each read (the default): the server is never left waiting for our
@@ -62,7 +63,7 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   // buffered() plus what has arrived since and waits in the socket (plain text) or in
   // OpenSSL's buffer (TLS): checked before each command is sent.
   size_t unread();
-  bool timedOut() const { return timedOut_; }
+  bool timedOut() const { return stream_.timedOut(); }
   // An idle connection still fit for another transaction: open, nothing buffered, and nothing
   // (no 421, no close, no stray TLS record) waiting in the socket.
   bool idleFit();
@@ -78,17 +79,13 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   void close();
 
  private:
-  asio::awaitable<std::size_t> readSome(char* p, size_t n, std::error_code& ec);
-  void arm();
-  void disarm();
-  void quickAckNow();
+  // One operation under the per-operation deadline; a timeout makes `ec` timed_out.
+  void arm() { stream_.arm(weak_from_this(), timeout_); }
+  void disarm() { stream_.disarm(); }
 
-  asio::ip::tcp::socket sock_;
-  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
-  daemon::Watchdog watchdog_;
+  net::SmtpStream stream_;
   std::chrono::seconds timeout_{1200};
   std::string buf_;  // received, not yet parsed
-  bool timedOut_ = false;
 };
 
 // Runs `work` on the connection's strand and awaits it from the caller's.
