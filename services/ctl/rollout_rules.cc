@@ -16,10 +16,16 @@ namespace {
 // no series (not scraped) is an empty result and no traffic is NaN, both inconclusive. The
 // baseline's part is 0 when the baseline has no traffic or no nodes.
 std::string comparedRatio(const std::string& numerator, const std::string& denominator) {
+  // "name" or "name{matchers}": the node selector joins the matchers inside the braces.
+  auto select = [](const std::string& series, const std::string& sel) {
+    const size_t brace = series.find('{');
+    if (brace == std::string::npos) return text::cat(series, "{", sel, "}");
+    return text::cat(series.substr(0, brace), "{", sel, ",", series.substr(brace + 1));
+  };
   auto part = [&](const char* who, bool guard) {
     const std::string sel = text::cat("qtls_node=~\"", who, "\"");
-    std::string num = text::cat("sum(rate(", numerator, "{", sel, "}[$window]))");
-    std::string den = text::cat("sum(rate(", denominator, "{", sel, "}[$window]))");
+    std::string num = text::cat("sum(rate(", select(numerator, sel), "[$window]))");
+    std::string den = text::cat("sum(rate(", select(denominator, sel), "[$window]))");
     if (guard) return text::cat("(", num, " / clamp_min(", den, ", 1e-9) or vector(0))");
     return text::cat("(", num, " / ", den, ")");
   };

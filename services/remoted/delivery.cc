@@ -51,7 +51,8 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     deps.metrics->deliveries
         .with({verdict == 'K'   ? "success"
                : verdict == 'D' ? "permanent"
-                                : "temporary"})
+                                : "temporary",
+               req.frontend})
         .add(1);
     deps.metrics->deliverySeconds().observe(secs);
     if (f.tlsVersion != "-")

@@ -33,6 +33,7 @@ struct DeliveryRequest {
   std::string sender;
   std::vector<std::string> recipients;
   int messageFd = -1;  // regular file, read from its current offset; owned by the caller
+  std::string frontend = "shim";  // who asked: "shim" (qtls-remote) or "rspawn" (qtls-rspawn)
 };
 
 struct DeliveryDeps {

@@ -81,10 +81,13 @@ ssize_t receiveChunk(int sock, std::string& data, int& fd) {
 
 bool parseRequest(std::string_view data, DeliveryRequest& req, std::string& why) {
   std::string version;
-  if (!text::readNetstring(data, version, 7) || version != proto::kVersion) {
-    why = text::cat("unsupported protocol version (want ", proto::kVersion, ")");
+  if (!text::readNetstring(data, version, 7) ||
+      (version != proto::kVersion && version != proto::kVersionRspawn)) {
+    why = text::cat("unsupported protocol version (want ", proto::kVersion, " or ",
+                    proto::kVersionRspawn, ")");
     return false;
   }
+  req.frontend = version == proto::kVersionRspawn ? "rspawn" : "shim";
   std::vector<std::string> fields;
   std::string f;
   while (!data.empty()) {

@@ -10,8 +10,9 @@ struct RemoteMetrics {
   explicit RemoteMetrics(stats::Registry& r)
       : deliveries(r.counter("qtls_remote_deliveries_total",
                              "Deliveries by what qmail-send does with the report: result is "
-                             "success (K), temporary (Z) or permanent (D).",
-                             {"result"})),
+                             "success (K), temporary (Z) or permanent (D); frontend is shim "
+                             "(qtls-remote) or rspawn (qtls-rspawn).",
+                             {"result", "frontend"})),
         deliverySeconds(r.histogram("qtls_remote_delivery_duration_seconds",
                                     "Time from request to report.", stats::latencyBuckets())),
         handshakes(r.counter("qtls_remote_tls_handshakes_total",
@@ -64,7 +65,8 @@ struct RemoteMetrics {
                            {"cert"})),
         config(r, "qtls-remoted") {
     // Known label sets exist from the start, at zero: an alert on a rate sees 0, not nothing.
-    for (const char* result : {"success", "temporary", "permanent"}) deliveries.with({result});
+    for (const char* result : {"success", "temporary", "permanent"})
+      for (const char* frontend : {"shim", "rspawn"}) deliveries.with({result, frontend});
     for (const char* level : {"encrypt", "verify", "fingerprint"})
       for (const char* reason : kTlsFailureReasons) tlsFailures.with({level, reason});
     for (const char* r : {"resumed", "full", "refused"}) tlsResumptions.with({r});

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "../shim/rspawn_report.h"
 #include "util/text.h"
 
 namespace qtls::remoted {
@@ -85,22 +86,7 @@ std::string internalErrorText(std::string_view what, bool afterDot) {
                    afterDot ? "Possible duplicate! " : "", "(#4.3.0)\n");
 }
 
-char qmailVerdict(std::string_view s) {
-  if (s.empty()) return 'Z';  // "produced no output"
-  char result = 'D';          // no K/Z/D record: permanent
-  for (size_t pos = 0; pos < s.size();) {
-    size_t nul = s.find('\0', pos);
-    if (nul == std::string_view::npos) break;
-    if (s[pos] == 'K' || s[pos] == 'Z' || s[pos] == 'D') {
-      result = s[pos];
-      break;
-    }
-    pos = nul + 1;
-  }
-  if (s[0] == 's') return 'Z';
-  if (s[0] == 'h') return 'D';
-  return result;
-}
+char qmailVerdict(std::string_view s) { return shimproto::rspawnReport(s)[0]; }
 
 std::string printable(std::string_view s) {
   std::string out(s);

@@ -98,6 +98,7 @@ class Session {
   std::shared_ptr<SmtpConn> conn_;
   std::string key_;     // connectionKey() of conn_
   bool polite_ = true;  // connection still in a state where QUIT makes sense
+  bool closing_ = false;  // the server said 421 during the transaction: not to be reused
 };
 
 }  // namespace qtls::remoted

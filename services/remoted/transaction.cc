@@ -57,6 +57,7 @@ asio::awaitable<Session::Ended> Session::transaction() {
   for (size_t i = 0; i < req_.recipients.size(); ++i) {
     if (!co_await command(rcptLine(req_.recipients[i]), rr)) co_return Ended::kReported;
     rcptCodes_[i] = rr.reply.code;
+    if (rr.reply.code == 421) closing_ = true;  // the server is closing the channel
     if (rr.reply.code >= 400) {
       report_.recipient(rr.reply.code >= 500 ? 'h' : 's',
                         text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(rr.reply)));
@@ -115,6 +116,7 @@ asio::awaitable<Session::Ended> Session::pipelined() {
   for (size_t i = 0; i < req_.recipients.size(); ++i) {
     if (!co_await reply(rr, true)) co_return Ended::kReported;
     rcptCodes_[i] = rr.reply.code;
+    if (rr.reply.code == 421) closing_ = true;  // the server is closing the channel
     if (rr.reply.code >= 400) {
       report_.recipient(rr.reply.code >= 500 ? 'h' : 's',
                         text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(rr.reply)));
@@ -158,7 +160,7 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
     co_return Ended::kReported;
   }
   quit('K', "", " accepted message", &rr.reply);
-  co_return Ended::kClean;
+  co_return closing_ ? Ended::kReported : Ended::kClean;
 }
 
 // The body: read from the queued file, encode, and send; the final chunk carries ".\r\n".

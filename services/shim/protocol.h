@@ -6,8 +6,10 @@
 
 namespace qtls::shimproto {
 
-// First netstring of every request.
+// First netstring of every request: the protocol version, and which front end asks (the
+// qmail-remote drop-in, or qtls-rspawn, the qmail-rspawn replacement).
 inline constexpr char kVersion[] = "qtls-remote/1";
+inline constexpr char kVersionRspawn[] = "qtls-rspawn/1";
 // Answer frame types: the first byte of each answer netstring's payload.
 inline constexpr char kKeepalive = '.';  // "still working", sent while a delivery runs
 inline constexpr char kReport = 'R';     // qmail-remote's output bytes follow; last frame

@@ -13,6 +13,7 @@ and the daemon's full and resumed TLS handshakes.
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from harness import BUILD, SHIM, QmailHome, Remoted, certs  # noqa: E402
 from postfix_sink import PostfixSink  # noqa: E402
 
 DRIVER = os.path.join(BUILD, "tests", "rspawn_driver")
+SEND_DRIVER = os.path.join(BUILD, "tests", "qmail_send_driver")
+RSPAWN = os.path.join(BUILD, "services", "shim", "qtls-rspawn")
 NULL_REMOTE = os.path.join(BUILD, "tests", "null_qmail_remote")
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -56,13 +59,15 @@ def sessions(pf):
         re.findall(r"disconnect from \S+ commands=0/0", log))
 
 
-def run(label, conc, count, argv, env, pf, daemon):
+def run(label, conc, count, argv, env, pf, daemon, driver=None):
     msg = run.message
     before = (machine_ticks(), proc_ticks(daemon.proc.pid) if daemon else 0, sessions(pf),
               metric(daemon, "qtls_remote_tls_resumptions_total", 'result="full"'),
               metric(daemon, "qtls_remote_tls_resumptions_total", 'result="resumed"'))
-    p = subprocess.run([DRIVER, str(conc), str(count), msg] + argv, env=env, capture_output=True,
-                       text=True)
+    cmd = driver or [DRIVER, str(conc), str(count), msg]
+    if driver:
+        cmd = driver[:1] + [str(conc), str(count)] + driver[1:]
+    p = subprocess.run(cmd + argv, env=env, capture_output=True, text=True)
     time.sleep(0.3)  # the last QUITs and the sink's log lines
     after = (machine_ticks(), proc_ticks(daemon.proc.pid) if daemon else 0, sessions(pf),
              metric(daemon, "qtls_remote_tls_resumptions_total", 'result="full"'),
@@ -72,7 +77,7 @@ def run(label, conc, count, argv, env, pf, daemon):
     r = dict(kv.split("=") for kv in p.stdout.split())
     machine = (after[0] - before[0]) * 1000.0 / HZ / count
     daemon_ms = (after[1] - before[1]) * 1000.0 / HZ / count
-    print("%-22s conc %2d: %7.1f deliveries/s  p50 %6.2f ms  p99 %6.2f ms  CPU/delivery: shim "
+    print("%-22s conc %2d: %7.1f deliveries/s  p50 %6.2f ms  p99 %6.2f ms  CPU/delivery: front "
           "%5.2f ms, daemon %5.2f ms, machine %5.2f ms  sink connections %4d  TLS full %4d "
           "resumed %4d" % (label, conc, float(r["rate"]), float(r["p50_ms"]), float(r["p99_ms"]),
                            float(r["child_cpu_ms"]), daemon_ms, machine, after[2] - before[2],
@@ -117,6 +122,18 @@ def main():
             for conc in (1, 4, 16):
                 n = count // 3 if conc == 1 else count
                 results[(label, conc)] = run(label, conc, n, argv, env, pf, daemon)
+            if label == "verify, reuse":
+                # The same daemon and policy through qtls-rspawn: no process per delivery.
+                mess = os.path.join(home.path, "queue", "mess", "1")
+                os.makedirs(mess)
+                shutil.copy(run.message, os.path.join(mess, "100"))
+                os.makedirs(os.path.join(home.path, "queue", "lock"))
+                renv = dict(env, QTLS_QMAILQ_USER="root")
+                for conc in (1, 4, 16):
+                    n = count // 3 if conc == 1 else count
+                    results[("rspawn", conc)] = run(
+                        "rspawn, verify, reuse", conc, n, [RSPAWN], renv, pf, daemon,
+                        driver=[SEND_DRIVER, "1/100", "u@example.test"])
             daemon.stop()
         for conc in (1, 4, 16):
             n = count // 3 if conc == 1 else count
@@ -129,6 +146,9 @@ def main():
               "machine CPU %.2f ms per delivery" % (reuse16 / null16, reuse_daemon, reuse_machine))
         print("p50 at conc 1: reuse %.2f ms, fresh connection %.2f ms" %
               (results[("verify, reuse", 1)][3], results[("verify, no reuse", 1)][3]))
+        rs16 = results[("rspawn", 16)]
+        print("qtls-rspawn, conc 16: %.2fx the shim path's deliveries/s; machine CPU %.2f ms per "
+              "delivery (shim path %.2f ms)" % (rs16[0] / reuse16, rs16[1], reuse_machine))
     finally:
         pf.stop()
 

@@ -117,9 +117,10 @@ int main(int argc, char** argv) {
   const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
   qsort(lat, (size_t)count, sizeof *lat, cmp);
-  printf("deliveries=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f failed=%d "
-         "child_cpu_ms=%.3f\n",
-         count, secs, count / secs, lat[count / 2] * 1000, lat[(count * 99) / 100] * 1000, failed,
-         cpu * 1000 / count);
+  printf(
+      "deliveries=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f failed=%d "
+      "child_cpu_ms=%.3f\n",
+      count, secs, count / secs, lat[count / 2] * 1000, lat[(count * 99) / 100] * 1000, failed,
+      cpu * 1000 / count);
   return failed ? 1 : 0;
 }

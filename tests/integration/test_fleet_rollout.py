@@ -32,9 +32,16 @@ class FleetRolloutTest(EtcdTestCase):
         self.homes = {}
 
     def tearDown(self):
+        # Every node stops, even when one of them has a sanitizer report to raise.
+        errors = []
         for d in self.nodes.values():
-            d.stop()
+            try:
+                d.stop()
+            except AssertionError as e:
+                errors.append(e)
         super().tearDown()
+        if errors:
+            raise errors[0]
 
     def start_nodes(self, names=NODES, route_to=None):
         """`route_to`: the sink for example.test, or {node: sink}."""

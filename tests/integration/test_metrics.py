@@ -54,7 +54,7 @@ class MetricsTest(RemoteTestCase):
                                text=True)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         remote = fetch("http://%s/metrics" % self.remote_metrics)
-        self.assertIn('qtls_remote_deliveries_total{result="success"} 1', remote)
+        self.assertIn('qtls_remote_deliveries_total{result="success",frontend="shim"} 1', remote)
         self.assertIn('qtls_remote_tls_handshakes_total{level="may",result="ok",version="TLSv1.3"} 1',
                       remote)
         agent = fetch("http://%s/metrics" % self.agent_metrics)
@@ -65,7 +65,7 @@ class MetricsTest(RemoteTestCase):
         self.assertRegex(agent, r'qtls_tls_cert_expiry_timestamp_seconds\{cert="servercert"\} \d+')
         # Known label sets are there at zero; a certificate that does not exist has no series
         # (a -1 would fire every "expires soon" alert); bucket bounds print canonically.
-        self.assertIn('qtls_remote_deliveries_total{result="permanent"} 0', remote)
+        self.assertIn('qtls_remote_deliveries_total{result="permanent",frontend="shim"} 0', remote)
         self.assertIn('qtls_agent_limit_closes_total{reason="evicted"} 0', agent)
         self.assertIn('qtls_policy_updates_total{op="rollback",result="refused"} 0', remote)
         self.assertNotIn('cert="clientcert"', remote)
@@ -112,7 +112,7 @@ class MetricsTest(RemoteTestCase):
             return json.loads(body)["data"]["result"]
 
         want = {
-            'qtls_remote_deliveries_total{result="success"}': "1",
+            'qtls_remote_deliveries_total{result="success",frontend="shim"}': "1",
             'qtls_agent_messages_total{result="accepted"}': "1",
             'qtls_agent_sessions_total{tls_mode="starttls"}': "1",
             'up{job="qtls-remoted"}': "1",

@@ -33,6 +33,11 @@ bool usable(SSL_SESSION* s) {
 
 }  // namespace
 
+ClientSessionCache::~ClientSessionCache() {
+  for (auto& [key, list] : sessions_)
+    for (SSL_SESSION* s : list) SSL_SESSION_free(s);
+}
+
 void enableClientSessions(SSL_CTX* ctx) {
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx, onNewSession);

@@ -26,6 +26,9 @@ class ClientSessionCache {
  public:
   explicit ClientSessionCache(size_t perKey = 4, size_t maxKeys = 10000)
       : perKey_(perKey), maxKeys_(maxKeys) {}
+  ~ClientSessionCache();
+  ClientSessionCache(const ClientSessionCache&) = delete;
+  ClientSessionCache& operator=(const ClientSessionCache&) = delete;
 
   // A session for `key` that can still be resumed, taken out of the cache; null when none.
   SslSessionPtr take(const std::string& key);

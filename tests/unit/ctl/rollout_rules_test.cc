@@ -34,6 +34,12 @@ TEST(ParseGate, BuiltinsCustomAndErrors) {
   EXPECT_NE(g->query().find("qtls_remote_tls_failures_total{qtls_node=~\"$nodes\"}"),
             std::string::npos);
   EXPECT_DOUBLE_EQ(parseGate("deferrals:0.1", "remote", 3, 1, 10)->max(), 0.1);
+  // A series with matchers of its own gets the node selector inside its braces.
+  EXPECT_NE(parseGate("deferrals", "remote", 3, 1, 10)
+                ->query()
+                .find("sum(rate(qtls_remote_deliveries_total{qtls_node=~\"$nodes\",result="
+                      "\"temporary\"}[$window]))"),
+            std::string::npos);
   auto own = parseGate("mine:5:sum(up{qtls_node=~\"$nodes\"})", "smtpd", 2, 1, 10);
   ASSERT_TRUE(own.ok());
   EXPECT_EQ(own->query(), "sum(up{qtls_node=~\"$nodes\"})");

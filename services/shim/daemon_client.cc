@@ -1,0 +1,149 @@
+// The client side of the shim protocol (daemon_client.h).
+#include "daemon_client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "util/netstring.h"
+
+namespace qtls::shimproto {
+
+std::string buildRequest(const char* version, const char* const* args, size_t n) {
+  std::string req;
+  text::appendNetstring(req, version);
+  for (size_t i = 0; i < n; ++i) text::appendNetstring(req, args[i]);
+  return req;
+}
+
+int connectDaemon(const char* path) {
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof addr.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  strcpy(addr.sun_path, path);
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return -1;
+  // A daemon whose backlog is full makes connect() wait; not for ever.
+  struct timeval tv = {30, 0};
+  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int r;
+  do r = connect(sock, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr);
+  while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    const int e = errno;
+    close(sock);
+    errno = e;
+    return -1;
+  }
+  return sock;
+}
+
+bool sendRequest(int sock, const std::string& req, int fd) {
+  struct iovec iov;
+  iov.iov_base = const_cast<char*>(req.data());
+  iov.iov_len = req.size();
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t sent;
+  do sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) return false;
+  // The descriptor travelled with the first byte; the rest is plain data.
+  size_t off = static_cast<size_t>(sent);
+  while (off < req.size()) {
+    ssize_t w = send(sock, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(w);
+  }
+  return true;
+}
+
+AnswerParser::Result AnswerParser::next(std::string& buf, std::string& report) {
+  // Netstring length: up to 7 digits, then ':'.
+  size_t len = 0, i = 0;
+  for (;; ++i) {
+    if (i == buf.size()) return Result::kMore;
+    const char c = buf[i];
+    if (c == ':' && i > 0) break;
+    if (c < '0' || c > '9' || i >= 7) return Result::kMalformed;
+    len = len * 10 + static_cast<size_t>(c - '0');
+  }
+  if (len == 0 || len > kMaxAnswerFrame) return Result::kMalformed;
+  const size_t start = i + 1;
+  if (buf.size() < start + len + 1) return Result::kMore;
+  if (buf[start + len] != ',') return Result::kMalformed;
+  const char type = buf[start];
+  if (type == kKeepalive && len == 1) {
+    buf.erase(0, start + len + 1);
+    return Result::kKeepalive;
+  }
+  if (type != kReport) return Result::kMalformed;
+  report.assign(buf, start + 1, len - 1);
+  buf.erase(0, start + len + 1);
+  return Result::kReport;
+}
+
+bool validReport(const std::string& out, size_t recipients) {
+  size_t pos = 0, recipRecords = 0;
+  while (pos < out.size()) {
+    size_t nul = out.find('\0', pos);
+    if (nul == std::string::npos) return false;
+    char kind = out[pos];
+    bool last = nul + 1 == out.size();
+    if (kind == 'K' || kind == 'Z' || kind == 'D') return last && nul > pos + 1;
+    if (kind != 'r' && kind != 'h' && kind != 's') return false;
+    if (++recipRecords > recipients) return false;
+    pos = nul + 1;
+  }
+  return false;
+}
+
+std::string troubleReport(const char* what, const char* cause, const char* path) {
+  std::string r = "Zqtls-remote: ";
+  r += what;
+  r += " qtls-remoted at ";
+  r += path;
+  if (cause != nullptr) {
+    r += ": ";
+    r += cause;
+  }
+  r += ". (#4.3.0)\n";
+  r.push_back('\0');
+  return r;
+}
+
+int idleTimeout() {
+  const int floor = 3 * static_cast<int>(kKeepaliveSeconds);
+  const char* s = getenv("QTLS_REMOTE_TIMEOUT");
+  int v = s ? atoi(s) : 0;
+  if (v <= 0) return 120;
+  return v < floor ? floor : v;
+}
+
+}  // namespace qtls::shimproto
