@@ -45,9 +45,12 @@ TEST(ParseRequest, ValidAndMalformed) {
   EXPECT_EQ(req.host, "example.com");
   EXPECT_EQ(req.sender, "a@b.c");
   EXPECT_EQ(req.recipients, (std::vector<std::string>{"x@y.com", "z@w"}));
+  EXPECT_EQ(req.frontend, "shim");
   EXPECT_TRUE(parseRequest("13:qtls-remote/1,1:h,0:,1:r,", req, why));  // empty sender is fine
+  EXPECT_TRUE(parseRequest("13:qtls-rspawn/1,1:h,0:,1:r,", req, why));
+  EXPECT_EQ(req.frontend, "rspawn");
   EXPECT_FALSE(parseRequest("13:qtls-remote/2,1:h,0:,1:r,", req, why));
-  EXPECT_EQ(why, "unsupported protocol version (want qtls-remote/1)");
+  EXPECT_EQ(why, "unsupported protocol version (want qtls-remote/1 or qtls-rspawn/1)");
   EXPECT_FALSE(parseRequest("13:qtls-remote/1,1:h,0:,", req, why));
   EXPECT_FALSE(parseRequest("13:qtls-remote/1,1:h,0:,5:r,", req, why));
   EXPECT_FALSE(parseRequest("13:qtls-remote/1,1:h,0:,3:a\rb,", req, why));
