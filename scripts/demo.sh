@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: installs and builds what is missing (build/ only), then
+# brings up the whole loop on loopback and keeps it up until Ctrl-C (scripts/demo.py says what
+# it shows). Run as root on Debian 12. --once: show, then stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QTLS_NO_ASAN=1 ./scripts/setup.sh >/dev/null
+exec /usr/bin/python3 scripts/demo.py "$@"
