@@ -168,7 +168,10 @@ int main(int argc, char** argv) {
       metricsListen = f.value();
     else if (a == "--threads")
       threads = static_cast<int>(f.number(1, 256));
-    else if (a == "--help" || a == "-h") {
+    else if (a == "--version") {
+      std::printf("qtls-smtpd %s\n", QTLS_VERSION);
+      return 0;
+    } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::fputs(admin::kAdminUsage, stdout);
       std::fputs(fleet::kFleetUsage, stdout);

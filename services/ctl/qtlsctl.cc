@@ -46,10 +46,33 @@ const char kUsageText[] =
     "         [--prometheus URL --gate NAME[:MAX[:PROMQL]]... [--report-only-gate would_fail]\n"
     "         [--interval 10s] [--count 3] [--failure-limit 1]] [--nodes N,...] [--detach]\n"
     "  rollout [--etcd ...] status|pause|resume|abort|promote --component C\n"
+    "  help [COMMAND]                      this text, or one command's part of it\n"
+    "  (and COMMAND --help; --version)\n"
     "exit codes: 0 ok, 1 not serving, 2 usage, 3 daemon unreachable, 4 change refused as\n"
     "invalid, 5 conflict (read again, retry), 6 permission denied, 7 other error,\n"
     "8 refused for now (hand edit pending, cannot write: fix that before retrying),\n"
     "9 the rollout stopped before it was done (paused, rolled back; the reason is printed)\n";
+
+// One command's lines of the usage text: its entries and their continuation lines.
+std::string commandHelp(const std::string& cmd) {
+  std::string out, line;
+  bool in = false;
+  const std::string text = kUsageText;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t nl = text.find('\n', pos);
+    line = text.substr(pos, nl - pos + 1);
+    pos = nl + 1;
+    const bool entry = line.rfind("  " + cmd + " ", 0) == 0 || line == "  " + cmd + "\n";
+    const bool more = line.rfind("    ", 0) == 0;  // a continuation or a subcommand
+    if (entry || (in && more)) {
+      out += line;
+      in = true;
+    } else {
+      in = false;
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -90,6 +113,9 @@ int main(int argc, char** argv) {
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsageText, stdout);
       return kOk;
+    } else if (a == "--version") {
+      std::printf("qtlsctl %s\n", QTLS_VERSION);
+      return kOk;
     } else if (a.rfind("--", 0) == 0)
       usage("unknown option " + a);
     else
@@ -103,6 +129,24 @@ int main(int argc, char** argv) {
     return std::ref(rest);
   };
   const std::string& cmd = words[0];
+  // "help COMMAND" and "COMMAND ... --help": that command's part of the usage text.
+  std::string helpFor;
+  if (cmd == "help") {
+    if (words.size() < 2) {
+      std::fputs(kUsageText, stdout);
+      return kOk;
+    }
+    helpFor = words[1];
+  } else {
+    for (const std::string& w : words)
+      if (w == "--help" || w == "-h") helpFor = cmd;
+  }
+  if (!helpFor.empty()) {
+    const std::string h = commandHelp(helpFor);
+    if (h.empty()) usage("no command " + helpFor);
+    std::printf("usage: qtlsctl [options] ...\n%s", h.c_str());
+    return kOk;
+  }
   if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
   if (cmd == "fleet") return fleetCommand(after(1), o.json, false);  // etcd, not a daemon
   if (cmd == "rollout") return fleetCommand(after(1), o.json, true);

@@ -171,6 +171,9 @@ int main(int argc, char** argv) {
       auto addr = asio::ip::make_address(v, ec);
       if (ec) die("--ipme-exclude: not an IP address: " + v);
       ipmeExclude.push_back(addr);
+    } else if (a == "--version") {
+      std::printf("%s %s\n", "qtls-remoted", QTLS_VERSION);
+      return 0;
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::fputs(kConnUsage, stdout);

@@ -85,6 +85,12 @@ int messageFd() {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // By hand only: qmail-rspawn always passes host, sender and recipients.
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    const char v[] = "qtls-remote " QTLS_VERSION "\n";
+    writeAll(1, v, sizeof v - 1);
+    return 0;
+  }
   if (argc < 4) finish(std::string("DI (qmail-remote) was invoked improperly. (#5.3.5)\n") + '\0');
 
   const char* home = getenv("QMAILHOME");

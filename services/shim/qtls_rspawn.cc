@@ -209,7 +209,12 @@ int envNumber(const char* name, int dflt, int lo, int hi) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // By hand only: qmail-start runs it without arguments.
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    const char v[] = "qtls-rspawn " QTLS_VERSION "\n";
+    return ::write(1, v, sizeof v - 1) == static_cast<ssize_t>(sizeof v - 1) ? 0 : 111;
+  }
   signal(SIGPIPE, SIG_IGN);
   const char* home = getenv("QMAILHOME");
   if (home == nullptr || *home == '\0') home = "/var/qmail";
