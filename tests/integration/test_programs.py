@@ -1,5 +1,6 @@
 """Every program says its version, qtlsctl explains each command, and each program's man page
 (docs/man/) names every flag its --help lists and passes `mandoc -T lint`."""
+import glob
 import os
 import re
 import subprocess
@@ -15,6 +16,28 @@ PROGRAMS = {
     "qtls-remote": os.path.join(BUILD, "services", "shim", "qtls-remote"),
     "qtls-rspawn": os.path.join(BUILD, "services", "shim", "qtls-rspawn"),
 }
+
+
+MAN = os.path.join(REPO, "docs", "man")
+SRC = os.path.join(REPO, "services")
+FLAG_SOURCES = {
+    "qtls-remoted": ["remoted/main.cc", "remoted/conn_flags.h", "core/admin/admin_flags.h",
+                     "core/fleet/fleet_flags.h"],
+    "qtls-smtpd": ["../agent/main.cc", "core/admin/admin_flags.h", "core/fleet/fleet_flags.h"],
+    "qtlsctl": ["ctl/*.cc"],
+    "qtls-remote": ["shim/qtls_remote.cc"],
+    "qtls-rspawn": ["shim/qtls_rspawn.cc"],
+}
+
+
+def accepted_flags(program):
+    """Every flag the program's sources compare an argument with: string literals "--..."."""
+    flags = set()
+    for pattern in FLAG_SOURCES[program]:
+        for path in glob.glob(os.path.join(SRC, pattern)):
+            with open(path) as f:
+                flags.update(re.findall(r'"(--[a-z0-9-]+)"', f.read()))
+    return flags
 
 
 def version():
@@ -42,6 +65,26 @@ class ProgramsTest(unittest.TestCase):
         p = subprocess.run([ctl, "help", "nothing"], capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 2)
         self.assertIn("qtlsctl: no command nothing", p.stderr)
+
+    def test_every_accepted_flag_is_in_the_man_page(self):
+        for program in PROGRAMS:
+            page = os.path.join(MAN, program + ".8")
+            with open(page) as f:
+                text = f.read()
+            flags = accepted_flags(program)
+            self.assertIn("--version", flags, program)
+            missing = sorted(f for f in flags if f.replace("-", "\\-") not in text)
+            self.assertEqual(missing, [], "%s: flags missing from %s" % (program, page))
+
+    def test_man_pages_pass_mandoc_lint(self):
+        pages = sorted(glob.glob(os.path.join(MAN, "*.[0-9]")))
+        self.assertEqual([os.path.basename(p) for p in pages],
+                         ["qtls-remote.8", "qtls-remoted.8", "qtls-rspawn.8", "qtls-smtpd.8",
+                          "qtls-tlspolicy.5", "qtlsctl.8"])
+        for page in pages:
+            p = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", page],
+                               capture_output=True, text=True)
+            self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""), page)
 
 
 if __name__ == "__main__":
