@@ -313,6 +313,11 @@ int main(int argc, char** argv) {
   };
   serve.inFlight = [&] { return listeners.active(); };
   serve.inFlightWhat = "sessions open";
+  serve.status = [&] {
+    auto cfg = store.current();
+    return text::cat("policy generation ", cfg->generation, " ", cfg->digest, "; ",
+                     listeners.active(), " sessions open");
+  };
   runner.run(serve);
   if (fleetNode) fleetNode->stop();  // revokes its lease: the status key goes now
   adminServer.stop();

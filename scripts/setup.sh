@@ -11,7 +11,7 @@ build_pkgs=(
   build-essential clang-14 libclang-rt-14-dev cmake ninja-build pkg-config
   libssl-dev libc-ares-dev libasio-dev libabsl-dev libcpp-httplib-dev
   libgrpc++-dev libgrpc-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libsystemd-dev
 )
 # Real peers the integration tests start on loopback.
 peer_pkgs=(

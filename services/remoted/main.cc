@@ -329,6 +329,11 @@ int main(int argc, char** argv) {
   };
   serve.inFlight = [&] { return intake.active(); };
   serve.inFlightWhat = "deliveries in flight";
+  serve.status = [&] {
+    auto cfg = store.current();
+    return text::cat("policy generation ", cfg->generation, " ", cfg->digest, "; ", intake.active(),
+                     " deliveries in flight");
+  };
   runner.run(serve);
   if (fleetNode) fleetNode->stop();  // revokes its lease: the status key goes now
   adminServer.stop();

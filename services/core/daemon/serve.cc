@@ -2,6 +2,7 @@
 #include "daemon/serve.h"
 
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include <asio/steady_timer.hpp>
 #include <condition_variable>
@@ -18,6 +19,12 @@ namespace qtls::daemon {
 Runner::Runner(asio::io_context& io) : io_(io), signals_(io, SIGHUP, SIGTERM, SIGINT) {}
 
 namespace {
+
+void notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+std::string statusLine(const ServeOptions& o) {
+  return o.status ? "\nSTATUS=" + o.status() : std::string();
+}
 
 // Runs reload() off the event loop, one at a time; requests made meanwhile collapse into one.
 class ReloadThread {
@@ -63,7 +70,22 @@ class ReloadThread {
 
 void Runner::run(const ServeOptions& o) {
   asio::io_context& io = io_;
-  ReloadThread reloader(o.reload);
+  // The reload runs on its own thread; the service manager hears of its start and end.
+  ReloadThread reloader([&o] {
+    notify("RELOADING=1\nSTATUS=reloading");
+    o.reload();
+    notify("READY=1" + statusLine(o));
+  });
+  // The watchdog is fed from the event loop itself: a loop that stops turning stops feeding it.
+  uint64_t watchdogUsec = 0;
+  asio::steady_timer watchdogTimer(io);
+  std::function<void(std::error_code)> feed = [&](std::error_code ec) {
+    if (ec) return;
+    notify("WATCHDOG=1");
+    watchdogTimer.expires_after(std::chrono::microseconds(watchdogUsec / 2));
+    watchdogTimer.async_wait(feed);
+  };
+  if (sd_watchdog_enabled(0, &watchdogUsec) > 0 && watchdogUsec > 0) feed({});
   asio::signal_set& signals = signals_;
   asio::steady_timer drainTimer(io);
   std::chrono::steady_clock::time_point stopStart;
@@ -97,11 +119,13 @@ void Runner::run(const ServeOptions& o) {
       return;
     }
     log::info(text::cat("stopping: ", o.inFlight(), " ", o.inFlightWhat));
+    notify("STOPPING=1\nSTATUS=stopping");  // the watchdog is fed on through the drain
     o.stopAccepting();
     stopStart = std::chrono::steady_clock::now();
     drainPoll({});
   };
   signals.async_wait(onSignal);
+  notify("READY=1" + statusLine(o));
   std::vector<std::thread> pool;
   for (int i = 1; i < o.threads; ++i) pool.emplace_back([&io] { io.run(); });
   io.run();

@@ -5,6 +5,12 @@
 // work is left then, cutOff() tells it to end now and it gets `grace` more to answer and log.
 // Then the loop stops. The signals are caught from the Runner's construction on, so a daemon
 // constructs it before it publishes its socket: a SIGHUP sent right after start must not kill it.
+//
+// Under systemd (Type=notify; docs/operations.md) it tells the service manager READY=1 when
+// run() starts (listeners bound, policy loaded), RELOADING=1 and READY=1 around each reload,
+// STOPPING=1 on SIGTERM, a STATUS= line naming the policy in force, and WATCHDOG=1 from the
+// event loop every half WatchdogSec, so a stuck loop gets the daemon restarted. Without
+// $NOTIFY_SOCKET all of it does nothing.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -24,6 +30,8 @@ struct ServeOptions {
   std::function<void()> cutOff;  // may be empty
   std::chrono::seconds grace{5};
   std::string inFlightWhat = "in flight";  // for the stopping log line
+  // The service manager's STATUS= line ("generation 3, sha256:..."); may be empty.
+  std::function<std::string()> status;
 };
 
 class Runner {
