@@ -3,6 +3,7 @@ server scraping both on loopback returns the expected series after an outbound T
 an inbound STARTTLS session."""
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -46,6 +47,23 @@ class MetricsTest(RemoteTestCase):
         from harness import metrics_address
         wait_for(lambda: metrics_address(self.agent.read_log()), what="agent metrics address")
         return metrics_address(self.agent.read_log())
+
+    def test_rules_and_dashboard_query_only_exported_metrics(self):
+        """Every qtls_* metric the shipped rules, alerts and dashboard read is one the daemons
+        export (a renamed metric would leave a silent alert or an empty panel)."""
+        exported = set()
+        for addr in (self.remote_metrics, self.agent_metrics):
+            exported.update(re.findall(r"^# TYPE (\S+) ", fetch("http://%s/metrics" % addr), re.M))
+        deploy = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy")
+        used = {}
+        for path in ("prometheus/qtls-rules.yml", "prometheus/qtls-alerts.yml",
+                     "grafana/qtls-dashboard.json"):
+            with open(os.path.join(deploy, path)) as f:
+                for name in re.findall(r"\b(qtls_[a-z0-9_]+)", f.read()):
+                    used.setdefault(name, path)
+        self.assertGreater(len(used), 10)
+        missing = {n: p for n, p in used.items() if n not in exported}
+        self.assertEqual(missing, {})
 
     def test_promtool_accepts_both(self):
         for addr in (self.remote_metrics, self.agent_metrics):
