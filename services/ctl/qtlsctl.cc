@@ -12,6 +12,7 @@
 #include "fleet_cmd.h"
 #include "observe_cmd.h"
 #include "policy_cmd.h"
+#include "shim_cmd.h"
 
 namespace {
 
@@ -36,6 +37,9 @@ const char kUsageText[] =
     "  confine --daemon qtls-remoted|qtls-smtpd --policy-dir DIR --owner USER\n"
     "         [--qmail-home /var/qmail] [--dry-run]   (as root) move the daemon's policy files\n"
     "         into DIR, owned by USER, and leave symlinks in control/ (docs/operations.md)\n"
+    "  shim install|uninstall --qmail-home DIR [--rspawn] [--from /usr/lib/qtls]\n"
+    "         (as root) put qtls-remote (and qtls-rspawn) in place of bin/qmail-remote (and\n"
+    "         bin/qmail-rspawn), keeping the originals as .orig; uninstall puts them back\n"
     "  fleet [--etcd URLS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix /qtls] ...\n"
     "         (or $QTLS_ETCD, $QTLS_ETCD_CA, ...; docs/fleet.md)\n"
     "    bundle --component remote|smtpd --from DIR   store DIR as a bundle; prints its digest\n"
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
     return kOk;
   }
   if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
+  if (cmd == "shim") return shimCommand(after(1));
   if (cmd == "fleet") return fleetCommand(after(1), o.json, false);  // etcd, not a daemon
   if (cmd == "rollout") return fleetCommand(after(1), o.json, true);
   Client c(o);

@@ -53,9 +53,9 @@ class DaemontoolsTest(unittest.TestCase):
         """deploy/daemontools/<name> copied in, with this machine's paths, users and ports."""
         dest = os.path.join(self.services, name)
         shutil.copytree(os.path.join(DEPLOY, name), dest)
-        replace = [("/usr/local/sbin/qtls-remoted",
+        replace = [("/usr/sbin/qtls-remoted",
                     os.path.join(BUILD, "services", "remoted", "qtls-remoted")),
-                   ("/usr/local/sbin/qtls-smtpd", os.path.join(BUILD, "agent", "qtls-smtpd")),
+                   ("/usr/sbin/qtls-smtpd", os.path.join(BUILD, "agent", "qtls-smtpd")),
                    ("/var/qmail", self.home.path), ("/run/qtls", self.run_dir),
                    ("/var/lib/qtls", self.state), ("qmailr", USER), ("qmaild", USER),
                    ("qmaill", USER), ("0.0.0.0:25 ", "127.0.0.1:%d " % self.smtp_port),
