@@ -86,6 +86,32 @@ class ProgramsTest(unittest.TestCase):
                                capture_output=True, text=True)
             self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""), page)
 
+    def complete(self, line):
+        """What bash completion offers for `line` (the cursor at its end)."""
+        words = line.split(" ")
+        script = ("source /usr/share/bash-completion/bash_completion; source %s; "
+                  "COMP_LINE=%s; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(%s); COMP_CWORD=%d; "
+                  "_qtlsctl; echo \"${COMPREPLY[*]}\"" % (
+                      os.path.join(REPO, "deploy", "bash-completion", "qtlsctl"),
+                      "'%s'" % line, " ".join("'%s'" % w for w in words), len(words) - 1))
+        p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.stderr, "")
+        return p.stdout.split()
+
+    def test_bash_completion(self):
+        self.assertEqual(self.complete("qtlsctl po"), ["policy"])
+        self.assertEqual(self.complete("qtlsctl policy "), ["get", "diff", "apply", "rollback",
+                                                            "resolve", "--help"])
+        self.assertEqual(self.complete("qtlsctl rollout start --component "), ["remote", "smtpd"])
+        self.assertEqual(self.complete("qtlsctl --target unix:///x shim "),
+                         ["install", "uninstall", "--help"])
+        # Every command of the usage text can be completed.
+        usage = subprocess.run([PROGRAMS["qtlsctl"], "--help"], capture_output=True,
+                               text=True).stdout
+        commands = set(re.findall(r"^  ([a-z]+) ", usage, re.M)) - {"and"}
+        offered = set(self.complete("qtlsctl "))
+        self.assertEqual(commands - offered, set())
+
 
 if __name__ == "__main__":
     unittest.main()
