@@ -44,7 +44,7 @@ void ConnLimits::release(const std::string& address) {
     if (!room(it->address)) continue;
     take(it->address);
     *it->granted = true;
-    asio::post(it->ex, [t = it->timer] { t->cancel(); });
+    if (auto t = it->timer.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
     waiters_.erase(it);
     break;
   }
@@ -62,7 +62,7 @@ asio::awaitable<ConnLimits::Slot> ConnLimits::acquire(std::string address,
       take(address);
       co_return Slot(this, address);
     }
-    waiters_.push_back(Waiter{address, ex, timer, granted});
+    waiters_.push_back(Waiter{address, timer, granted});
   }
   control.interrupt = [timer] { timer->cancel(); };
   std::error_code ec;

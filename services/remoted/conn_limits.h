@@ -53,10 +53,11 @@ class ConnLimits {
   const Options& options() const { return o_; }
 
  private:
+  // A waiting delivery. Only a weak reference to its timer: a delivery whose coroutine is
+  // destroyed at shutdown must not leave an Asio object here to outlive the io_context.
   struct Waiter {
     std::string address;
-    asio::any_io_executor ex;
-    std::shared_ptr<asio::steady_timer> timer;
+    std::weak_ptr<asio::steady_timer> timer;
     std::shared_ptr<bool> granted;
   };
   bool room(const std::string& address) const;  // under mu_

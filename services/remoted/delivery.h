@@ -32,7 +32,7 @@ struct DeliveryRequest {
   std::string host;
   std::string sender;
   std::vector<std::string> recipients;
-  int messageFd = -1;  // regular file, read from its current offset; owned by the caller
+  int messageFd = -1;             // regular file, read from its current offset; owned by the caller
   std::string frontend = "shim";  // who asked: "shim" (qtls-remote) or "rspawn" (qtls-rspawn)
 };
 

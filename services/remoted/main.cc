@@ -327,7 +327,8 @@ int main(int argc, char** argv) {
     intake.stop();
     connCache.retire("");  // idle connections get QUIT now
   };
-  serve.inFlight = [&] { return intake.active(); };
+  // Deliveries, and the QUITs of idle connections closed at the stop (each bounded to seconds).
+  serve.inFlight = [&] { return intake.active() + SmtpConn::quitsInFlight(); };
   serve.inFlightWhat = "deliveries in flight";
   serve.status = [&] {
     auto cfg = store.current();

@@ -61,6 +61,7 @@ class Session {
   asio::awaitable<Ended> transaction();
   asio::awaitable<Ended> pipelined();
   asio::awaitable<Ended> afterRecipients(bool anyAccepted, SmtpConn::ReadResult& dataReply);
+  bool recipientReply(size_t i, const smtp::Reply& r);
   asio::awaitable<bool> greeting(bool implicit);
   asio::awaitable<bool> sendBody();
   asio::awaitable<bool> startTls(const Target& t, const TlsPlan& plan, bool implicit,
@@ -96,8 +97,8 @@ class Session {
   Report& report_;
   RemoteMetrics* metrics_;
   std::shared_ptr<SmtpConn> conn_;
-  std::string key_;     // connectionKey() of conn_
-  bool polite_ = true;  // connection still in a state where QUIT makes sense
+  std::string key_;       // connectionKey() of conn_
+  bool polite_ = true;    // connection still in a state where QUIT makes sense
   bool closing_ = false;  // the server said 421 during the transaction: not to be reused
 };
 

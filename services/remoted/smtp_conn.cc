@@ -16,6 +16,7 @@ using asio::use_awaitable;
 
 namespace {
 std::atomic<bool> quickAck{true};
+std::atomic<int> quits{0};
 
 std::error_code timedOutOr(const net::SmtpStream& s, std::error_code ec) {
   return s.timedOut() ? std::make_error_code(std::errc::timed_out) : ec;
@@ -44,9 +45,13 @@ bool SmtpConn::idleFit() {
 
 void SmtpConn::quitDetached(std::shared_ptr<SmtpConn> conn) {
   auto ex = conn->executor();
+  ++quits;
   asio::co_spawn(
-      ex, [c = std::move(conn)]() -> asio::awaitable<void> { co_await c->quit(); }, asio::detached);
+      ex, [c = std::move(conn)]() -> asio::awaitable<void> { co_await c->quit(); },
+      [](std::exception_ptr) { --quits; });
 }
+
+int SmtpConn::quitsInFlight() { return quits.load(); }
 
 void SmtpConn::closeFromOutside(std::shared_ptr<SmtpConn> conn) {
   auto ex = conn->executor();

@@ -74,6 +74,8 @@ class SmtpConn : public std::enable_shared_from_this<SmtpConn> {
   // strand; quitDetached() spawns it there.
   asio::awaitable<void> quit();
   static void quitDetached(std::shared_ptr<SmtpConn> conn);
+  // QUITs started by quitDetached() and not finished: the stop drain waits for them too.
+  static int quitsInFlight();
   // Closes the socket; from any thread (posted to the strand).
   static void closeFromOutside(std::shared_ptr<SmtpConn> conn);
   void close();

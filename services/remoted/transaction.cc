@@ -22,6 +22,20 @@ std::string rcptLine(const std::string& rcpt) {
 }
 }  // namespace
 
+// The reply to the i-th RCPT, lock-step or pipelined alike: its record in the report (r, or h/s
+// with qmail-remote's text). True when the recipient was accepted.
+bool Session::recipientReply(size_t i, const smtp::Reply& r) {
+  rcptCodes_[i] = r.code;
+  if (r.code == 421) closing_ = true;  // the server is closing the channel
+  if (r.code >= 400) {
+    report_.recipient(r.code >= 500 ? 'h' : 's',
+                      text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(r)));
+    return false;
+  }
+  report_.recipient('r', "");
+  return true;
+}
+
 asio::awaitable<Session::Ended> Session::transaction() {
   rcptCodes_.assign(req_.recipients.size(), 0);
   if (facts_.pipelining) co_return co_await pipelined();
@@ -56,15 +70,7 @@ asio::awaitable<Session::Ended> Session::transaction() {
   bool anyAccepted = false;
   for (size_t i = 0; i < req_.recipients.size(); ++i) {
     if (!co_await command(rcptLine(req_.recipients[i]), rr)) co_return Ended::kReported;
-    rcptCodes_[i] = rr.reply.code;
-    if (rr.reply.code == 421) closing_ = true;  // the server is closing the channel
-    if (rr.reply.code >= 400) {
-      report_.recipient(rr.reply.code >= 500 ? 'h' : 's',
-                        text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(rr.reply)));
-    } else {
-      report_.recipient('r', "");
-      anyAccepted = true;
-    }
+    if (recipientReply(i, rr.reply)) anyAccepted = true;
   }
   if (!anyAccepted) {
     quit('D', "Giving up on ", "", nullptr);
@@ -115,15 +121,7 @@ asio::awaitable<Session::Ended> Session::pipelined() {
   bool anyAccepted = false;
   for (size_t i = 0; i < req_.recipients.size(); ++i) {
     if (!co_await reply(rr, true)) co_return Ended::kReported;
-    rcptCodes_[i] = rr.reply.code;
-    if (rr.reply.code == 421) closing_ = true;  // the server is closing the channel
-    if (rr.reply.code >= 400) {
-      report_.recipient(rr.reply.code >= 500 ? 'h' : 's',
-                        text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(rr.reply)));
-    } else {
-      report_.recipient('r', "");
-      anyAccepted = true;
-    }
+    if (recipientReply(i, rr.reply)) anyAccepted = true;
   }
   // DATA's reply is the last one owed: nothing may follow it.
   if (!co_await reply(rr)) co_return Ended::kReported;

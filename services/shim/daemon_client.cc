@@ -143,6 +143,7 @@ int idleTimeout() {
   const char* s = getenv("QTLS_REMOTE_TIMEOUT");
   int v = s ? atoi(s) : 0;
   if (v <= 0) return 120;
+  if (v > 86400) return 86400;  // a day; keeps every timeout computed from it in range
   return v < floor ? floor : v;
 }
 

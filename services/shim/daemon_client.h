@@ -46,7 +46,7 @@ inline constexpr char kLost[] = "lost contact with";
 inline constexpr char kMalformed[] = "malformed answer from";
 
 // Seconds to wait for any byte from the daemon: $QTLS_REMOTE_TIMEOUT (default 120), never less
-// than three keepalive intervals (docs/operations.md).
+// than three keepalive intervals (docs/operations.md), never more than a day.
 int idleTimeout();
 
 }  // namespace qtls::shimproto

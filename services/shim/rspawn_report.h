@@ -31,8 +31,8 @@ inline std::string rspawnReport(std::string_view s) {
   if (s[0] == 'h') final = 'D';
   std::string out(1, final);
   const size_t first = s.find('\0');
-  if (first == std::string_view::npos) return out;  // no record at all: no text
-  out.append(s.substr(1, first - 1));
+  if (first == std::string_view::npos) return out;    // no record at all: no text
+  if (first > 0) out.append(s.substr(1, first - 1));  // a record may be empty
   // The second record's text too, when it starts with K, Z or D and the result is not better
   // than the final letter (a recipient record followed by the message record).
   const size_t second = first + 1;

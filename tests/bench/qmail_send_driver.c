@@ -13,16 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int cmp(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 int main(int argc, char** argv) {
   if (argc < 6) {
@@ -52,10 +43,10 @@ int main(int argc, char** argv) {
   double* start = calloc(256, sizeof(double));
   double* lat = calloc((size_t)count, sizeof(double));
   int sent = 0, done = 0, failed = 0;
-  const double t0 = now();
+  const double t0 = bench_now();
   for (int s = 0; s < conc && sent < count; ++s, ++sent) {
     req[0] = (char)s;
-    start[s] = now();
+    start[s] = bench_now();
     if (write(to[1], req, (size_t)reqlen) != reqlen) return 111;
   }
   static char buf[1 << 16];
@@ -75,11 +66,11 @@ int main(int argc, char** argv) {
           fprintf(stderr, "failed: %.*s\n", (int)(nul - buf - pos - 1), buf + pos + 1);
         ++failed;
       }
-      lat[done++] = now() - start[slot];
+      lat[done++] = bench_now() - start[slot];
       pos = (size_t)(nul - buf) + 1;
       if (sent < count) {
         req[0] = (char)slot;
-        start[slot] = now();
+        start[slot] = bench_now();
         if (write(to[1], req, (size_t)reqlen) != reqlen) return 111;
         ++sent;
       }
@@ -87,7 +78,7 @@ int main(int argc, char** argv) {
     memmove(buf, buf + pos, have - pos);
     have -= pos;
   }
-  const double secs = now() - t0;
+  const double secs = bench_now() - t0;
   close(to[1]);
   int st;
   waitpid(pid, &st, 0);
@@ -95,7 +86,7 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_CHILDREN, &ru);
   const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-  qsort(lat, (size_t)count, sizeof *lat, cmp);
+  qsort(lat, (size_t)count, sizeof *lat, bench_cmp_double);
   printf(
       "deliveries=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f failed=%d "
       "child_cpu_ms=%.3f\n",

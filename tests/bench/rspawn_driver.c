@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 struct slot {
   pid_t pid;
   int fd;
@@ -24,17 +26,6 @@ struct slot {
   char report[512];
   size_t len;
 };
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int cmp(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return x < y ? -1 : x > y;
-}
 
 int main(int argc, char** argv) {
   if (argc < 5) {
@@ -48,7 +39,7 @@ int main(int argc, char** argv) {
   double* lat = calloc((size_t)count, sizeof *lat);
   int started = 0, done = 0, failed = 0, running = 0;
   for (int i = 0; i < conc; ++i) slots[i].pid = 0;
-  const double t0 = now();
+  const double t0 = bench_now();
   while (done < count) {
     for (int i = 0; i < conc && started < count; ++i) {
       if (slots[i].pid) continue;
@@ -56,7 +47,7 @@ int main(int argc, char** argv) {
       if (pipe(p) != 0) return 111;
       int m = open(message, O_RDONLY);
       if (m < 0) return 111;
-      slots[i].start = now();
+      slots[i].start = bench_now();
       pid_t pid = fork();
       if (pid == 0) {
         dup2(m, 0);
@@ -100,7 +91,7 @@ int main(int argc, char** argv) {
       close(s->fd);
       int st;
       waitpid(s->pid, &st, 0);
-      lat[done++] = now() - s->start;
+      lat[done++] = bench_now() - s->start;
       int ok = (s->len >= 3 && memcmp(s->report, "r\0K", 3) == 0) ||
                (s->len >= 1 && s->report[0] == 'K');
       if (!ok || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -111,12 +102,12 @@ int main(int argc, char** argv) {
       --running;
     }
   }
-  const double secs = now() - t0;
+  const double secs = bench_now() - t0;
   struct rusage ru;
   getrusage(RUSAGE_CHILDREN, &ru);
   const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-  qsort(lat, (size_t)count, sizeof *lat, cmp);
+  qsort(lat, (size_t)count, sizeof *lat, bench_cmp_double);
   printf(
       "deliveries=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f failed=%d "
       "child_cpu_ms=%.3f\n",
