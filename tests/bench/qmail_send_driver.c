@@ -82,15 +82,6 @@ int main(int argc, char** argv) {
   close(to[1]);
   int st;
   waitpid(pid, &st, 0);
-  struct rusage ru;
-  getrusage(RUSAGE_CHILDREN, &ru);
-  const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-  qsort(lat, (size_t)count, sizeof *lat, bench_cmp_double);
-  printf(
-      "deliveries=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f failed=%d "
-      "child_cpu_ms=%.3f\n",
-      count, secs, count / secs, lat[count / 2] * 1000, lat[(count * 99) / 100] * 1000, failed,
-      cpu * 1000 / count);
+  bench_report(count, secs, lat, failed);
   return failed || !WIFEXITED(st) || WEXITSTATUS(st) != 0 ? 1 : 0;
 }
