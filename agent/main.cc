@@ -203,7 +203,6 @@ int main(int argc, char** argv) {
   std::set<std::string> cipherVariants;
   for (const auto& s : specs) cipherVariants.insert(s.ciphers);
 
-  // Keys and certificates are read here, before privileges are dropped.
   stats::Registry registry;
   AgentMetrics metrics(registry);
   admin::SessionHub sessions;
@@ -244,8 +243,9 @@ int main(int argc, char** argv) {
     metrics.config.change(op, applied);
     if (fleetNode) fleetNode->policyChanged();
   });
-  if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
-  auto node = fleet::makeNode(fleetFlags, policy, metrics.config);
+  // Policy, keys and state are read as the service user, as every later reload is.
+  auto node =
+      fleet::openAsServiceUser(user, adminFlags.stateDir, fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
   if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
@@ -280,8 +280,7 @@ int main(int argc, char** argv) {
       });
   if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
 
-  if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
-    die(std::string(s.message()));
+  if (auto s = daemon::dropPrivileges(user); !s.ok()) die(std::string(s.message()));
   if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
   stats::HttpEndpoint endpoint(registry);

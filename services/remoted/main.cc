@@ -251,8 +251,9 @@ int main(int argc, char** argv) {
     metrics.config.change(op, applied);
     if (fleetNode) fleetNode->policyChanged();
   });
-  if (auto s = policy.open(); !s.ok()) die(std::string(s.message()));
-  auto node = fleet::makeNode(fleetFlags, policy, metrics.config);
+  // Policy, keys and state are read as the service user, as every later reload is.
+  auto node =
+      fleet::openAsServiceUser(user, adminFlags.stateDir, fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
   if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
@@ -299,8 +300,7 @@ int main(int argc, char** argv) {
         return resolve(*store.current(), req, out);
       });
   if (auto s = admin::startAdmin(adminServer, adminFlags); !s.ok()) die(std::string(s.message()));
-  if (auto s = daemon::dropPrivileges(user, adminFlags.stateDir); !s.ok())
-    die(std::string(s.message()));
+  if (auto s = daemon::dropPrivileges(user); !s.ok()) die(std::string(s.message()));
   if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
   connCache.start(io.get_executor());

@@ -16,11 +16,12 @@ import pwd
 import shlex
 import shutil
 import smtplib
+import ssl
 import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, QmailHome, free_port, wait_for
+from harness import BUILD, QmailHome, certs, free_port, wait_for
 from smtpd_harness import SMTPD, Agent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,6 +30,7 @@ UNIT = os.environ.get("QTLS_SMTPD_UNIT") or os.path.join(
 STAND_IN = os.path.join(HERE, "setuid_qmail_queue.c")
 AGENT_USER = "nobody"   # plays qmaild
 QUEUE_OWNER = "daemon"  # plays qmailq: any user other than the agent's
+UNIT_UMASK = 0o077
 QQ_TROUBLE = "451 qq trouble creating files in queue (#4.3.0)"
 
 # systemd.exec(5), NoNewPrivileges=: these imply it for a process without CAP_SYS_ADMIN.
@@ -123,22 +125,30 @@ class SandboxedAgent(Agent):
     """qtls-smtpd started by setpriv with the given flags, with the default qmail-queue
     (<home>/bin/qmail-queue), plain SMTP only, dropping to `user` after binding."""
 
-    def __init__(self, home, root, flags, user):
+    def __init__(self, home, root, flags, user, state_dir=None, umask=None):
         self.port = free_port("127.0.0.1")
         self.tls_port = None
         self.log_path = os.path.join(root, "smtpd-%d.log" % self.port)
-        self.state_dir = os.path.join(root, "smtpd-state-%d" % self.port)
+        self.state_dir = state_dir or os.path.join(root, "smtpd-state-%d" % self.port)
         cmd = ["setpriv"] + flags + ["--", SMTPD, "--qmail-home", home.path,
                                      "--listen", "127.0.0.1:%d" % self.port,
                                      "--metrics-listen", "none", "--admin-listen", "none",
                                      "--state-dir", self.state_dir, "--user", user]
         self.cmd = cmd
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
+                                     preexec_fn=(lambda: os.umask(umask)) if umask else None)
         wait_for(lambda: "started" in self.read_log() or self.proc.poll() is not None,
                  what="qtls-smtpd start")
         if self.proc.poll() is not None:
-            raise AssertionError("qtls-smtpd exited: " + self.read_log())
+            self.log.close()
+            raise AgentExited(self.proc.returncode, self.read_log())
+
+
+class AgentExited(AssertionError):
+    def __init__(self, code, log):
+        super().__init__("qtls-smtpd exited %d: %s" % (code, log))
+        self.code, self.log = code, log
 
 
 class UnitParsingTest(unittest.TestCase):
@@ -205,9 +215,22 @@ class DeploySandboxTest(unittest.TestCase):
         if self.agent:
             self.agent.stop()
 
-    def start(self, flags):
-        self.agent = SandboxedAgent(self.home, self.dir, flags, AGENT_USER)
+    def start(self, flags, **kw):
+        self.agent = SandboxedAgent(self.home, self.dir, flags, AGENT_USER, **kw)
         return self.agent
+
+    def systemd_state_dir(self):
+        """What StateDirectory=qtls/smtpd with StateDirectoryMode=0700 gives a unit without
+        User=: a fresh directory of root's, mode 0700."""
+        state = os.path.join(self.dir, "lib", "qtls", "smtpd")
+        os.makedirs(state)
+        os.chmod(state, 0o700)
+        return state
+
+    def start_as_unit(self):
+        """The agent as the unit starts it: its privileges, UMask=0077, the state directory
+        systemd makes. A second start must work too (the state is then the agent user's)."""
+        return self.start(self.unit_flags, state_dir=self.state, umask=UNIT_UMASK)
 
     def send(self):
         """One message over SMTP; the final reply as text."""
@@ -222,6 +245,70 @@ class DeploySandboxTest(unittest.TestCase):
 
     def queued(self):
         return sorted(os.listdir(self.queue))
+
+    def test_unit_umask_and_fresh_state_dir_start_twice(self):
+        self.assertEqual(self.unit["UMask"][-1], "0077")
+        self.assertEqual(self.unit["StateDirectoryMode"][-1], "0700")
+        self.state = self.systemd_state_dir()
+        for start in (1, 2):
+            with self.subTest(start=start):
+                self.start_as_unit()
+                self.assertRegex(self.send(), r"^250 ok \d+ qp \d+$")
+                self.agent.stop()
+                self.agent = None
+        agent_uid = pwd.getpwnam(AGENT_USER).pw_uid
+        owners = {os.lstat(os.path.join(d, n)).st_uid
+                  for d, ds, fs in os.walk(self.state) for n in ds + fs}
+        self.assertEqual(owners, {agent_uid})
+        self.assertEqual(os.stat(self.state).st_mode & 0o777, 0o700)
+
+    def confine_servercert(self, owner, mode):
+        """qtlsctl confine's layout: control/servercert.pem a link into the agent's policy
+        directory, the certificate and key there owned by `owner` with `mode`."""
+        pki_dir = os.path.join(self.dir, "pki")
+        os.makedirs(pki_dir, exist_ok=True)
+        pki = certs.CertFactory(pki_dir)
+        server = pki.leaf("agent", dns=["mx.agent.test"], ips=["127.0.0.1"])
+        policy = os.path.join(self.dir, "lib", "qtls", "policy", "smtpd")
+        os.makedirs(policy, exist_ok=True)
+        agent = pwd.getpwnam(AGENT_USER)
+        os.chown(policy, agent.pw_uid, agent.pw_gid)
+        os.chmod(policy, 0o700)
+        target = os.path.join(policy, "servercert.pem")
+        shutil.copy(server.pem_path, target)
+        os.chown(target, owner.pw_uid, owner.pw_gid)
+        os.chmod(target, mode)
+        os.symlink(target, os.path.join(self.home.control, "servercert.pem"))
+        return pki
+
+    def test_confined_servercert_of_the_agent_user_is_used(self):
+        # qmail-tls's layout (and `qtlsctl confine --owner qmaild`): the key is the agent
+        # user's, mode 0640; the unit's root has no CAP_DAC_READ_SEARCH to read it.
+        pki = self.confine_servercert(pwd.getpwnam(AGENT_USER), 0o640)
+        self.state = self.systemd_state_dir()
+        self.start_as_unit()
+        ctx = ssl.create_default_context(cafile=pki.ca.cert_path)
+        with smtplib.SMTP("127.0.0.1", self.agent.port, local_hostname="client.test",
+                          timeout=30) as s:
+            s.starttls(context=ctx)
+            self.assertEqual(s.sock.version()[:3], "TLS")
+            self.assertEqual(s.mail("a@b.test")[0], 250)
+            self.assertEqual(s.rcpt("u@agent.test")[0], 250)
+            code, text = s.data(b"Subject: sandbox\r\n\r\nover TLS\r\n")
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(self.queued()), 2)
+
+    def test_servercert_the_agent_user_cannot_read_refuses_the_start(self):
+        # Root's 0600 key: the agent reads policy as its user at every reload, so it refuses
+        # to start on it rather than start and then fail every SIGHUP.
+        self.confine_servercert(pwd.getpwnam("root"), 0o600)
+        self.state = self.systemd_state_dir()
+        with self.assertRaises(AgentExited) as e:
+            self.start_as_unit()
+        self.assertEqual(e.exception.code, 111)
+        self.assertRegex(e.exception.log,
+                         r"fatal: .*servercert\.pem: Permission denied \(policy and state are "
+                         r"read as %s, as at every reload" % AGENT_USER)
 
     def test_unit_sandbox_runs_setuid_qmail_queue(self):
         exec_start = shlex.split(self.unit["ExecStart"][-1])

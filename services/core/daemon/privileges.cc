@@ -3,12 +3,18 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "log/log.h"
 #include "util/text.h"
 
@@ -24,7 +30,88 @@ absl::Status checkUser(const std::string& user, const std::string& program,
       " (--user root keeps root on purpose)"));
 }
 
-absl::Status dropPrivileges(const std::string& user, const std::string& stateDir) {
+namespace {
+
+// The user a root start becomes; nothing to do (nullopt) when `user` is empty or root, or when
+// the daemon was not started as root.
+absl::StatusOr<std::optional<struct passwd>> serviceUser(const std::string& user) {
+  if (user.empty() || ::geteuid() != 0) return std::optional<struct passwd>();
+  struct passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) return absl::InvalidArgumentError(text::cat("--user: no such user: ", user));
+  if (pw->pw_uid == 0) return std::optional<struct passwd>();
+  return std::optional<struct passwd>(*pw);
+}
+
+}  // namespace
+
+absl::Status adoptStateDir(const std::string& user, const std::string& stateDir) {
+  auto pw = serviceUser(user);
+  if (!pw.ok()) return pw.status();
+  if (!*pw) return absl::OkStatus();
+  const uid_t uid = (*pw)->pw_uid;
+  const gid_t gid = (*pw)->pw_gid;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::create_directories(stateDir, ec); ec)
+    return absl::PermissionDeniedError(
+        text::cat("--user ", user, ": cannot create ", stateDir, ": ", ec.message()));
+  // Before the chown, while root owns it (no CAP_FOWNER under the units); once the user's,
+  // PolicyStore::open keeps it 0700.
+  struct stat top;
+  if (::stat(stateDir.c_str(), &top) == 0 && top.st_uid != uid &&
+      ::chmod(stateDir.c_str(), 0700) != 0)
+    return absl::PermissionDeniedError(
+        text::cat("--user ", user, ": chmod 0700 ", stateDir, ": ", std::strerror(errno)));
+  // Walk first, chown after: a directory given to the user mode 0700 is closed to a root that
+  // has no CAP_DAC_READ_SEARCH. What root cannot enter is not root's, so nothing in it was made
+  // by an earlier root run of ours.
+  std::vector<std::string> foreign;
+  fs::recursive_directory_iterator it(stateDir, fs::directory_options::skip_permission_denied, ec);
+  for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) == 0 && st.st_uid != uid)
+      foreign.push_back(it->path().string());
+  }
+  if (ec)
+    return absl::PermissionDeniedError(
+        text::cat("--user ", user, ": cannot read ", stateDir, ": ", ec.message()));
+  foreign.insert(foreign.begin(), stateDir);
+  for (auto p = foreign.rbegin(); p != foreign.rend(); ++p)  // children before their parents
+    if (::lchown(p->c_str(), uid, gid) != 0)
+      return absl::PermissionDeniedError(
+          text::cat("--user ", user, ": cannot give ", *p, " to the user: ", std::strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status asServiceUser(const std::string& user, const std::function<absl::Status()>& body) {
+  auto pw = serviceUser(user);
+  if (!pw.ok()) return pw.status();
+  if (!*pw) return body();
+  std::vector<gid_t> groups(static_cast<size_t>(std::max(::getgroups(0, nullptr), 0)));
+  if (::getgroups(static_cast<int>(groups.size()), groups.data()) < 0)
+    return absl::InternalError(text::cat("getgroups: ", std::strerror(errno)));
+  if (initgroups((*pw)->pw_name, (*pw)->pw_gid) != 0 || ::setegid((*pw)->pw_gid) != 0 ||
+      ::seteuid((*pw)->pw_uid) != 0) {
+    const int err = errno;
+    (void)!::seteuid(0);
+    (void)!::setegid(0);
+    (void)!::setgroups(groups.size(), groups.data());
+    return absl::PermissionDeniedError(
+        text::cat("--user ", user, ": cannot act as the user: ", std::strerror(err)));
+  }
+  absl::Status s = body();
+  if (::seteuid(0) != 0 || ::setegid(0) != 0 || ::setgroups(groups.size(), groups.data()) != 0)
+    return absl::InternalError(
+        text::cat("--user ", user, ": cannot return to root: ", std::strerror(errno)));
+  if (!s.ok() && absl::StrContains(s.message(), std::strerror(EACCES)))
+    return absl::Status(
+        s.code(), text::cat(std::string(s.message()), " (policy and state are read as ", user,
+                            ", as at every reload: give the file to ", user, " or to a group of ",
+                            user, ")"));
+  return s;
+}
+
+absl::Status dropPrivileges(const std::string& user) {
   if (user.empty()) return absl::OkStatus();
   struct passwd* pw = getpwnam(user.c_str());
   if (pw == nullptr) return absl::InvalidArgumentError(text::cat("--user: no such user: ", user));
@@ -37,16 +124,6 @@ absl::Status dropPrivileges(const std::string& user, const std::string& stateDir
     return absl::FailedPreconditionError(
         text::cat("--user ", user, ": not started as root, cannot become that user"));
   }
-  // The state directory may hold files made as root by this start or an earlier one.
-  std::error_code ec;
-  for (auto& e : std::filesystem::recursive_directory_iterator(stateDir, ec))
-    if (::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0)
-      return absl::PermissionDeniedError(text::cat("--user ", user, ": cannot give ",
-                                                   e.path().string(),
-                                                   " to the user: ", std::strerror(errno)));
-  if (::chown(stateDir.c_str(), pw->pw_uid, pw->pw_gid) != 0)
-    return absl::PermissionDeniedError(text::cat("--user ", user, ": cannot give ", stateDir,
-                                                 " to the user: ", std::strerror(errno)));
   if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
       setuid(pw->pw_uid) != 0)
     return absl::PermissionDeniedError(

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/privileges.h"
 #include "fleet/node.h"
 #include "stats/config_metrics.h"
 #include "util/flags.h"
@@ -79,6 +80,27 @@ inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
   metrics.fleetConnected().set(0);
   node->setObserver(
       [&metrics](const NodeState& st) { metrics.fleetConnected().set(st.connected ? 1 : 0); });
+  return node;
+}
+
+// Start-up as both daemons do it: the state directory given to `user`, then the policy store
+// opened and the node made (both read files) as that user, as every later reload and apply is
+// (daemon/privileges.h). The node, or nullptr without --fleet-etcd.
+inline absl::StatusOr<std::unique_ptr<FleetNode>> openAsServiceUser(const std::string& user,
+                                                                    const std::string& stateDir,
+                                                                    const FleetFlags& a,
+                                                                    admin::PolicyStore& store,
+                                                                    stats::ConfigMetrics& metrics) {
+  if (auto s = daemon::adoptStateDir(user, stateDir); !s.ok()) return s;
+  std::unique_ptr<FleetNode> node;
+  auto s = daemon::asServiceUser(user, [&]() -> absl::Status {
+    if (auto s = store.open(); !s.ok()) return s;
+    auto made = makeNode(a, store, metrics);
+    if (!made.ok()) return made.status();
+    node = std::move(*made);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
   return node;
 }
 
