@@ -19,6 +19,8 @@
 
 namespace qtls::agent {
 
+constexpr std::chrono::seconds kRefusalLogEvery{10};
+
 using asio::redirect_error;
 using asio::use_awaitable;
 
@@ -160,22 +162,25 @@ asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const Listene
   std::error_code ec;
   const auto address = sock.remote_endpoint(ec).address();
   const auto peer = clientKey(address, limits_.ipv6Prefix);
+  const auto group = clientKey(address, limits_.reserveIpv6Prefix);
   std::string refusal;
   const char* reason = "";
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = perClient_.find(peer);
     const int mine = it == perClient_.end() ? 0 : it->second;
+    auto git = perGroup_.find(group);
+    const int ours = git == perGroup_.end() ? 0 : git->second;
     const int reserved = limits_.maxConnections * limits_.reservePercent / 100;
     const int active = active_.load();
     if (mine >= limits_.maxPerClient ||
-        (mine > 0 && reserved > 0 && active < limits_.maxConnections &&
+        (ours > 0 && reserved > 0 && active < limits_.maxConnections &&
          active >= limits_.maxConnections - reserved)) {
       // The last slots are for clients that hold none: a few addresses cannot take them all.
       refusal = "421 too many connections from your address, try again later (#4.3.2)\r\n";
       reason = "too_many_from_client";
     } else if (active >= limits_.maxConnections &&
-               (mine > 0 || !registry_.evictIdlest(limits_.evictAfterIdle))) {
+               (ours > 0 || !registry_.evictIdlest(limits_.evictAfterIdle))) {
       // Only a client holding no connection may make room by closing the idlest session.
       refusal = "421 too many connections, try again later (#4.3.2)\r\n";
       reason = "too_many";
@@ -183,12 +188,29 @@ asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const Listene
     if (refusal.empty()) {
       ++active_;
       ++perClient_[peer];
+      ++perGroup_[group];
     }
   }
   if (!refusal.empty()) {
     if (AgentMetrics* m = params_().metrics) m->closedByLimit.with({reason}).add(1);
-    log::warn(text::cat("listener ", spec.address, " refused client=", address.to_string(), ": ",
-                        refusal.substr(4, refusal.size() - 6)));
+    long unlogged = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      RefusalLog& r = refusalLog_[reason];
+      const auto now = std::chrono::steady_clock::now();
+      if (r.last == std::chrono::steady_clock::time_point{} || now - r.last >= kRefusalLogEvery) {
+        unlogged = r.unlogged;
+        r = RefusalLog{now, 0};
+      } else {
+        ++r.unlogged;
+      }
+    }
+    if (unlogged >= 0)
+      log::warn(text::cat("listener ", spec.address, " refused client=", address.to_string(), ": ",
+                          refusal.substr(4, refusal.size() - 6),
+                          unlogged > 0 ? text::cat(" (and ", unlogged, " more refused for ", reason,
+                                                   " since the last such line)")
+                                       : ""));
     // Plain text even on a TLS port: there is no session to protect yet, and a client that
     // does not understand it only sees the connection close.
     if (!spec.implicitTls) {
@@ -205,6 +227,7 @@ asio::awaitable<void> Listeners::serve(asio::ip::tcp::socket sock, const Listene
   std::lock_guard<std::mutex> lock(mu_);
   --active_;
   if (--perClient_[peer] <= 0) perClient_.erase(peer);
+  if (--perGroup_[group] <= 0) perGroup_.erase(group);
 }
 
 }  // namespace qtls::agent

@@ -35,7 +35,11 @@ struct ConnectionLimits {
   int maxPerClient = 100;
   int ipv6Prefix = 64;      // IPv6 clients are counted per this prefix
   int reservePercent = 10;  // of maxConnections, only for clients with no connection yet
-  std::chrono::seconds evictAfterIdle{10};  // a full table closes the idlest idle this long
+  // Whether a client holds a connection (for the reserve, and the right to evict) is judged
+  // per IPv4 address and per this IPv6 prefix: one site usually has a whole /48.
+  int reserveIpv6Prefix = 48;
+  // A full table closes the session longest without progress, once it is this long.
+  std::chrono::seconds evictAfterIdle{10};
 };
 
 // The key a client is counted under: the IPv4 address, or the IPv6 address cut to `prefix`.
@@ -76,6 +80,14 @@ class Listeners {
   std::atomic<int> active_{0};
   std::mutex mu_;
   std::map<asio::ip::address, int> perClient_;  // guarded by mu_
+  std::map<asio::ip::address, int> perGroup_;   // per reserveIpv6Prefix; guarded by mu_
+  // A flood must not flood the log: one line per reason every kRefusalLogEvery, which counts
+  // the refusals not logged since (the metric counts each). Guarded by mu_.
+  struct RefusalLog {
+    std::chrono::steady_clock::time_point last{};
+    long unlogged = 0;
+  };
+  std::map<std::string, RefusalLog> refusalLog_;
 };
 
 }  // namespace qtls::agent

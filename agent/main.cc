@@ -42,8 +42,11 @@ const char kUsage[] =
     "  --ipv6-prefix N         IPv6 clients are counted per /N (default 64)\n"
     "  --reserve-percent N     last N% of --max-connections only for clients holding none\n"
     "                          (default 10)\n"
-    "  --evict-idle N          with every slot taken, a new client makes the session idle\n"
-    "                          the longest (at least N seconds) close (default 10)\n"
+    "  --reserve-ipv6-prefix N for the reserve, IPv6 clients are grouped per /N (default 48)\n"
+    "  --evict-idle N          with every slot taken, a new client makes the session longest\n"
+    "                          without progress (MAIL, RCPT, a message; at least N seconds)\n"
+    "                          close (default 10)\n"
+    "  --max-junk-commands N   commands in a row without progress, then 421 (default 100)\n"
     "  --command-timeout N     seconds for a command line once begun (default 120)\n"
     "  --data-min-rate N       DATA bytes/second it must average after --data-grace\n"
     "                          (default 1024)\n"
@@ -146,6 +149,10 @@ int main(int argc, char** argv) {
       limits.maxPerClient = static_cast<int>(f.number(1, 1000000));
     else if (a == "--ipv6-prefix")
       limits.ipv6Prefix = static_cast<int>(f.number(1, 128));
+    else if (a == "--reserve-ipv6-prefix")
+      limits.reserveIpv6Prefix = static_cast<int>(f.number(1, 128));
+    else if (a == "--max-junk-commands")
+      sessionLimits.maxJunkCommands = static_cast<size_t>(f.number(1, 1L << 30));
     else if (a == "--reserve-percent")
       limits.reservePercent = static_cast<int>(f.number(0, 90));
     else if (a == "--evict-idle")

@@ -28,7 +28,7 @@ struct AgentMetrics {
         sessionsOpen(r.gauge("qtls_agent_sessions_open", "Inbound sessions open now.")),
         closedByLimit(r.counter("qtls_agent_limit_closes_total",
                                 "Connections refused or closed by a limit: too_many, "
-                                "too_many_from_client, evicted, timeout, shutdown.",
+                                "too_many_from_client, evicted, timeout, shutdown, junk_commands.",
                                 {"reason"})),
         certExpiry(r.gauge("qtls_tls_cert_expiry_timestamp_seconds",
                            "notAfter of the server certificate in force, Unix time, by cert "
@@ -41,7 +41,7 @@ struct AgentMetrics {
     for (const char* decision : {"allowed", "refused"}) certRelay.with({decision});
     for (const char* result : {"accepted", "temporary", "permanent"}) messages.with({result});
     for (const char* reason :
-         {"too_many", "too_many_from_client", "evicted", "timeout", "shutdown"})
+         {"too_many", "too_many_from_client", "evicted", "timeout", "shutdown", "junk_commands"})
       closedByLimit.with({reason});
   }
 

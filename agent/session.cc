@@ -33,7 +33,9 @@ Session::~Session() {
 
 void Session::close(Close how) {
   if (how == Close::kEvict) {
-    if (closing_ || inData_) return;  // chosen as the idlest, but a message has begun since
+    // Chosen while waiting, but busy since (qmail-queue has the message, or a reply is going
+    // out): that session is making progress.
+    if (closing_ || (inData_ && !reading_)) return;
   } else if (closing_ && (how == Close::kWhenIdle || closeHow_ == Close::kNow)) {
     return;
   }
@@ -42,7 +44,7 @@ void Session::close(Close how) {
   // A session waiting for the client hears it at once; a message in progress is finished
   // first unless the drain ran out. Only a wait for the client is cancelled, never a write: a
   // 250 on its way must arrive.
-  if (reading_ && (!inData_ || how == Close::kNow)) stream_.cancel();
+  if (reading_ && (!inData_ || how != Close::kWhenIdle)) stream_.cancel();
 }
 
 std::string Session::closingReply() const {
@@ -64,8 +66,13 @@ void Session::armFor(Clock::duration t) { stream_.arm(weak_from_this(), t); }
 
 void Session::disarm() { stream_.disarm(); }
 
-void Session::setIdle(bool idle) {
-  if (p_.registry && registryId_ != 0) p_.registry->setIdle(registryId_, idle, lastCommand_);
+void Session::setWaiting(bool waiting) {
+  if (p_.registry && registryId_ != 0) p_.registry->setWaiting(registryId_, waiting);
+}
+
+void Session::progress() {
+  commandsWithoutProgress_ = 0;
+  if (p_.registry && registryId_ != 0) p_.registry->progress(registryId_);
 }
 
 size_t Session::messageLimit() const {
@@ -84,12 +91,17 @@ asio::awaitable<size_t> Session::readSome(char* buf, size_t n, std::error_code& 
 
 asio::awaitable<bool> Session::flush() {
   if (out_.empty()) co_return true;
+  if (writeStalled_) {  // the client stopped reading: the 451 after it would wait once more
+    out_.clear();
+    co_return false;
+  }
   std::error_code ec;
   // A client that does not read its replies is bounded like one that sends slowly.
   armFor(std::min<Clock::duration>(std::chrono::seconds(cfg_.timeout), p_.limits.commandTimeout));
   ec = co_await stream_.write(out_);
   disarm();
   out_.clear();
+  if (stream_.timedOut()) writeStalled_ = true;
   co_return !ec && !stream_.timedOut();
 }
 
@@ -101,11 +113,9 @@ asio::awaitable<Session::Line> Session::readLine(std::string& line) {
     switch (reader_.next(line)) {
       case LineReader::Result::kLine:
         deadline_ = Clock::time_point::max();
-        lastCommand_ = Clock::now();
         co_return Line::kOk;
       case LineReader::Result::kTooLong:
         deadline_ = Clock::time_point::max();
-        lastCommand_ = Clock::now();
         co_return Line::kTooLong;
       case LineReader::Result::kNeedMore:
         break;
@@ -117,13 +127,13 @@ asio::awaitable<Session::Line> Session::readLine(std::string& line) {
       deadline_ = Clock::time_point::max();
     else if (deadline_ == Clock::time_point::max())
       deadline_ = Clock::now() + p_.limits.commandTimeout;
-    // Evictable while waiting, a line begun or not: idleness counts from the last command, so
-    // a client dribbling its lines is as idle as a silent one.
-    setIdle(true);
+    // Evictable while waiting, a line begun or not: what counts is the last progress of a
+    // transaction, so a client sending NOOPs or dribbling its lines is as idle as a silent one.
+    setWaiting(true);
     char buf[16384];
     std::error_code ec;
     size_t n = co_await readSome(buf, sizeof buf, ec);
-    setIdle(false);
+    setWaiting(false);
     if (stream_.timedOut()) co_return Line::kTimeout;
     if (closing_ && ec == asio::error::operation_aborted) co_return Line::kClosing;
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) co_return Line::kEof;
@@ -144,9 +154,9 @@ asio::awaitable<bool> Session::handshake() {
   deadline_ = Clock::now() + p_.limits.commandTimeout;
   arm();
   reading_ = true;
-  setIdle(true);
+  setWaiting(true);
   ec = co_await stream_.handshake(ssl, asio::ssl::stream_base::server);
-  setIdle(false);
+  setWaiting(false);
   reading_ = false;
   disarm();
   deadline_ = Clock::time_point::max();
@@ -200,6 +210,7 @@ void Session::mail(std::string_view arg) {
   haveMail_ = true;
   sender_ = addr;
   badFrom_ = badMailFrom(cfg_, addr);
+  progress();
   reply("250 ok");
 }
 
@@ -248,6 +259,7 @@ void Session::rcpt(std::string_view arg) {
     return;
   }
   rcpts_.push_back(addr);
+  progress();
   reply("250 ok");
 }
 
@@ -320,6 +332,15 @@ asio::awaitable<void> Session::run() {
     std::string verb;
     std::string_view arg;
     splitCommand(line, verb, arg);
+    if (++commandsWithoutProgress_ > p_.limits.maxJunkCommands && verb != "quit") {
+      // NOOP loops, RSET loops, recipient guessing: a session is for mail.
+      reply(text::cat("421 ", cfg_.greeting,
+                      " too many commands without a message; closing connection (#4.7.0)"));
+      co_await flush();
+      if (p_.metrics) p_.metrics->closedByLimit.with({"junk_commands"}).add(1);
+      logSession("junk-commands");
+      break;
+    }
     if (verb == "helo") {
       helo_ = std::string(arg);
       resetTransaction();

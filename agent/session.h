@@ -26,7 +26,9 @@ struct SessionLimits {
   // `dataMinRate` bytes received: a client sending a byte a second cannot hold a session.
   std::chrono::seconds commandTimeout{120};
   std::chrono::seconds dataGrace{60};
-  size_t dataMinRate = 1024;  // bytes per second
+  size_t dataMinRate = 1024;  // bytes per second; DATA slower than this is no progress
+  // Commands in a row (NOOP, RSET, HELP, refused RCPTs, ...) with no progress; then 421.
+  size_t maxJunkCommands = 100;
 };
 
 class SessionRegistry;

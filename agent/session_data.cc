@@ -52,6 +52,9 @@ asio::awaitable<bool> Session::data() {
   inData_ = true;
   const Clock::time_point dataStart = Clock::now();
   size_t received = 0;
+  // Progress for eviction: the bytes since the last mark came at least at the rate floor.
+  Clock::time_point mark = dataStart;
+  size_t markBytes = 0;
   std::string& in = reader_.buffer();
   for (;;) {
     size_t used = reader.feed(in);
@@ -82,17 +85,22 @@ asio::awaitable<bool> Session::data() {
     std::error_code ec;
     deadline_ = dataStart + p_.limits.dataGrace +
                 std::chrono::seconds(received / std::max<size_t>(p_.limits.dataMinRate, 1));
+    setWaiting(true);
     size_t n = co_await readSome(buf, sizeof buf, ec);
+    setWaiting(false);
     if (stream_.timedOut()) {
       reply("451 timeout (#4.4.2)");
       if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
       end = "timeout-in-data";
       break;
     }
-    if (closing_ && closeHow_ == Close::kNow && ec == asio::error::operation_aborted) {
+    if (closing_ && closeHow_ != Close::kWhenIdle && ec == asio::error::operation_aborted) {
+      // The drain ran out, or this session was evicted for trickling its message below the
+      // rate floor while the table was full: the message is not queued, the client retries.
+      const bool evicted = closeHow_ == Close::kEvict;
       reply(closingReply());
-      if (p_.metrics) p_.metrics->closedByLimit.with({"shutdown"}).add(1);
-      end = "shutdown-in-data";
+      if (p_.metrics) p_.metrics->closedByLimit.with({evicted ? "evicted" : "shutdown"}).add(1);
+      end = evicted ? "evicted-in-data" : "shutdown-in-data";
       break;
     }
     if (ec) {  // client gone in the middle of DATA
@@ -101,6 +109,14 @@ asio::awaitable<bool> Session::data() {
     }
     received += n;
     in.append(buf, n);
+    const auto now = Clock::now();
+    const double due = static_cast<double>(p_.limits.dataMinRate) *
+                       std::chrono::duration<double>(now - mark).count();
+    if (static_cast<double>(received - markBytes) >= due) {
+      progress();
+      mark = now;
+      markBytes = received;
+    }
   }
   inData_ = false;
   deadline_ = Clock::time_point::max();
@@ -129,6 +145,7 @@ asio::awaitable<bool> Session::data() {
                                   : "permanent"})
         .add(1);
   resetTransaction();
+  progress();
   reply(result);
   co_return true;
 }

@@ -45,8 +45,10 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   void arm();
   void armFor(Clock::duration t);
   void disarm();
-  // Evictable (waiting for the client outside DATA) since the last complete command, or busy.
-  void setIdle(bool idle);
+  // Waiting for the client (evictable after --evict-idle without progress), or busy.
+  void setWaiting(bool waiting);
+  // The transaction moved: MAIL or RCPT accepted, a message done, DATA above the rate floor.
+  void progress();
   void resetTransaction() {
     haveMail_ = false;
     badFrom_ = false;
@@ -79,7 +81,9 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   Close closeHow_ = Close::kWhenIdle;
   bool inData_ = false;
   bool reading_ = false;  // waiting for the client (a read or a handshake): close() may cancel
-  Clock::time_point lastCommand_ = Clock::now();  // idleness counts from here
+  size_t commandsWithoutProgress_ = 0;
+  bool writeStalled_ = false;  // a reply timed out unread: nothing more is written  // bounded by
+                               // --max-junk-commands
 
   std::string helo_;
   bool haveMail_ = false, badFrom_ = false;

@@ -17,12 +17,16 @@ void SessionRegistry::remove(uint64_t id) {
   entries_.erase(id);
 }
 
-void SessionRegistry::setIdle(uint64_t id, bool idle, Clock::time_point since) {
+void SessionRegistry::setWaiting(uint64_t id, bool waiting) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
-  if (it == entries_.end()) return;
-  it->second.idle = idle;
-  it->second.since = since;
+  if (it != entries_.end()) it->second.waiting = waiting;
+}
+
+void SessionRegistry::progress(uint64_t id, Clock::time_point at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it != entries_.end()) it->second.progress = at;
 }
 
 void SessionRegistry::post(const Entry& e, SessionControl::Close how) {
@@ -41,11 +45,11 @@ bool SessionRegistry::evictIdlest(Clock::duration minIdle) {
   const auto now = Clock::now();
   std::map<uint64_t, Entry>::iterator best = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (!it->second.idle || now - it->second.since < minIdle) continue;
-    if (best == entries_.end() || it->second.since < best->second.since) best = it;
+    if (!it->second.waiting || now - it->second.progress < minIdle) continue;
+    if (best == entries_.end() || it->second.progress < best->second.progress) best = it;
   }
   if (best == entries_.end()) return false;
-  best->second.idle = false;  // not chosen twice
+  best->second.waiting = false;  // not chosen twice
   post(best->second, SessionControl::Close::kEvict);
   return true;
 }

@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 
@@ -68,6 +69,26 @@ class SlowClientTest(SmtpdTestCase):
         self.assertEqual(c.cmd("NOOP"), "250 ok")
 
 
+    def test_client_that_never_reads_is_cut_at_the_command_timeout(self):
+        # It pipelines and never reads: the replies' write times out once (--command-timeout),
+        # and no 451 is then queued behind them for a second wait (it was cut at twice that).
+        timeout = 4
+        self.start(["--command-timeout", str(timeout), "--max-junk-commands", "100000000"])
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(6 * timeout)
+        s.connect(("127.0.0.1", self.agent.port))
+        self.addCleanup(s.close)
+        start = time.monotonic()
+        with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+            while True:  # blocks once the agent stops reading; the reset ends it
+                s.sendall(b"HELP\r\n" * 10000)
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, timeout * 0.9)
+        self.assertLess(elapsed, timeout * 1.6)
+        wait_for(lambda: "end=timeout" in self.agent.read_log(), what="session log")
+
+
 class ConnectionLimitTest(SmtpdTestCase):
     def test_reserved_slots_go_to_new_clients(self):
         # 10 slots, 10% reserved: 127.0.0.1 gets 9; the 10th goes to a client holding none.
@@ -117,8 +138,8 @@ class ConnectionLimitTest(SmtpdTestCase):
         for x in (a, b, c):
             x.reply()
         time.sleep(0.3)
-        b.cmd("NOOP")  # b and c are busier than a
-        c.cmd("NOOP")
+        for x in (b, c):  # b and c make progress (a transaction begun); a only connected
+            self.assertEqual(x.cmd("MAIL FROM:<a@b.test>"), "250 ok")
         time.sleep(1.2)
         d = Client(self.agent.port, source="127.0.0.2")  # a client holding none may evict
         self.clients.append(d)
@@ -127,6 +148,121 @@ class ConnectionLimitTest(SmtpdTestCase):
                                     "connections (#4.3.2)")
         self.assertEqual(b.cmd("NOOP"), "250 ok")
         wait_for(lambda: "end=evicted" in self.agent.read_log(), what="eviction log")
+
+    def test_busy_flood_of_noops_is_evicted(self):
+        # Issue 18: 1000 connections from 109 addresses each sending NOOP every 5 s held every
+        # slot. Scaled down: 30 slots, 30 addresses, a NOOP every 0.3 s from each.
+        evict = 2
+        self.start(["--max-connections", "30", "--reserve-percent", "10", "--evict-idle",
+                    str(evict)])
+        stop = threading.Event()
+        flood, evicted = [], []
+
+        def noops(c):
+            try:
+                while not stop.wait(0.3):
+                    r = c.cmd("NOOP")
+                    if r.startswith("421"):
+                        evicted.append(r)
+                        return
+            except (OSError, EOFError):
+                pass
+
+        for i in range(30):
+            c = Client(self.agent.port, source="127.0.1.%d" % (i + 1))
+            self.clients.append(c)
+            self.assertTrue(c.reply().startswith("220 "))
+            flood.append(threading.Thread(target=noops, args=(c,), daemon=True))
+        full = time.monotonic()
+        for t in flood:
+            t.start()
+        self.addCleanup(stop.set)
+        # A newcomer is refused until the flood's sessions are `evict` seconds without
+        # progress, then served: NOOPs are not progress.
+        served = None
+        while served is None and time.monotonic() - full < evict + 8:
+            new = Client(self.agent.port, source="127.0.2.1")
+            self.clients.append(new)
+            r = new.reply()
+            if r.startswith("220 "):
+                served = time.monotonic() - full
+            else:
+                self.assertEqual(r, "421 too many connections, try again later (#4.3.2)")
+                new.close()
+                time.sleep(0.1)
+        self.assertIsNotNone(served, "a new client was never served during the NOOP flood")
+        self.assertGreaterEqual(served, evict - 0.2)
+        self.assertEqual(new.cmd("MAIL FROM:<a@b.test>"), "250 ok")
+        wait_for(lambda: evicted, what="the evicted flood session's 421")
+        self.assertEqual(evicted[0], "421 mx.agent.test closing an idle connection: too many "
+                                     "connections (#4.3.2)")
+        stop.set()
+        log = self.agent.read_log()
+        self.assertIn("end=evicted", log)
+        # The refusals before that are summarised, not one warning line each.
+        self.assertLessEqual(log.count("refused client="), 2, log)
+
+    def test_data_trickle_below_the_rate_floor_is_evictable(self):
+        # DATA counts as progress only above --data-min-rate: a message dribbled at 50 B/s
+        # gives its slot up to a newcomer when the table is full; it is not queued.
+        self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "1",
+                    "--data-min-rate", "1024", "--data-grace", "60"])
+        slow = self.connect()
+        slow.reply()
+        slow.cmd("MAIL FROM:<a@b.test>")
+        slow.cmd("RCPT TO:<u@agent.test>")
+        self.assertEqual(slow.cmd("DATA"), "354 go ahead")
+        slow.send("Subject: trickle\r\n\r\n")
+        new = None
+        deadline = time.monotonic() + 15
+        while new is None and time.monotonic() < deadline:
+            slow.send("x" * 10)
+            c = Client(self.agent.port, source="127.0.0.2")
+            self.clients.append(c)
+            r = c.reply()
+            if r.startswith("220 "):
+                new = c
+            else:
+                c.close()
+                time.sleep(0.2)
+        self.assertIsNotNone(new, "the trickling DATA session was never evicted")
+        self.assertEqual(slow.reply(), "421 mx.agent.test closing an idle connection: too many "
+                                       "connections (#4.3.2)")
+        wait_for(lambda: "end=evicted-in-data" in self.agent.read_log(), what="eviction log")
+        self.assertEqual(self.records(), [])
+
+    def test_fast_data_is_progress(self):
+        # The same table, but the message arrives quickly: the newcomer is refused, the message
+        # is queued.
+        self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "1"])
+        busy = self.connect()
+        busy.reply()
+        busy.cmd("MAIL FROM:<a@b.test>")
+        busy.cmd("RCPT TO:<u@agent.test>")
+        self.assertEqual(busy.cmd("DATA"), "354 go ahead")
+        busy.send("Subject: fast\r\n\r\n")
+        start = time.monotonic()
+        while time.monotonic() - start < 2.5:  # past --evict-idle, at far above the floor
+            busy.send("y" * 8192 + "\r\n")
+            time.sleep(0.05)
+        c = Client(self.agent.port, source="127.0.0.2")
+        self.clients.append(c)
+        self.assertEqual(c.reply(), "421 too many connections, try again later (#4.3.2)")
+        busy.send(".\r\n")
+        self.assertRegex(busy.reply(), r"^250 ok \d+ qp \d+$")
+
+    def test_commands_without_progress_are_capped(self):
+        self.start(["--max-junk-commands", "5"])
+        c = self.connect()
+        c.reply()
+        for _ in range(3):
+            self.assertEqual(c.cmd("NOOP"), "250 ok")
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test>"), "250 ok")  # progress: the count restarts
+        for verb in ("NOOP", "RSET", "HELP", "VRFY x", "NOOP"):
+            self.assertTrue(c.cmd(verb)[:3] in ("250", "214", "252"), verb)
+        self.assertEqual(c.cmd("NOOP"), "421 mx.agent.test too many commands without a message; "
+                                        "closing connection (#4.7.0)")
+        wait_for(lambda: "end=junk-commands" in self.agent.read_log(), what="session log")
 
     def test_full_table_without_idle_sessions_refuses(self):
         self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "30"])
@@ -404,11 +540,20 @@ class RobustnessTest(SmtpdTestCase):
             self.assertLess(during - before, 100 * 1024)
 
     def test_privileges_dropped_after_bind(self):
+        # The key is read as the agent's user, at start as at every reload: qmail-tls's
+        # layout (the user's, mode 0640) works; root's 0600 refuses the start, naming the file.
+        key = os.path.join(self.home.control, "servercert.pem")
+        with self.assertRaises(AssertionError) as refused:
+            self.start(["--user", "nobody"])
+        self.assertIn("servercert.pem: Permission denied (policy and state are read as nobody",
+                      str(refused.exception))
+        os.chown(key, 65534, 65534)
+        os.chmod(key, 0o640)
         self.start(["--user", "nobody"])
         with open("/proc/%d/status" % self.agent.proc.pid) as f:
             uid_line = [l for l in f if l.startswith("Uid:")][0]
         self.assertEqual(uid_line.split()[1:], ["65534"] * 4)
-        rc, out = self.swaks("--tls")  # the key (mode 0600, root) was read before dropping
+        rc, out = self.swaks("--tls")
         self.assertEqual(rc, 0, out)
 
 

@@ -53,6 +53,10 @@ TEST(ClientKey, Ipv6PerPrefixIpv4AsIs) {
   EXPECT_EQ(clientKey(a("2001:db8:1:2:aaaa::1"), 48), a("2001:db8:1::"));
   EXPECT_EQ(clientKey(a("2001:db8::1"), 128), a("2001:db8::1"));
   EXPECT_EQ(clientKey(a("2001:db8:1:2:aaaa::1"), 60), a("2001:db8:1::"));
+  // The reserve's grouping (--reserve-ipv6-prefix 48): two /64s of one site are one client.
+  EXPECT_EQ(clientKey(a("2001:db8:1:2::1"), 48), a("2001:db8:1::"));
+  EXPECT_EQ(clientKey(a("2001:db8:1:ff00::9"), 48), clientKey(a("2001:db8:1:2::1"), 48));
+  EXPECT_NE(clientKey(a("2001:db8:2::1"), 48), clientKey(a("2001:db8:1::1"), 48));
   EXPECT_EQ(clientKey(a("192.0.2.7"), 64), a("192.0.2.7"));
   EXPECT_EQ(clientKey(a("::ffff:192.0.2.7"), 64), a("192.0.2.7"));
 }
@@ -62,16 +66,19 @@ struct Recorder : SessionControl {
   void close(Close how) override { got.push_back(how); }
 };
 
-TEST(SessionRegistry, EvictsTheIdlestIdleSessionOnly) {
+TEST(SessionRegistry, EvictsTheWaitingSessionLongestWithoutProgressOnly) {
   asio::io_context io;
   SessionRegistry reg;
   auto a = std::make_shared<Recorder>(), b = std::make_shared<Recorder>(),
        c = std::make_shared<Recorder>();
   const auto now = SessionRegistry::Clock::now();
   auto ia = reg.add(a, io.get_executor()), ib = reg.add(b, io.get_executor());
-  reg.add(c, io.get_executor());
-  reg.setIdle(ia, true, now - std::chrono::seconds(5));
-  reg.setIdle(ib, true, now - std::chrono::seconds(20));  // c stays busy
+  auto ic = reg.add(c, io.get_executor());
+  reg.progress(ia, now - std::chrono::seconds(5));
+  reg.progress(ib, now - std::chrono::seconds(20));
+  reg.progress(ic, now - std::chrono::seconds(60));
+  reg.setWaiting(ia, true);
+  reg.setWaiting(ib, true);  // c stays busy (qmail-queue, say): never evicted, however old
   EXPECT_FALSE(reg.evictIdlest(std::chrono::seconds(30)));
   EXPECT_TRUE(reg.evictIdlest(std::chrono::seconds(1)));
   io.run();
@@ -88,6 +95,27 @@ TEST(SessionRegistry, EvictsTheIdlestIdleSessionOnly) {
   io.restart();
   io.run();
   EXPECT_EQ(c->got.size(), 1u);
+}
+
+TEST(SessionRegistry, ProgressNotWaitingKeepsASessionAndANewOneHasItsGrace) {
+  asio::io_context io;
+  SessionRegistry reg;
+  auto busy = std::make_shared<Recorder>(), fresh = std::make_shared<Recorder>();
+  const auto now = SessionRegistry::Clock::now();
+  auto ib = reg.add(busy, io.get_executor()), ifr = reg.add(fresh, io.get_executor());
+  reg.setWaiting(ib, true);
+  reg.setWaiting(ifr, true);
+  // A session sending NOOP after NOOP is waiting and makes no progress: evictable once old.
+  reg.progress(ib, now - std::chrono::seconds(30));
+  EXPECT_FALSE(reg.evictIdlest(std::chrono::seconds(31)));
+  // The fresh session's start counts as progress: it is not evictable before its grace.
+  reg.progress(ib, now);  // a RCPT accepted
+  EXPECT_FALSE(reg.evictIdlest(std::chrono::seconds(5)));
+  reg.progress(ib, now - std::chrono::seconds(30));
+  EXPECT_TRUE(reg.evictIdlest(std::chrono::seconds(5)));
+  io.run();
+  EXPECT_EQ(busy->got.size(), 1u);
+  EXPECT_TRUE(fresh->got.empty());
 }
 
 }  // namespace
