@@ -13,6 +13,7 @@
 #include "admin/admin_flags.h"
 #include "admin/policy_store.h"
 #include "admin/server.h"
+#include "daemon/control_watch.h"
 #include "daemon/privileges.h"
 #include "daemon/serve.h"
 #include "fleet/fleet_flags.h"
@@ -57,7 +58,9 @@ const char kUsage[] =
     "  --max-recipients N      per message (default 1000)\n"
     "  --max-message N         bytes, when control/databytes is 0 (default 67108864)\n"
     "  --threads N             event-loop threads (default 2)\n"
-    "  --metrics-listen H:P    Prometheus /metrics address (default 127.0.0.1:9742; none = off)\n";
+    "  --metrics-listen H:P    Prometheus /metrics address (default 127.0.0.1:9742; none = off)\n"
+    "  --watch-control MS      hand edits in control/ apply once quiet for MS milliseconds\n"
+    "                          (default 500; 0 = at SIGHUP only)\n";
 
 // ResolvePolicy for inbound: what a client would get, from the configuration in force.
 std::string resolve(const SmtpdConfig& cfg, const qtls::v1::ResolvePolicyRequest& req,
@@ -128,6 +131,7 @@ int main(int argc, char** argv) {
   int threads = 2;
   long drainSeconds = 30;
   std::string metricsListen = "127.0.0.1:9742";
+  std::chrono::milliseconds watchQuiet{500};
   admin::AdminFlags adminFlags;
   fleet::FleetFlags fleetFlags;
   FlagReader f(argc, argv, [](const std::string& m) { die(m + "\n" + kUsage); });
@@ -171,6 +175,8 @@ int main(int argc, char** argv) {
       sessionLimits.maxRecipients = static_cast<size_t>(f.number(1, 1000000));
     else if (a == "--max-message")
       sessionLimits.maxMessage = static_cast<size_t>(f.number());
+    else if (a == "--watch-control")
+      watchQuiet = std::chrono::milliseconds(f.number(0, 3600000));
     else if (a == "--metrics-listen")
       metricsListen = f.value();
     else if (a == "--threads")
@@ -232,10 +238,16 @@ int main(int argc, char** argv) {
           }),
       home, adminFlags.stateDir,
       [&](uint64_t gen, const std::string& digest, const admin::Items&, admin::Compiled compiled) {
+        auto before = store.current();
         if (auto s = store.publish(std::static_pointer_cast<SmtpdConfig>(compiled), gen, digest);
             !s.ok())
           return s;
         auto cfg = store.current();
+        if (before && before->tlsFor("") && !cfg->tlsFor(""))
+          log::warn(text::cat("policy: generation ", gen,
+                              " has no servercert.pem: STARTTLS is no longer offered, a client "
+                              "that asks for it gets 454, and clients that require TLS will "
+                              "defer their mail"));
         metrics.config.inForce(gen, digest);
         const auto* t = cfg->tlsFor("");
         const long long notAfter = t ? tls::certificateNotAfter(t->defaultCtx.get()) : -1;
@@ -304,15 +316,20 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { listeners.cutOff(); };
-  serve.reload = [&] {
-    if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok()) {
-      log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
-                           std::string(s.message())));
-    } else {
+  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
+  auto reload = [&](const std::string& caller) {
+    absl::Status s = policy.reloadFromDisk(caller);
+    if (!s.ok())
+      log::error(text::cat("reload: keeping generation ", store.current()->generation, " (", caller,
+                           "): ", std::string(s.message())));
+    else
       log::info(text::cat("reload: control files and certificates loaded, generation ",
-                          store.current()->generation));
-    }
+                          store.current()->generation, " (", caller, ")"));
+    return s;
   };
+  serve.reload = [&] { reload("SIGHUP"); };
+  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
+  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     listeners.stop();

@@ -16,8 +16,11 @@ namespace qtls::remoted {
 
 std::string connectionKey(const RemoteConfig& cfg, const TlsPlan& plan, const Target& t,
                           unsigned port) {
-  std::string ctx = "-";
-  if (plan.context.ok()) ctx = std::to_string(reinterpret_cast<uintptr_t>(plan.context->get()));
+  // Which of the snapshot's contexts, by what chose it, not by address: under one digest the
+  // same source has the same content, and a reload that changed nothing compiles new context
+  // objects that must not end connection reuse.
+  const std::string ctx =
+      plan.context.ok() ? (plan.sentence.empty() ? "plain" : plan.sentence) : "-";
   std::string names;
   for (const std::string& n : plan.names) names += n + ",";
   std::string pins;

@@ -16,6 +16,7 @@
 #include "conn_cache.h"
 #include "conn_flags.h"
 #include "conn_limits.h"
+#include "daemon/control_watch.h"
 #include "daemon/privileges.h"
 #include "daemon/serve.h"
 #include "dead_hosts.h"
@@ -56,6 +57,8 @@ const char kUsage[] =
     "  --user USER           run as USER once the admin socket is open (the shim socket is\n"
     "                        made as USER); required when started as root (root: stay root)\n"
     "  --metrics-listen H:P  Prometheus /metrics address (default 127.0.0.1:9741; none = off)\n"
+    "  --watch-control MS    hand edits in control/ apply once quiet for MS milliseconds\n"
+    "                        (default 500; 0 = at SIGHUP only)\n"
     "  --verbose             debug logging\n";
 
 // ResolvePolicy: the plan a delivery would get, from the configuration in force.
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
   long deliveryLimit = 3600, drainSeconds = 60;
   std::string user;
   std::string metricsListen = "127.0.0.1:9741";
+  std::chrono::milliseconds watchQuiet{500};
   admin::AdminFlags adminFlags;
   fleet::FleetFlags fleetFlags;
   ConnFlags connFlags;
@@ -161,6 +165,8 @@ int main(int argc, char** argv) {
       user = f.value();
     else if (a == "--threads")
       threads = static_cast<int>(f.number(1, 256));
+    else if (a == "--watch-control")
+      watchQuiet = std::chrono::milliseconds(f.number(0, 3600000));
     else if (a == "--metrics-listen")
       metricsListen = f.value();
     else if (a == "--verbose")
@@ -312,16 +318,24 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { intake.cutOff(); };
-  serve.reload = [&] {
-    if (auto s = policy.reloadFromDisk("SIGHUP"); !s.ok())
-      log::error(text::cat("reload: keeping generation ", store.current()->generation, ": ",
-                           std::string(s.message())));
+  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
+  auto reload = [&](const std::string& caller) {
+    absl::Status s = policy.reloadFromDisk(caller);
+    if (!s.ok())
+      log::error(text::cat("reload: keeping generation ", store.current()->generation, " (", caller,
+                           "): ", std::string(s.message())));
     else
-      log::info(
-          text::cat("reload: control files loaded, generation ", store.current()->generation));
+      log::info(text::cat("reload: control files loaded, generation ", store.current()->generation,
+                          " (", caller, ")"));
+    return s;
+  };
+  serve.reload = [&] {
+    reload("SIGHUP");
     std::lock_guard<std::mutex> lock(ipmeMu);
     ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   };
+  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
+  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     intake.stop();

@@ -3,6 +3,7 @@
 shutdown each end it with QUIT; a new connection resumes the TLS session of an earlier one and
 keeps its verification. The sink's own log counts connections and commands."""
 import re
+import signal
 import time
 import unittest
 import urllib.request
@@ -70,6 +71,17 @@ class ReuseTest(TlsTestCase):
         self.send(1)
         self.assertEqual(self.connects(), 2)
         self.assertIn(" reused=no ", self.lines()[-1])
+
+    def test_a_reload_that_changes_nothing_keeps_the_connection(self):
+        self.start_daemon(args=["--connection-idle", "30"])
+        self.send(1)
+        self.daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: control files loaded, generation 1 (SIGHUP)"
+                 in self.daemon.read_log(), what="reload")
+        self.send(1)
+        wait_for(lambda: len(self.lines()) == 2, what="2 delivery lines")
+        self.assertIn(" reused=yes ", self.lines()[1])
+        self.assertEqual(self.connects(), 1)
 
     def test_idle_limit_quits_and_a_new_connection_resumes_tls(self):
         self.start_daemon(args=["--connection-idle", "1"])

@@ -307,9 +307,45 @@ class TlsPolicyTableTest(TlsTestCase):
                     self.start_daemon()
                 self.assertIn("control/tlspolicy line 2: ca=%s: %s" % (ca, why), str(e.exception))
 
+    def test_ca_dropped_into_tlshosts_applies_by_itself(self):
+        # qmail-tls habits: a CA dropped into tlshosts/ applies to the next delivery, with no
+        # signal (the daemon watches control/; --watch-control, default 500 ms of quiet).
+        p = self.tls_peer()
+        self.route("example.test", p, "mx.test")
+        self.start_daemon(args=["--watch-control", "200"])
+        self.assertEqual(self.deliver(ARGV), OK)
+        self.assertIn("policy=default level=may/", self.log_line())
+        self.trust()
+        wait_for(lambda: "reload: control files loaded, generation 2 (inotify)"
+                 in self.daemon.read_log(), what="the reload after the hand edit")
+        self.assertEqual(self.deliver(ARGV), OK)
+        line = self.log_line()
+        self.assertIn(" gen=2 ", line)
+        self.assertIn("policy=tlshosts level=verify/verify", line)
+        self.assertIn(" verify=ok ", line)
+
+    def test_half_written_file_is_refused_then_applied_when_complete(self):
+        p = self.tls_peer()
+        self.route("example.test", p, "mx.test")
+        self.start_daemon(args=["--watch-control", "200"])
+        path = os.path.join(self.home.control, "tlspolicy")
+        with open(path, "w") as f:
+            f.write("example.test veri")  # an editor's write caught half way
+            f.flush()
+            wait_for(lambda: re.search(r"reload: keeping generation 1 \(inotify\): .*tlspolicy "
+                                       r"line 1", self.daemon.read_log()),
+                     what="the half-written file refused")
+            self.assertEqual(self.deliver(ARGV), OK)  # the old snapshot serves on
+            self.assertIn(" gen=1 ", self.log_line())
+            f.write("fy\n")
+        wait_for(lambda: "reload: control files loaded, generation 2 (inotify)"
+                 in self.daemon.read_log(), what="the completed file applied")
+        self.assertTrue(self.deliver(ARGV).startswith(b"ZTLS"))  # verify without a usable CA
+
     def test_hand_made_tlshosts_file_takes_effect_at_sighup(self):
-        # The snapshot holds the tlshosts/ names: a file made by hand changes nothing until the
-        # daemon reloads (SIGHUP or the admin API), and then applies to every delivery at once.
+        # With the watch off (--watch-control 0, the harness's default) the snapshot holds
+        # the tlshosts/ names: a file made by hand changes nothing until the daemon reloads
+        # (SIGHUP or the admin API), and then applies to every delivery at once.
         p = self.tls_peer(self.untrusted)
         self.assertEqual(self.go(p), OK)
         self.trust()

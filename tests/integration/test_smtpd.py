@@ -415,6 +415,27 @@ class TlsTest(SmtpdTestCase):
             c.starttls(client_context(verify=False))
             self.assertIn(name, c.sock.getpeercert(binary_form=True))
 
+    def test_hand_edits_apply_by_themselves_and_losing_the_key_warns(self):
+        agent = self.start(["--watch-control", "200"])
+        c = self.connect()
+        c.reply()
+        c.cmd("MAIL FROM:<a@b.test>")
+        self.assertTrue(c.cmd("RCPT TO:<u@other.test>").startswith("553 "))
+        self.home.write("rcpthosts", "agent.test\nother.test\n")
+        wait_for(lambda: "loaded, generation 2 (inotify)" in agent.read_log(), what="reload")
+        c = self.connect()
+        c.reply()
+        c.cmd("MAIL FROM:<a@b.test>")
+        self.assertEqual(c.cmd("RCPT TO:<u@other.test>"), "250 ok")
+        self.home.remove("servercert.pem")
+        wait_for(lambda: "loaded, generation 3 (inotify)" in agent.read_log(), what="reload")
+        self.assertIn("warning: policy: generation 3 has no servercert.pem: STARTTLS is no "
+                      "longer offered", agent.read_log())
+        c = self.connect()
+        c.reply()
+        self.assertNotIn("STARTTLS", c.cmd("EHLO client.test"))
+        self.assertEqual(c.cmd("STARTTLS"), "454 TLS missing certificate (#4.3.0)")
+
     def test_reload_certificate_and_refuse_invalid(self):
         agent = self.start()
         self.home.write("servercert.pem", open(self.rsa_free_alt.pem_path).read(), 0o600)
