@@ -306,6 +306,7 @@ asio::awaitable<void> Session::run() {
   for (;;) {
     Line st = co_await readLine(line);
     if (st == Line::kEof || st == Line::kError) {
+      if (st == Line::kEof) stream_.keepSessionResumable();
       logSession("eof");
       break;
     }

@@ -220,8 +220,8 @@ class DeploySandboxTest(unittest.TestCase):
         return self.agent
 
     def systemd_state_dir(self):
-        """What StateDirectory=qtls/smtpd with StateDirectoryMode=0700 gives a unit without
-        User=: a fresh directory of root's, mode 0700."""
+        """What the unit's `ExecStartPre=+/bin/mkdir -p -m 0700 /var/lib/qtls/smtpd` gives:
+        a fresh directory of root's, mode 0700 (not StateDirectory=: see the unit)."""
         state = os.path.join(self.dir, "lib", "qtls", "smtpd")
         os.makedirs(state)
         os.chmod(state, 0o700)
@@ -248,7 +248,9 @@ class DeploySandboxTest(unittest.TestCase):
 
     def test_unit_umask_and_fresh_state_dir_start_twice(self):
         self.assertEqual(self.unit["UMask"][-1], "0077")
-        self.assertEqual(self.unit["StateDirectoryMode"][-1], "0700")
+        self.assertNotIn("StateDirectory", self.unit)
+        self.assertIn("+/bin/mkdir -p -m 0700 /var/lib/qtls/smtpd",
+                      self.unit.get("ExecStartPre", []))
         self.state = self.systemd_state_dir()
         for start in (1, 2):
             with self.subTest(start=start):

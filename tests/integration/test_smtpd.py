@@ -337,6 +337,31 @@ class TlsTest(SmtpdTestCase):
                            text=True, timeout=30)
         self.assertIn("Reused, TLSv1.3", p.stdout)
 
+    def test_session_id_resumption_survives_an_eof_without_quit(self):
+        # A client that drops the connection after its work, without QUIT or close_notify,
+        # leaves its TLS 1.2 session ID resumable (OpenSSL would drop it from the cache).
+        self.start()
+        ctx = client_context(self.certs.ca.cert_path)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.options |= ssl.OP_NO_TICKET
+
+        def starttls(session=None):
+            c = self.connect()
+            c.reply()
+            c.cmd("EHLO client.test")
+            self.assertEqual(c.cmd("STARTTLS"), "220 ready for tls")
+            c.sock = ctx.wrap_socket(c.sock, server_hostname="agent.test", session=session)
+            c.buf = b""
+            self.assertTrue(c.cmd("EHLO client.test").startswith("250"))
+            return c
+
+        first = starttls()
+        session = first.sock.session
+        first.sock.close()  # no QUIT, no close_notify
+        wait_for(lambda: "end=eof" in self.agent.read_log(), what="the session's end")
+        second = starttls(session)
+        self.assertTrue(second.sock.session_reused)
+
     def test_sni_certificate(self):
         os.makedirs(os.path.join(self.home.control, "servercerts", "other.test"))
         self.home.write("servercerts/other.test/servercert.pem",

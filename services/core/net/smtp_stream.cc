@@ -80,6 +80,11 @@ void SmtpStream::close() {
   sock_.close(ignored);
 }
 
+void SmtpStream::keepSessionResumable() {
+  if (tls_ && SSL_is_init_finished(tls_->native_handle()))
+    SSL_set_shutdown(tls_->native_handle(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+}
+
 void SmtpStream::cancel() {
   std::error_code ignored;
   sock_.cancel(ignored);

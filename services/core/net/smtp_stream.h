@@ -56,6 +56,10 @@ class SmtpStream {
   void quickAck(bool on) { quickAck_ = on; }
   void close();
   void cancel();
+  // The peer closed the connection between commands without close_notify (an SMTP client that
+  // drops after its last message): the TLS session stays resumable. OpenSSL otherwise drops a
+  // session not shut down from its cache when the SSL is freed. Nothing before a handshake.
+  void keepSessionResumable();
 
  private:
   void ackNow();
