@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 
 namespace qtls::remoted {
 
@@ -48,6 +49,9 @@ class DeliveryControl {
   // dot, so a shim that died a moment ago cannot have the message sent behind its back.
   bool stillWanted();
   std::function<bool()> shimAlive;  // set by the intake; empty = always wanted
+  // Called just before the final dot is written to `ip`: the intake tells the front end, so
+  // that losing the daemon from then on is reported as a possible duplicate. May be empty.
+  std::function<void(const std::string& ip)> dotGoing;
 
   // The delivery's absolute time limit in seconds (for the report text).
   long limitSeconds = 0;

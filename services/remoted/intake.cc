@@ -263,6 +263,13 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)) == 0;
   };
   control->shimAlive = shimAlive;
+  control->dotGoing = [fd](const std::string& ip) {
+    // From the connection's strand, beside the keepalive writer: one small send is one
+    // record on a Unix stream socket, so frames never interleave. A full buffer (the front end
+    // not reading) loses only this notice.
+    const std::string f = frame(proto::kDotSent, ip);
+    (void)!::send(fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  };
   struct Registered {
     std::shared_ptr<Running> running;
     DeliveryControl* key;

@@ -187,6 +187,7 @@ asio::awaitable<bool> Session::sendBody() {
         died();
         co_return false;
       }
+      if (control_.dotGoing) control_.dotGoing(facts_.ip);
       afterDot_ = true;
     } else {
       offset += n;

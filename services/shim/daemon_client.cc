@@ -84,7 +84,7 @@ bool sendRequest(int sock, const std::string& req, int fd) {
   return true;
 }
 
-AnswerParser::Result AnswerParser::next(std::string& buf, std::string& report) {
+AnswerParser::Result AnswerParser::next(std::string& buf, std::string& payload) {
   // Netstring length: up to 7 digits, then ':'.
   size_t len = 0, i = 0;
   for (;; ++i) {
@@ -103,10 +103,12 @@ AnswerParser::Result AnswerParser::next(std::string& buf, std::string& report) {
     buf.erase(0, start + len + 1);
     return Result::kKeepalive;
   }
-  if (type != kReport) return Result::kMalformed;
-  report.assign(buf, start + 1, len - 1);
+  if (type != kReport && type != kDotSent) return Result::kMalformed;
+  if (type == kDotSent && strspn(buf.c_str() + start + 1, "0123456789abcdefABCDEF.:") != len - 1)
+    return Result::kMalformed;  // an address, nothing else, goes into a report
+  payload.assign(buf, start + 1, len - 1);
   buf.erase(0, start + len + 1);
-  return Result::kReport;
+  return type == kReport ? Result::kReport : Result::kDotSent;
 }
 
 bool validReport(const std::string& out, size_t recipients) {
@@ -124,8 +126,11 @@ bool validReport(const std::string& out, size_t recipients) {
   return false;
 }
 
-std::string troubleReport(const char* what, const char* cause, const char* path) {
-  std::string r = "Zqtls-remote: ";
+std::string troubleReport(const char* what, const char* cause, const char* path,
+                          const std::string& dotIp) {
+  std::string r = "Z";
+  if (!dotIp.empty()) r += "Connected to " + dotIp + " but connection died. ";
+  r += "qtls-remote: ";
   r += what;
   r += " qtls-remoted at ";
   r += path;
@@ -133,7 +138,7 @@ std::string troubleReport(const char* what, const char* cause, const char* path)
     r += ": ";
     r += cause;
   }
-  r += ". (#4.3.0)\n";
+  r += dotIp.empty() ? ". (#4.3.0)\n" : ", after the final dot. Possible duplicate! (#4.4.2)\n";
   r.push_back('\0');
   return r;
 }

@@ -20,20 +20,25 @@ int connectDaemon(const char* path);
 bool sendRequest(int sock, const std::string& req, int fd);
 
 // The daemon's answer, parsed as it arrives: netstrings whose first payload byte is the frame
-// type (keepalive or report).
+// type (keepalive, dot sent, report).
 class AnswerParser {
  public:
-  enum class Result { kMore, kKeepalive, kReport, kMalformed };
-  // Takes whole frames from the front of `buf`; a report's bytes go to `report`.
-  Result next(std::string& buf, std::string& report);
+  enum class Result { kMore, kKeepalive, kDotSent, kReport, kMalformed };
+  // Takes whole frames from the front of `buf`; a report's bytes, or the address the final dot
+  // went to, go to `payload`.
+  Result next(std::string& buf, std::string& payload);
 };
 
 // What qmail-remote may print: recipient records (r, h, s; at most `recipients`), then exactly
 // one K, Z or D record with text, each ending in NUL.
 bool validReport(const std::string& out, size_t recipients);
 
-// "Zqtls-remote: <what> qtls-remoted at <path>[: <cause>]. (#4.3.0)\n" + NUL
-std::string troubleReport(const char* what, const char* cause, const char* path);
+// "Zqtls-remote: <what> qtls-remoted at <path>[: <cause>]. (#4.3.0)\n" + NUL; once the daemon
+// said the final dot went out to `dotIp`, qmail-remote's words for a connection lost after the
+// dot: "ZConnected to <ip> but connection died. qtls-remote: <what> qtls-remoted at <path>[:
+// <cause>], after the final dot. Possible duplicate! (#4.4.2)\n" + NUL.
+std::string troubleReport(const char* what, const char* cause, const char* path,
+                          const std::string& dotIp = std::string());
 
 // The causes, in one place.
 inline constexpr char kNoConnect[] = "unable to connect to";

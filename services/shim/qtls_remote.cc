@@ -47,9 +47,11 @@ void writeAll(int fd, const char* p, size_t n) {
   _exit(0);
 }
 
+std::string dotIp;  // where the daemon said the final dot went; empty before that
+
 // A Z report about the daemon, naming the socket and the cause.
 [[noreturn]] void daemonTrouble(const char* what, const char* cause) {
-  finish(qtls::shimproto::troubleReport(what, cause, socketPath));
+  finish(qtls::shimproto::troubleReport(what, cause, socketPath, dotIp));
 }
 
 // The message as a regular file descriptor: fd 0 itself when it is a regular file (what
@@ -121,6 +123,9 @@ int main(int argc, char** argv) {
   for (;;) {
     switch (parser.next(buf, report)) {
       case sp::AnswerParser::Result::kKeepalive:
+        continue;
+      case sp::AnswerParser::Result::kDotSent:
+        dotIp = report;
         continue;
       case sp::AnswerParser::Result::kReport:
         if (!sp::validReport(report, recipients)) daemonTrouble(sp::kMalformed, nullptr);

@@ -44,8 +44,9 @@ struct Slot {
   bool busy = false;
   int sock = -1;
   size_t recipients = 1;
-  time_t last = 0;  // when the daemon was last heard (or the request sent)
-  std::string in;   // answer bytes not parsed yet
+  time_t last = 0;    // when the daemon was last heard (or the request sent)
+  std::string dotIp;  // where the daemon said the final dot went; empty before that
+  std::string in;     // answer bytes not parsed yet
   sp::AnswerParser parser;
 };
 Slot slots[256];
@@ -91,7 +92,7 @@ void finish(unsigned slot, const std::string& report) {
 }
 
 void trouble(unsigned slot, const char* what, const char* cause) {
-  finish(slot, sp::troubleReport(what, cause, socketPath));
+  finish(slot, sp::troubleReport(what, cause, socketPath, slots[slot].dotIp));
 }
 
 // One request from qmail-send: the checks and texts of notqmail's spawn.c, in its order.
@@ -186,6 +187,9 @@ void fromDaemon(unsigned slot) {
       std::string report;
       switch (s.parser.next(s.in, report)) {
         case sp::AnswerParser::Result::kKeepalive:
+          continue;
+        case sp::AnswerParser::Result::kDotSent:
+          s.dotIp = report;
           continue;
         case sp::AnswerParser::Result::kReport:
           if (!sp::validReport(report, s.recipients)) return trouble(slot, sp::kMalformed, nullptr);

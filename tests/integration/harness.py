@@ -250,6 +250,7 @@ class SmtpPeer:
         self.transcript, self.tls_info, self.messages = [], [], []
         self.connections = 0
         self.dot_seen = False
+        self.dots_seen = 0
         self.sni = []
         if server_ctx is not None:
             server_ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name) and None
@@ -381,6 +382,7 @@ class SmtpPeer:
                     if self.drop_after_dot:
                         return
                     self.dot_seen = True
+                    self.dots_seen += 1
                     if stalled("dot"):
                         return
                     send(self._reply("dot", "250 ok queued"))

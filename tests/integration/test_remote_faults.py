@@ -115,6 +115,21 @@ class RemoteFaultTest(RemoteTestCase):
         self.assertIn("the final dot had been sent: possible duplicate", self.daemon.read_log())
         self.assertIn(" stopped=shim_gone possible_duplicate=yes ", line)
 
+    def test_daemon_killed_after_the_dot_says_possible_duplicate(self):
+        # The server has the message and its 250 is on the way when the daemon dies: qmail
+        # will send it again, and the shim's Z says so in qmail-remote's words.
+        p = self.setup_peer(delay={"dot": 3})
+        proc = self.shim_in_background()
+        wait_for(lambda: p.dot_seen, what="the final dot at the peer")
+        self.daemon.proc.send_signal(signal.SIGKILL)
+        self.daemon.proc.wait()
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(err, b"")
+        self.assertEqual(out, ("ZConnected to 127.0.0.2 but connection died. qtls-remote: "
+                               "connection closed before an answer from qtls-remoted at %s: "
+                               "daemon stopped or crashed, after the final dot. Possible "
+                               "duplicate! (#4.4.2)\n\0" % self.daemon.socket).encode())
+
     def test_shim_timeout_below_the_floor_does_not_give_up_early(self):
         # QTLS_REMOTE_TIMEOUT=5 is raised to 30 s: a 12 s RCPT reply (keepalives every 10 s)
         # is waited for, and the message is delivered once, with K.

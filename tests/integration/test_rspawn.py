@@ -190,6 +190,21 @@ class RspawnTest(RemoteTestCase):
         self.assertEqual(qs.answer(), (5, b"K127.0.0.2 accepted message.\nRemote host said: "
                                           b"250 ok queued\n"))
 
+    def test_daemon_killed_after_the_dot_says_possible_duplicate(self):
+        p = self.peer(delay={"dot": 5})
+        qs = self.start({"example.test": p})
+        m = self.message()
+        for slot in range(3):
+            qs.ask(slot, m)
+        wait_for(lambda: p.dots_seen == 3, what="the final dots at the peer")
+        self.daemon.proc.send_signal(signal.SIGKILL)
+        self.daemon.proc.wait()
+        got = qs.answers(3)
+        want = (b"ZConnected to 127.0.0.2 but connection died. qtls-remote: connection closed "
+                b"before an answer from qtls-remoted at %s: daemon stopped or crashed, after "
+                b"the final dot. Possible duplicate! (#4.4.2)\n" % self.daemon.socket.encode())
+        self.assertEqual(set(got.values()), {want}, got)
+
     def test_daemon_killed_mid_delivery_then_back(self):
         p = self.peer(delay={"rcpt": 5})
         qs = self.start({"example.test": p})
