@@ -263,6 +263,14 @@ class DeploySandboxTest(unittest.TestCase):
                   for d, ds, fs in os.walk(self.state) for n in ds + fs}
         self.assertEqual(owners, {agent_uid})
         self.assertEqual(os.stat(self.state).st_mode & 0o777, 0o700)
+        # Snapshots hold the keys (for rollback and crash recovery): the agent user's alone,
+        # the user that reads the live key anyway (docs/operations.md, "Keys in the state").
+        gens = os.path.join(self.state, "generations")
+        self.assertEqual(os.stat(gens).st_mode & 0o777, 0o700)
+        snaps = os.listdir(gens)
+        self.assertTrue(snaps)
+        for n in snaps:
+            self.assertEqual(os.stat(os.path.join(gens, n)).st_mode & 0o777, 0o600, n)
 
     def confine_servercert(self, owner, mode):
         """qtlsctl confine's layout: control/servercert.pem a link into the agent's policy
