@@ -4,5 +4,7 @@
 # it shows). Run as root on Debian 12. --once: show, then stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QTLS_NO_ASAN=1 ./scripts/setup.sh >/dev/null
+echo "demo: first the set-up (Debian packages, then the build of build/), then the demo"
+QTLS_NO_ASAN=1 ./scripts/setup.sh
+echo "demo: starting the loop (scripts/demo.py)"
 exec /usr/bin/python3 scripts/demo.py "$@"

@@ -21,21 +21,56 @@ peer_pkgs=(
   systemd-container debootstrap
 )
 
+# It says what it does from its first second; the tools' own output goes to a log, shown when
+# a step fails.
+say() { printf 'setup: %s\n' "$*"; }
+log=${QTLS_SETUP_LOG:-/tmp/qtls-setup.log}
+: >"$log"
+failed() {  # failed WHAT: the log's end, then exit 1
+  say "$1 failed; the end of $log:"
+  tail -n 60 "$log" | sed 's/^/  | /'
+  exit 1
+}
+
+all=("${build_pkgs[@]}" "${peer_pkgs[@]}")
 if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # Postfix must not configure or start a system instance; the tests run private ones.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   missing=()
-  for p in "${build_pkgs[@]}" "${peer_pkgs[@]}"; do
+  for p in "${all[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    say "${#missing[@]} of ${#all[@]} Debian packages are missing: ${missing[*]}"
+    say "apt-get update (log: $log)"
+    apt-get update -qq >>"$log" 2>&1 || failed "apt-get update"
+    say "apt-get install: ${#missing[@]} packages and what they need (a few minutes on a fresh machine)"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 ||
+      failed "apt-get install"
+    say "packages installed"
+  else
+    say "all ${#all[@]} Debian packages it needs are installed"
   fi
 else
-  echo "setup.sh: not root, skipping apt-get (run as root on a fresh machine)" >&2
+  say "not root, skipping apt-get (run as root on a fresh machine)" >&2
 fi
+
+# ninja's [done/total] lines, as one line per tenth of the build.
+progress() {  # progress DIR
+  local line last=-1 pct
+  while IFS= read -r line; do
+    if [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+      pct=$((BASH_REMATCH[1] * 100 / BASH_REMATCH[2]))
+      if ((pct / 10 > last)); then
+        last=$((pct / 10))
+        say "building $1: ${BASH_REMATCH[1]}/${BASH_REMATCH[2]} steps ($pct%)"
+      fi
+    elif [[ $line == "ninja: no work to do." ]]; then
+      say "$1 is up to date"
+    fi
+  done
+}
 
 # clang, not Debian's GCC 12: see the note at the top of CMakeLists.txt.
 build() {  # build DIR [cmake options]
@@ -44,9 +79,12 @@ build() {  # build DIR [cmake options]
   if [ -f "$dir/CMakeCache.txt" ] && ! grep -q "^CMAKE_CXX_COMPILER:.*clang++-14" "$dir/CMakeCache.txt"; then
     rm -rf "$dir"
   fi
+  [ -f "$dir/build.ninja" ] || say "configuring $dir (cmake, clang 14${*:+, $*})"
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 "$@"
-  cmake --build "$dir" -j"$(nproc)"
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 "$@" >>"$log" 2>&1 ||
+    failed "cmake for $dir"
+  NINJA_STATUS='[%f/%t] ' cmake --build "$dir" -j"$(nproc)" 2>&1 | tee -a "$log" | progress "$dir"
+  [ "${PIPESTATUS[0]}" = 0 ] || failed "the build of $dir"
 }
 build build
 [ "${QTLS_NO_ASAN:-}" = 1 ] || build build-asan -DQTLS_SANITIZE=ON
