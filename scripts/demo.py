@@ -64,7 +64,9 @@ def main():
         inbound.write("servercert.pem", f.read(), 0o600)
     queue = os.path.join(root, "queued")
     os.makedirs(queue)
-    agent = Agent(inbound, os.path.join(root, "inbound"), queue, tls_port=False)
+    # Hand edits apply by themselves, as on a real host (the test harness turns that off).
+    watch = ["--watch-control", "500"]
+    agent = Agent(inbound, os.path.join(root, "inbound"), queue, args=watch, tls_port=False)
     started.append(agent)
 
     # Outbound: qtls-remoted, demo.test routed to mx.demo.test, which must present a
@@ -73,7 +75,7 @@ def main():
     outbound.write("smtproutes", "demo.test:mx.demo.test:%d\n" % agent.port)
     with open(pki.ca.cert_path) as f:
         outbound.write("tlshosts/mx.demo.test.pem", f.read())
-    remoted = Remoted(outbound, os.path.join(root, "outbound"), dns_port=dns.port)
+    remoted = Remoted(outbound, os.path.join(root, "outbound"), dns_port=dns.port, args=watch)
     started.append(remoted)
 
     def stop(*_):
