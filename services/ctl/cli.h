@@ -18,6 +18,11 @@ enum Exit {
   kOther = 7,
   kRefused = 8,         // the daemon cannot take a change now (hand edit pending, cannot write)
   kRolloutStopped = 9,  // a rollout ended other than done: paused, rolled back, aborted
+  // `rollout status`: the state of the rollout (0 when it is done).
+  kRolloutRunning = 10,  // report-only, rolling or soaking: a controller is driving it
+  kRolloutPaused = 11,   // a person must resume, promote or abort it
+  kRolloutRolledBack = 12,
+  kRolloutAborted = 13,
 };
 
 // Prints the message and the usage text, exits kUsage.

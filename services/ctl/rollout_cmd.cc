@@ -117,12 +117,28 @@ int start(RolloutEnv& env, Args& a, bool json) {
   return finish(driveRollout(env, spec.component), json);
 }
 
+// `rollout status`'s exit code: what state the rollout is in, for scripts.
+int statusExit(v1::FleetRollout::State s) {
+  switch (s) {
+    case v1::FleetRollout::DONE:
+      return kOk;
+    case v1::FleetRollout::PAUSED:
+      return kRolloutPaused;
+    case v1::FleetRollout::ROLLED_BACK:
+      return kRolloutRolledBack;
+    case v1::FleetRollout::ABORTED:
+      return kRolloutAborted;
+    default:
+      return kRolloutRunning;
+  }
+}
+
 int status(RolloutEnv& env, const std::string& component, bool json) {
   auto r = readRollout(env, component);
   if (!r.ok()) return failed(r.status());
   if (json) {
     std::printf("%s\n", fleet::toJson(*r).c_str());
-    return kOk;
+    return statusExit(r->state());
   }
   std::printf("rollout %s of %s: %s\n", r->id().c_str(), r->digest().c_str(),
               stateName(r->state()).c_str());
@@ -139,7 +155,7 @@ int status(RolloutEnv& env, const std::string& component, bool json) {
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
     std::printf("  %s  %s\n", when, e.what().c_str());
   }
-  return kOk;
+  return statusExit(r->state());
 }
 
 }  // namespace

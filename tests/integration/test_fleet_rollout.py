@@ -150,6 +150,8 @@ class FleetRolloutTest(EtcdTestCase):
                     lambda s: s.get("ack") == "ACK" and s["target_digest"] == old,
                     what="node1 back on its old target")
         self.assertEqual(self.etcd.get_json("/qtls/nodes/remote/node2/target")["digest"], old)
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 12, out + err)  # rolled back
 
     def test_two_at_once_and_one_driver(self):
         self.start_nodes(NODES[:2])
@@ -166,6 +168,8 @@ class FleetRolloutTest(EtcdTestCase):
                               r"it before starting another")
         driver, log = self.rollout_bg("resume", "--component", "remote")
         wait_for(lambda: self.state().get("state") == "SOAKING", what="soaking")
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 10, out + err)  # running
         rc, out, err = self.rollout("resume", "--component", "remote")
         self.assertEqual(rc, 8, err)
         self.assertIn("the remote rollout is being driven by", err)
@@ -175,6 +179,8 @@ class FleetRolloutTest(EtcdTestCase):
         self.assertIn("aborted: aborted by an operator", out)
         self.assertEqual(driver.wait(30), 9)
         self.assertEqual(self.state()["state"], "ABORTED")
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 13, out + err)  # aborted
 
     def test_controller_killed_mid_wave_is_resumed_once(self):
         self.start_nodes(NODES[:3])

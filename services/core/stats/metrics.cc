@@ -1,24 +1,25 @@
 // Metric families and the Prometheus text exposition format (version 0.0.4).
 #include "stats/metrics.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
 namespace qtls::stats {
+
+std::string formatNumber(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  char buf[64];
+  // Shortest round trip, fixed or scientific, whichever is shorter (C++17 to_chars).
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
 namespace {
 
-// The shortest text that reads back as the same double: 0.1, not 0.10000000000000001 (an `le`
-// label must be canonical, or two scrapes' buckets do not line up in queries).
-std::string number(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
+std::string number(double v) { return formatNumber(v); }
 
 std::string escape(const std::string& v) {
   std::string out;

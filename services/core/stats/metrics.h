@@ -82,6 +82,11 @@ struct FamilySnapshot {
   std::vector<SampleSnapshot> samples;
 };
 
+// The shortest text that reads back as the same double, fixed or scientific, whichever is
+// shorter: 10, 0.1, 120, 12345678, 1e+06; +Inf, -Inf, NaN. An `le` label must be canonical, or
+// two scrapes' buckets do not line up in queries and a `le="10"` matcher finds nothing.
+std::string formatNumber(double v);
+
 class Registry {
  public:
   Family& counter(const std::string& name, const std::string& help,
