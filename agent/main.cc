@@ -318,14 +318,7 @@ int main(int argc, char** argv) {
   serve.cutOff = [&] { listeners.cutOff(); };
   // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
   auto reload = [&](const std::string& caller) {
-    absl::Status s = policy.reloadFromDisk(caller);
-    if (!s.ok())
-      log::error(text::cat("reload: keeping generation ", store.current()->generation, " (", caller,
-                           "): ", std::string(s.message())));
-    else
-      log::info(text::cat("reload: control files and certificates loaded, generation ",
-                          store.current()->generation, " (", caller, ")"));
-    return s;
+    return policy.reloadLogged(caller, "control files and certificates");
   };
   serve.reload = [&] { reload("SIGHUP"); };
   daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });

@@ -320,14 +320,7 @@ int main(int argc, char** argv) {
   serve.cutOff = [&] { intake.cutOff(); };
   // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
   auto reload = [&](const std::string& caller) {
-    absl::Status s = policy.reloadFromDisk(caller);
-    if (!s.ok())
-      log::error(text::cat("reload: keeping generation ", store.current()->generation, " (", caller,
-                           "): ", std::string(s.message())));
-    else
-      log::info(text::cat("reload: control files loaded, generation ", store.current()->generation,
-                          " (", caller, ")"));
-    return s;
+    return policy.reloadLogged(caller, "control files");
   };
   serve.reload = [&] {
     reload("SIGHUP");

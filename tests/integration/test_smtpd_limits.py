@@ -149,6 +149,23 @@ class ConnectionLimitTest(SmtpdTestCase):
         self.assertEqual(b.cmd("NOOP"), "250 ok")
         wait_for(lambda: "end=evicted" in self.agent.read_log(), what="eviction log")
 
+    def newcomer_until_served(self, seconds, meanwhile=lambda: None):
+        """A client holding no connection (127.0.2.1) connects again and again until it gets
+        its 220, for at most `seconds`: (the client, seconds it took), or (None, None). Every
+        refusal must be the full table's 421."""
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            meanwhile()
+            c = Client(self.agent.port, source="127.0.2.1")
+            self.clients.append(c)
+            r = c.reply()
+            if r.startswith("220 "):
+                return c, time.monotonic() - start
+            self.assertEqual(r, "421 too many connections, try again later (#4.3.2)")
+            c.close()
+            time.sleep(0.1)
+        return None, None
+
     def test_busy_flood_of_noops_is_evicted(self):
         # Issue 18: 1000 connections from 109 addresses each sending NOOP every 5 s held every
         # slot. Scaled down: 30 slots, 30 addresses, a NOOP every 0.3 s from each.
@@ -179,19 +196,9 @@ class ConnectionLimitTest(SmtpdTestCase):
         self.addCleanup(stop.set)
         # A newcomer is refused until the flood's sessions are `evict` seconds without
         # progress, then served: NOOPs are not progress.
-        served = None
-        while served is None and time.monotonic() - full < evict + 8:
-            new = Client(self.agent.port, source="127.0.2.1")
-            self.clients.append(new)
-            r = new.reply()
-            if r.startswith("220 "):
-                served = time.monotonic() - full
-            else:
-                self.assertEqual(r, "421 too many connections, try again later (#4.3.2)")
-                new.close()
-                time.sleep(0.1)
-        self.assertIsNotNone(served, "a new client was never served during the NOOP flood")
-        self.assertGreaterEqual(served, evict - 0.2)
+        new, _ = self.newcomer_until_served(evict + 8)
+        self.assertIsNotNone(new, "a new client was never served during the NOOP flood")
+        self.assertGreaterEqual(time.monotonic() - full, evict - 0.2)
         self.assertEqual(new.cmd("MAIL FROM:<a@b.test>"), "250 ok")
         wait_for(lambda: evicted, what="the evicted flood session's 421")
         self.assertEqual(evicted[0], "421 mx.agent.test closing an idle connection: too many "
@@ -213,18 +220,7 @@ class ConnectionLimitTest(SmtpdTestCase):
         slow.cmd("RCPT TO:<u@agent.test>")
         self.assertEqual(slow.cmd("DATA"), "354 go ahead")
         slow.send("Subject: trickle\r\n\r\n")
-        new = None
-        deadline = time.monotonic() + 15
-        while new is None and time.monotonic() < deadline:
-            slow.send("x" * 10)
-            c = Client(self.agent.port, source="127.0.0.2")
-            self.clients.append(c)
-            r = c.reply()
-            if r.startswith("220 "):
-                new = c
-            else:
-                c.close()
-                time.sleep(0.2)
+        new, _ = self.newcomer_until_served(15, meanwhile=lambda: slow.send("x" * 10))
         self.assertIsNotNone(new, "the trickling DATA session was never evicted")
         self.assertEqual(slow.reply(), "421 mx.agent.test closing an idle connection: too many "
                                        "connections (#4.3.2)")

@@ -182,6 +182,17 @@ absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
   return absl::OkStatus();
 }
 
+absl::Status PolicyStore::reloadLogged(const std::string& caller, const std::string& what) {
+  absl::Status s = reloadFromDisk(caller);
+  const uint64_t gen = current().generation;
+  if (s.ok())
+    log::info(text::cat("reload: ", what, " loaded, generation ", gen, " (", caller, ")"));
+  else
+    log::error(text::cat("reload: keeping generation ", gen, " (", caller,
+                         "): ", std::string(s.message())));
+  return s;
+}
+
 Snapshot PolicyStore::current() const {
   std::lock_guard<std::mutex> lock(mu_);
   return cur_;

@@ -147,6 +147,9 @@ class PolicyStore {
 
   // SIGHUP: a hand edit becomes a new generation; unchanged files reload as the same one.
   absl::Status reloadFromDisk(const std::string& caller);
+  // reloadFromDisk, leaving its line in the log either way: "reload: <what> loaded,
+  // generation N (<caller>)" or "reload: keeping generation N (<caller>): <why>".
+  absl::Status reloadLogged(const std::string& caller, const std::string& what);
 
   Snapshot current() const;
   const Schema& schema() const { return schema_; }
