@@ -47,6 +47,13 @@ std::vector<Name> ownedNames(const admin::Schema& schema) {
   return out;
 }
 
+// Whether the policy file `name` holds a private key (servercert.pem, clientcert.pem).
+bool holdsKey(const admin::Schema& schema, const std::string& name) {
+  for (const admin::Rule& r : schema.rules)
+    if (r.path == name && r.content == admin::Content::kCertAndKey) return true;
+  return false;
+}
+
 [[noreturn]] void die(int code, const std::string& msg) {
   std::fprintf(stderr, "qtlsctl confine: %s\n", msg.c_str());
   std::exit(code);
@@ -172,6 +179,9 @@ int confine(Args& a) {
       fs::copy(link, target, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
       check(ec, "cannot copy " + link + " to " + target);
       fs::permissions(target, fs::status(link).permissions(), ec);
+      // A key is its daemon's alone: qmail-tls's 0640 would hand it to the owner's group
+      // (qmaild's is nofiles, which other daemons run as), and the daemon reads it as owner.
+      if (!n.directory && holdsKey(schema, n.name)) fs::permissions(target, fs::perms(0600), ec);
       chownTree(target, uid, gid);
       syncPath(target);
       syncPath(dir);

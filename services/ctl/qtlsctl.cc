@@ -20,7 +20,7 @@ const char kUsageText[] =
     "usage: qtlsctl [--target T] [--cert F --key F --ca F [--server-name N]] [--json]\n"
     "               [--timeout SECONDS] COMMAND ...\n"
     "  --target T   unix:///run/qtls/remoted-admin.sock (default, or $QTLS_TARGET),\n"
-    "               unix:///run/qtls/smtpd-admin.sock, or host:port (mutual TLS)\n"
+    "               unix:///run/qtls-smtpd/admin.sock, or host:port (mutual TLS)\n"
     "commands:\n"
     "  policy get [--out DIR]              show the policy in force; --out writes its files\n"
     "  policy diff --from DIR              what applying DIR as the whole policy would change\n"

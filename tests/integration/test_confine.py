@@ -56,6 +56,27 @@ class ConfineTest(unittest.TestCase):
         self.addCleanup(d.stop)
         return d
 
+    def test_first_hand_edit_through_a_dangling_link_applies_by_itself(self):
+        # confine links names whose files do not exist yet (clientcert.pem, tlspolicy here):
+        # the watch covers the directory the link points into, so writing through the link
+        # is a hand edit like any other.
+        rc, out, err = self.confine("qtls-remoted", REMOTED_USER)
+        self.assertEqual(rc, 0, err)
+        link = os.path.join(self.control, "tlspolicy")
+        self.assertTrue(os.path.islink(link))
+        self.assertFalse(os.path.exists(link))
+        d = Remoted(self.home, self.run_dir, allow="0",
+                    args=["--user", REMOTED_USER.pw_name, "--watch-control", "200"])
+        self.addCleanup(d.stop)
+        with open(link, "w") as f:
+            f.write("boot.test encrypt\n")
+        wait_for(lambda: "reload: control files loaded, generation 2 (inotify)" in d.read_log(),
+                 what="the reload after the first write through the link")
+        with open(link, "w") as f:
+            f.write("boot.test verify\n")
+        wait_for(lambda: "reload: control files loaded, generation 3 (inotify)" in d.read_log(),
+                 what="the reload after the second write")
+
     def test_remoted_applies_changes_but_cannot_create_rcpthosts(self):
         # An existing install: tlspolicy and notlshosts/ as real files in control/.
         self.home.write("tlspolicy", "old.test encrypt\n")
@@ -134,10 +155,14 @@ class ConfineTest(unittest.TestCase):
         server = pki.leaf("agent", dns=["agent.test"], ips=["127.0.0.1"])
         self.home.write("rcpthosts", "agent.test\n")
         with open(server.pem_path) as f:
-            self.home.write("servercert.pem", f.read(), 0o600)
+            self.home.write("servercert.pem", f.read(), 0o640)  # qmail-tls's mode
         rc, out, err = self.confine("qtls-smtpd", AGENT_USER)
         self.assertEqual(rc, 0, err)
         self.assertIn("qtls-smtpd: 7 name(s) changed", out)
+        # The key is the agent's alone: the owner's group (nobody's here, qmaild's nofiles on
+        # a qmail host) is a group other daemons run as.
+        key = os.stat(os.path.join(self.lib, "smtpd", "servercert.pem"))
+        self.assertEqual((key.st_uid, key.st_mode & 0o777), (AGENT_USER.pw_uid, 0o600))
         # remoted's policy, confined to its own user, is out of the agent's reach too.
         rc, out, err = self.confine("qtls-remoted", REMOTED_USER)
         self.assertEqual(rc, 0, err)

@@ -315,7 +315,7 @@ class SystemdBootTest(BootCase):
     def test_1_remoted_starts_with_its_hardening(self):
         self.need_remoted()
         pid, st = self.main_status(self.REMOTED)
-        unit = self.show(self.REMOTED, "User", "Group")  # as shipped: qmailr, nofiles
+        unit = self.show(self.REMOTED, "User", "Group")  # as shipped: qmailr, qmail
         gid = self.c.run("getent", "group", unit["Group"], check=True).stdout.split(":")[2]
         self.assertEqual(unit["User"], "qmailr")
         self.assertEqual(st["Uid"].split(), [str(self.ids["qmailr"])] * 4, st)

@@ -18,7 +18,8 @@ struct AdminFlags {
 inline constexpr char kAdminUsage[] =
     "  --state-dir DIR         policy generations and audit log (default /var/lib/qtls/<daemon>)\n"
     "  --admin-listen ADDR     admin gRPC: unix:/path or host:port (mTLS only); repeatable;\n"
-    "                          default unix:/run/qtls/<daemon>-admin.sock; none = off\n"
+    "                          default unix:/run/qtls/remoted-admin.sock (qtls-remoted),\n"
+    "                          unix:/run/qtls-smtpd/admin.sock (qtls-smtpd); none = off\n"
     "  --admin-group GROUP     group of the admin Unix socket (mode 0660)\n"
     "  --admin-cert FILE       TCP admin: server certificate chain (PEM)\n"
     "  --admin-key FILE        TCP admin: server private key (PEM)\n"
@@ -50,8 +51,11 @@ inline bool readAdminFlag(FlagReader& f, AdminFlags& a) {
 // Fills the defaults for `daemon` ("remoted", "smtpd"); "none" turns the admin API off.
 inline void adminDefaults(AdminFlags& a, const std::string& daemon) {
   if (a.stateDir.empty()) a.stateDir = "/var/lib/qtls/" + daemon;
+  // Each daemon's socket in a directory of its own: the units run as different users, and
+  // systemd gives a RuntimeDirectory= to its unit's user at every start and reload.
   if (a.options.listen.empty())
-    a.options.listen.push_back("unix:/run/qtls/" + daemon + "-admin.sock");
+    a.options.listen.push_back(daemon == "remoted" ? "unix:/run/qtls/remoted-admin.sock"
+                                                   : "unix:/run/qtls-" + daemon + "/admin.sock");
   if (a.options.listen.size() == 1 && a.options.listen[0] == "none") a.options.listen.clear();
 }
 

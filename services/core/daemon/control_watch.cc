@@ -76,7 +76,12 @@ void ControlWatch::watchAll() {
       // Subdirectories of control/ itself (tlshosts/, notlshosts/), followed through a link.
       if (i == 0 && it->is_directory(e2)) dirs.push_back(it->path().string());
       if (!link) continue;
-      const fs::path target = fs::canonical(it->path(), e2);
+      // A link `qtlsctl confine` made for a file that does not exist yet points into a
+      // directory all the same: watch that, so the first write through the link is seen.
+      fs::path target = fs::read_symlink(it->path(), e2);
+      if (e2) continue;
+      if (target.is_relative()) target = it->path().parent_path() / target;
+      target = fs::weakly_canonical(target, e2);
       if (e2) continue;
       watch(fs::is_directory(target, e2) ? target.string() : target.parent_path().string());
     }
