@@ -302,6 +302,13 @@ int main(int argc, char** argv) {
   if (auto s = daemon::dropPrivileges(user); !s.ok()) die(std::string(s.message()));
   if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
+  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h): as the
+  // daemon's user, and before "started", so an edit made once the daemon says it is up counts.
+  auto reload = [&](const std::string& caller) {
+    return policy.reloadLogged(caller, "control files and certificates");
+  };
+  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
+  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   stats::HttpEndpoint endpoint(registry);
   if (auto s = endpoint.serve(metricsListen); !s.ok()) die(std::string(s.message()));
   listeners.start();
@@ -316,13 +323,7 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { listeners.cutOff(); };
-  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
-  auto reload = [&](const std::string& caller) {
-    return policy.reloadLogged(caller, "control files and certificates");
-  };
   serve.reload = [&] { reload("SIGHUP"); };
-  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
-  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     listeners.stop();

@@ -309,6 +309,13 @@ int main(int argc, char** argv) {
   if (auto s = daemon::dropPrivileges(user); !s.ok()) die(std::string(s.message()));
   if (fleetNode) fleetNode->start();  // as the daemon's user, like every later apply
 
+  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h): as the
+  // daemon's user, and before "started", so an edit made once the daemon says it is up counts.
+  auto reload = [&](const std::string& caller) {
+    return policy.reloadLogged(caller, "control files");
+  };
+  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
+  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   connCache.start(io.get_executor());
   // The shim socket last: once it exists, the admin API is up too.
   if (auto s = intake.start(); !s.ok()) die(std::string(s.message()));
@@ -318,17 +325,11 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { intake.cutOff(); };
-  // SIGHUP, and hand edits in control/ once they are quiet (daemon/control_watch.h).
-  auto reload = [&](const std::string& caller) {
-    return policy.reloadLogged(caller, "control files");
-  };
   serve.reload = [&] {
     reload("SIGHUP");
     std::lock_guard<std::mutex> lock(ipmeMu);
     ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   };
-  daemon::ControlWatch watch(home + "/control", watchQuiet, [&] { return reload("inotify"); });
-  if (auto s = watch.start(); !s.ok()) die(std::string(s.message()));
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     intake.stop();

@@ -166,6 +166,16 @@ class ConnectionLimitTest(SmtpdTestCase):
             time.sleep(0.1)
         return None, None
 
+    def in_data(self, subject):
+        """A session in the middle of DATA: its header sent, the body to come."""
+        c = self.connect()
+        c.reply()
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test>"), "250 ok")
+        self.assertEqual(c.cmd("RCPT TO:<u@agent.test>"), "250 ok")
+        self.assertEqual(c.cmd("DATA"), "354 go ahead")
+        c.send("Subject: %s\r\n\r\n" % subject)
+        return c
+
     def test_busy_flood_of_noops_is_evicted(self):
         # Issue 18: 1000 connections from 109 addresses each sending NOOP every 5 s held every
         # slot. Scaled down: 30 slots, 30 addresses, a NOOP every 0.3 s from each.
@@ -214,12 +224,7 @@ class ConnectionLimitTest(SmtpdTestCase):
         # gives its slot up to a newcomer when the table is full; it is not queued.
         self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "1",
                     "--data-min-rate", "1024", "--data-grace", "60"])
-        slow = self.connect()
-        slow.reply()
-        slow.cmd("MAIL FROM:<a@b.test>")
-        slow.cmd("RCPT TO:<u@agent.test>")
-        self.assertEqual(slow.cmd("DATA"), "354 go ahead")
-        slow.send("Subject: trickle\r\n\r\n")
+        slow = self.in_data("trickle")
         new, _ = self.newcomer_until_served(15, meanwhile=lambda: slow.send("x" * 10))
         self.assertIsNotNone(new, "the trickling DATA session was never evicted")
         self.assertEqual(slow.reply(), "421 mx.agent.test closing an idle connection: too many "
@@ -231,12 +236,7 @@ class ConnectionLimitTest(SmtpdTestCase):
         # The same table, but the message arrives quickly: the newcomer is refused, the message
         # is queued.
         self.start(["--max-connections", "1", "--reserve-percent", "0", "--evict-idle", "1"])
-        busy = self.connect()
-        busy.reply()
-        busy.cmd("MAIL FROM:<a@b.test>")
-        busy.cmd("RCPT TO:<u@agent.test>")
-        self.assertEqual(busy.cmd("DATA"), "354 go ahead")
-        busy.send("Subject: fast\r\n\r\n")
+        busy = self.in_data("fast")
         start = time.monotonic()
         while time.monotonic() - start < 2.5:  # past --evict-idle, at far above the floor
             busy.send("y" * 8192 + "\r\n")

@@ -32,14 +32,20 @@ absl::Status checkUser(const std::string& user, const std::string& program,
 
 namespace {
 
+struct Account {
+  std::string name;  // a copy: getpwnam's buffer is overwritten by the next lookup
+  uid_t pw_uid;
+  gid_t pw_gid;
+};
+
 // The user a root start becomes; nothing to do (nullopt) when `user` is empty or root, or when
 // the daemon was not started as root.
-absl::StatusOr<std::optional<struct passwd>> serviceUser(const std::string& user) {
-  if (user.empty() || ::geteuid() != 0) return std::optional<struct passwd>();
+absl::StatusOr<std::optional<Account>> serviceUser(const std::string& user) {
+  if (user.empty() || ::geteuid() != 0) return std::optional<Account>();
   struct passwd* pw = getpwnam(user.c_str());
   if (pw == nullptr) return absl::InvalidArgumentError(text::cat("--user: no such user: ", user));
-  if (pw->pw_uid == 0) return std::optional<struct passwd>();
-  return std::optional<struct passwd>(*pw);
+  if (pw->pw_uid == 0) return std::optional<Account>();
+  return std::optional<Account>(Account{pw->pw_name, pw->pw_uid, pw->pw_gid});
 }
 
 }  // namespace
@@ -90,7 +96,7 @@ absl::Status asServiceUser(const std::string& user, const std::function<absl::St
   std::vector<gid_t> groups(static_cast<size_t>(std::max(::getgroups(0, nullptr), 0)));
   if (::getgroups(static_cast<int>(groups.size()), groups.data()) < 0)
     return absl::InternalError(text::cat("getgroups: ", std::strerror(errno)));
-  if (initgroups((*pw)->pw_name, (*pw)->pw_gid) != 0 || ::setegid((*pw)->pw_gid) != 0 ||
+  if (initgroups((*pw)->name.c_str(), (*pw)->pw_gid) != 0 || ::setegid((*pw)->pw_gid) != 0 ||
       ::seteuid((*pw)->pw_uid) != 0) {
     const int err = errno;
     (void)!::seteuid(0);
