@@ -113,7 +113,11 @@ def main():
 
     wait_for(lambda: len([n for n in os.listdir(queue) if n.endswith(".env")]) == 2,
              what="both messages at qmail-queue")
-    lines = [l for l in remoted.read_log().splitlines() if "delivery id=" in l]
+    # The daemon logs a delivery after it answers the front end: wait for both lines.
+    def delivery_lines():
+        return [l for l in remoted.read_log().splitlines() if "delivery id=" in l]
+    wait_for(lambda: len(delivery_lines()) == 2, what="both delivery lines in the log")
+    lines = delivery_lines()
     say("qtls-remoted's delivery lines (level requested/achieved, verify=ok: checked against "
         "the demo CA)", "\n".join(lines))
     with open(os.path.join(queue, "0.msg"), "rb") as f:

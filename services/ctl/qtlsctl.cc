@@ -49,6 +49,7 @@ const char kUsageText[] =
     "         [--waves 1,5%,25%,100%] [--soak 60s] [--report-only-first 60s] [--ack-timeout 60s]\n"
     "         [--prometheus URL --gate NAME[:MAX[:PROMQL]]... [--report-only-gate would_fail]\n"
     "         [--interval 10s] [--count 3] [--failure-limit 1]] [--nodes N,...] [--detach]\n"
+    "         [--on-node-loss pause|rollback]\n"
     "  rollout [--etcd ...] status|pause|resume|abort|promote --component C\n"
     "  help [COMMAND]                      this text, or one command's part of it\n"
     "  (and COMMAND --help; --version)\n"

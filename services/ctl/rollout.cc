@@ -12,10 +12,12 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "rollout_liveness.h"
 #include "rollout_store.h"
 #include "util/text.h"
 
@@ -45,6 +47,11 @@ std::string waveList(const std::vector<std::string>& waves) {
   return out;
 }
 
+// What a paused rollout's message tells the person who must decide.
+constexpr char kPausedChoices[] =
+    "`qtlsctl rollout resume` soaks the wave again and asks its gates, `qtlsctl rollout "
+    "promote` promotes it without them, `qtlsctl rollout abort` rolls it back";
+
 bool finished(State s) {
   return s == v1::FleetRollout::DONE || s == v1::FleetRollout::ROLLED_BACK ||
          s == v1::FleetRollout::ABORTED;
@@ -64,19 +71,16 @@ std::vector<std::string> waveNodes(const v1::FleetRollout& r, size_t wave) {
   return {r.nodes().begin(), r.nodes().begin() + static_cast<long>(n)};
 }
 
-std::string targetJson(const v1::FleetRollout& r, const std::string& digest, bool provisional) {
+// `rollback`: why this target undoes the rollout ("" for a forward target).
+std::string targetJson(const v1::FleetRollout& r, const std::string& digest, bool provisional,
+                       const std::string& rollback = "") {
   v1::FleetTarget t;
   t.set_digest(digest);
   t.set_rollout(r.id());
   t.set_wave(r.wave());
   t.set_provisional(provisional);
+  t.set_rollback(rollback);
   return fleet::toJson(t);
-}
-
-absl::Status writeTarget(RolloutEnv& env, const v1::FleetRollout& r, const std::string& node,
-                         const std::string& digest, bool provisional) {
-  return env.fleet->etcd().put(env.fleet->layout.target(r.component(), node),
-                               targetJson(r, digest, provisional));
 }
 
 absl::Status clearCandidates(RolloutEnv& env, const v1::FleetRollout& r) {
@@ -89,18 +93,31 @@ absl::Status clearCandidates(RolloutEnv& env, const v1::FleetRollout& r) {
 // Every changed node back on the target it had, candidates cleared, then the final state.
 absl::Status rollBack(RolloutEnv& env, Read& rd, State final, const std::string& why) {
   v1::FleetRollout& r = rd.r;
+  // Which nodes run the rollout's policy now (changed back below), and which never applied
+  // it (refused, or not reached): their target is restored all the same.
+  std::set<std::string> applied;
+  if (auto view = fleetView(*env.fleet, r.component()); view.ok())
+    for (const NodeView& n : *view)
+      if (n.hasStatus && n.status.applied_digest() == r.digest()) applied.insert(n.node);
+  size_t changedBack = 0;
   for (const auto& [node, previous] : r.previous()) {
     absl::Status s = previous.empty()
                          ? env.fleet->etcd().remove(env.fleet->layout.target(r.component(), node))
-                         : writeTarget(env, r, node, previous, false);
+                         : env.fleet->etcd().put(env.fleet->layout.target(r.component(), node),
+                                                 targetJson(r, previous, false, why));
     if (!s.ok()) return s;
+    changedBack += applied.count(node);
   }
   if (auto s = clearCandidates(env, r); !s.ok()) return s;
   r.set_state(final);
   r.set_phase_started(env.now());
   r.set_abort_requested(false);
+  const size_t untouched = static_cast<size_t>(r.previous_size()) - changedBack;
   note(env, r,
-       text::cat(why, "; ", r.previous_size(), " node(s) given their previous policy back"));
+       text::cat(why, "; ", changedBack, " node(s) given their previous policy back",
+                 untouched ? text::cat(", ", untouched,
+                                       " that never applied it had their target restored")
+                           : std::string()));
   return storeRollout(env, rd);
 }
 
@@ -293,8 +310,8 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         r.set_paused_from(v1::FleetRollout::SOAKING);
         r.set_state(v1::FleetRollout::PAUSED);
         note(env, r,
-             text::cat("wave ", r.wave() + 1, ": inconclusive, not enough values: ", short_,
-                       "; promote or abort"));
+             text::cat("wave ", r.wave() + 1, ": inconclusive, not enough values: ", short_, "; ",
+                       kPausedChoices));
         if (auto s = storeRollout(env, rd); !s.ok()) return s;
         return false;
       }
@@ -303,6 +320,31 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         env.sleep(std::min(r.interval_seconds(),
                            std::max(0.2, r.phase_started() + r.soak_seconds() - now)));
         return true;
+      }
+      // Liveness is part of every gate: a node lost during the soak never promotes its wave.
+      // `rollout promote` (a person's decision) skips it with the gates.
+      if (!r.promote_requested()) {
+        std::optional<PromQuery> prom;
+        if (!r.prometheus().empty()) prom = env.prometheus(r.prometheus());
+        auto lost = lostNodes(*env.fleet, r.component(), r.digest(), nodes, prom ? &*prom : nullptr,
+                              r.phase_started());
+        if (!lost.ok()) {  // etcd or Prometheus did not answer: ask again, never promote
+          env.sleep(r.interval_seconds());
+          return true;
+        }
+        if (!lost->empty()) {
+          const std::string why = text::cat(
+              "wave ", r.wave() + 1, ": node(s) lost during the soak: ", describeLost(*lost));
+          if (r.on_node_loss() == "rollback") {
+            if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK, why); !s.ok()) return s;
+            return false;
+          }
+          r.set_paused_from(v1::FleetRollout::SOAKING);
+          r.set_state(v1::FleetRollout::PAUSED);
+          note(env, r, text::cat(why, "; ", kPausedChoices));
+          if (auto s = storeRollout(env, rd); !s.ok()) return s;
+          return false;
+        }
       }
       // Promote: the wave's targets are no longer provisional.
       std::vector<std::pair<std::string, std::string>> writes;
@@ -449,6 +491,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   r.set_report_only_seconds(spec.reportOnlySeconds);
   r.set_ack_timeout_seconds(spec.ackTimeoutSeconds);
   r.set_interval_seconds(spec.intervalSeconds);
+  r.set_on_node_loss(spec.onNodeLoss);
   r.set_prometheus(spec.prometheus);
   for (const v1::FleetGate& g : spec.gates) *r.add_gates() = g;
   if (!spec.reportOnlyGate.query().empty()) *r.mutable_report_only_gate() = spec.reportOnlyGate;
@@ -492,11 +535,27 @@ absl::StatusOr<v1::FleetRollout> pauseRollout(RolloutEnv& env, const std::string
 
 absl::StatusOr<v1::FleetRollout> resumeRollout(RolloutEnv& env, const std::string& component) {
   return drive(env, component, [&](Read& rd) -> absl::Status {
-    if (rd.r.state() != v1::FleetRollout::PAUSED) return absl::OkStatus();  // just drive on
+    if (finished(rd.r.state())) return absl::OkStatus();
+    if (rd.r.state() != v1::FleetRollout::PAUSED) {
+      // A takeover of a rollout whose driver died: the time nobody drove is no soak time, so
+      // the wave soaks again from now and its gates start over.
+      if (rd.r.state() == v1::FleetRollout::SOAKING ||
+          rd.r.state() == v1::FleetRollout::REPORT_ONLY) {
+        rd.r.set_phase_started(env.now());
+        rd.r.clear_gate_states();
+      }
+      note(env, rd.r,
+           text::cat("taken over by ", env.who,
+                     rd.r.state() == v1::FleetRollout::SOAKING
+                         ? text::cat("; wave ", rd.r.wave() + 1, " soaks again")
+                         : std::string()));
+      return storeRollout(env, rd);
+    }
     rd.r.set_state(rd.r.paused_from() == v1::FleetRollout::STATE_UNSPECIFIED
                        ? v1::FleetRollout::ROLLING
                        : rd.r.paused_from());
     rd.r.set_phase_started(env.now());
+    rd.r.clear_gate_states();  // a resumed soak starts over: the time nobody drove is no soak
     note(env, rd.r, "resumed by " + env.who);
     return storeRollout(env, rd);
   });

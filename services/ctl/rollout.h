@@ -26,8 +26,9 @@ struct RolloutSpec {
   double soakSeconds = 60, reportOnlySeconds = 0, ackTimeoutSeconds = 60, intervalSeconds = 10;
   std::string prometheus;
   std::vector<v1::FleetGate> gates;
-  v1::FleetGate reportOnlyGate;    // evaluated over every node before wave 1; empty: none
-  std::vector<std::string> nodes;  // rollout order; empty: every node with a status, by name
+  v1::FleetGate reportOnlyGate;      // evaluated over every node before wave 1; empty: none
+  std::vector<std::string> nodes;    // rollout order; empty: every node with a status, by name
+  std::string onNodeLoss = "pause";  // a wave node lost during the soak: "pause" or "rollback"
 };
 
 // What the controller touches besides etcd: seams for the tests.

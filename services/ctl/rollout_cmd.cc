@@ -78,7 +78,11 @@ int start(RolloutEnv& env, Args& a, bool json) {
       failureLimit = static_cast<unsigned>(number(f, a.next(f)));
     else if (f == "--nodes")
       spec.nodes = list(a.next(f));
-    else if (f == "--detach")
+    else if (f == "--on-node-loss") {
+      spec.onNodeLoss = a.next(f);
+      if (spec.onNodeLoss != "pause" && spec.onNodeLoss != "rollback")
+        usage("rollout start: --on-node-loss pause|rollback");
+    } else if (f == "--detach")
       detach = true;
     else
       usage("rollout start: unknown argument " + f);

@@ -68,6 +68,8 @@ const std::vector<Builtin>& builtins() {
   return b;
 }
 
+}  // namespace
+
 std::string regexOf(const std::vector<std::string>& nodes) {
   if (nodes.empty()) return "^$";  // matches no node
   std::string out;
@@ -80,8 +82,6 @@ std::string regexOf(const std::vector<std::string>& nodes) {
   }
   return out;
 }
-
-}  // namespace
 
 absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::string& component,
                                         unsigned count, unsigned failureLimit,

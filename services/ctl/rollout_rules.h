@@ -26,6 +26,9 @@ absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::stri
                                         unsigned count, unsigned failureLimit,
                                         double intervalSeconds, bool reportOnly = false);
 
+// A PromQL regular expression matching exactly these node names ("^$" for none).
+std::string regexOf(const std::vector<std::string>& nodes);
+
 std::string gateQuery(const v1::FleetGate& g, const std::vector<std::string>& waveNodes,
                       const std::vector<std::string>& baseline, double windowSeconds);
 

@@ -144,7 +144,9 @@ class FleetRolloutTest(EtcdTestCase):
         self.assertEqual(rc, 9, out + err)
         self.assertIn('rolled-back: wave 1: node node1 refused the policy: tlspolicy line 1: '
                       'unknown level "sure"', out)
-        self.assertIn("1 node(s) given their previous policy back", out)
+        # node1 refused it: its target is restored, but it was never changed.
+        self.assertIn("0 node(s) given their previous policy back, 1 that never applied it had "
+                      "their target restored", out)
         self.assertEqual(set(self.applied().values()), {old})
         wait_status(self.etcd, "remote", "node1",
                     lambda s: s.get("ack") == "ACK" and s["target_digest"] == old,
@@ -203,6 +205,57 @@ class FleetRolloutTest(EtcdTestCase):
             self.assertEqual(sum(1 for h in history if h.startswith("wave %d promoted" % wave)), 1,
                              history)
         self.assertEqual(set(self.applied().values()), {new})
+        # The takeover is in the history, and wave 2 soaked again from it: the 30 s nobody
+        # drove are no soak time.
+        events = self.state()["history"]
+        takeover = [e for e in events if e["what"].startswith("taken over by ")]
+        self.assertEqual(len(takeover), 1, history)
+        self.assertIn("; wave 2 soaks again", takeover[0]["what"])
+        promoted = [e for e in events if e["what"].startswith("wave 2 promoted")][0]
+        self.assertGreaterEqual(promoted["time"] - takeover[0]["time"], 4 - 0.1)
+
+    def dead_canary(self, on_node_loss):
+        """Wave 1 (node1) soaks; node1 is killed 2 s into the soak and left down."""
+        self.start_nodes(NODES[:3])
+        prom = Prometheus(self.dir, {n: d.metrics_address() for n, d in self.nodes.items()})
+        self.addCleanup(prom.stop)
+        wait_for(lambda: len(prom.query('up{qtls_node=~"node.*"} == 1')) == 3, timeout=60,
+                 what="Prometheus scraping the three nodes")
+        old = self.baseline({"tlspolicy": "partner.test may\n"})
+        new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
+        args = ["start", "--component", "remote", "--digest", new, "--waves", "1,100%",
+                "--soak", "10s", "--interval", "1s", "--prometheus", prom.url]
+        if on_node_loss:
+            args += ["--on-node-loss", on_node_loss]
+        driver, log = self.rollout_bg(*args)
+        wait_for(lambda: self.state().get("state") == "SOAKING", timeout=60, what="soaking")
+        time.sleep(2)  # the canary has soaked a while, and its samples are in the rate window
+        self.nodes["node1"].proc.send_signal(signal.SIGKILL)
+        self.nodes["node1"].proc.wait()
+        self.assertEqual(driver.wait(90), 9, open(log.name).read())
+        st = self.state()
+        self.assertRegex(st["reason"], r"^wave 1: node\(s\) lost during the soak: node1 \((no "
+                                       r"live status lease|not scraped by Prometheus since the "
+                                       r"soak began)\)")
+        self.assertNotIn("promoted", " ".join(e["what"] for e in st["history"]))
+        for n in ("node2", "node3"):  # wave 2 never started
+            self.assertEqual(self.etcd.get_json("/qtls/nodes/remote/%s/target" % n)["digest"], old)
+        return st, old
+
+    def test_dead_canary_pauses_its_wave(self):
+        st, _ = self.dead_canary(None)
+        self.assertEqual(st["state"], "PAUSED")
+        self.assertIn("`qtlsctl rollout resume` soaks the wave again and asks its gates, "
+                      "`qtlsctl rollout promote` promotes it without them, `qtlsctl rollout "
+                      "abort` rolls it back", st["reason"])
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 11, out + err)  # paused
+
+    def test_dead_canary_rolls_back_with_on_node_loss_rollback(self):
+        st, old = self.dead_canary("rollback")
+        self.assertEqual(st["state"], "ROLLED_BACK")
+        # node1 is down: its target is its old one again, for when it comes back.
+        self.assertEqual(self.etcd.get_json("/qtls/nodes/remote/node1/target")["digest"], old)
 
     def test_etcd_stopped_mid_rollout(self):
         self.start_nodes(NODES[:2])
@@ -255,6 +308,14 @@ class FleetRolloutTest(EtcdTestCase):
         wait_status(self.etcd, "remote", "node1",
                     lambda s: s.get("ack") == "ACK" and s["applied_digest"] == old,
                     what="node1 back on the old policy")
+        self.assertIn("; 1 node(s) given their previous policy back", st["reason"])
+        # On the node the rollback is an audit line of its own, with the rollout and why.
+        audit = [l for l in self.nodes["node1"].read_log().splitlines()
+                 if "audit " in l and " op=rollback " in l]
+        self.assertEqual(len(audit), 1, self.nodes["node1"].read_log())
+        self.assertRegex(audit[0], r"caller=fleet:%s .*result=applied .*reason=\"?rollout %s "
+                                   r"wave 1: wave 1: gate tls_failures failed"
+                         % (st["id"], st["id"]))
         delivered_before = len(sink.messages)
         # qmail retries what was deferred: now it leaves, once each.
         for _ in deferred:

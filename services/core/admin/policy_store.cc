@@ -372,7 +372,7 @@ absl::StatusOr<Compiled> PolicyStore::preview(const Items& items) const {
 absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
   std::lock_guard<std::mutex> lock(mu_);
   auto refuse = [&](absl::Status s) {
-    audit(req.caller, "apply", "refused", cur_.generation, cur_.generation, "-", {},
+    audit(req.caller, req.op, "refused", cur_.generation, cur_.generation, "-", {},
           std::string(s.message()));
     return s;
   };
@@ -404,7 +404,7 @@ absl::StatusOr<ChangeResult> PolicyStore::apply(const ChangeRequest& req) {
         text::cat("the policy would be ", total, " bytes; the limit is ", kMaxPolicyBytes,
                   " (many tlshosts/ files with the same CA bundle: name it once with ca= in "
                   "tlspolicy instead)")));
-  return commit(next, req.expectedGeneration, req.expectedDigest, req.dryRun, "apply", req.reason,
+  return commit(next, req.expectedGeneration, req.expectedDigest, req.dryRun, req.op, req.reason,
                 req.caller);
 }
 

@@ -108,7 +108,8 @@ struct ChangeRequest {
   std::vector<std::string> remove;
   bool replace = false;
   std::string reason;
-  std::string caller;  // for the audit line
+  std::string caller;        // for the audit line
+  std::string op = "apply";  // the audit line's op= ("rollback" when a fleet target undoes one)
 };
 
 struct ChangeResult {
