@@ -21,4 +21,15 @@ std::string readFile(const std::string& path) {
   return s.str();
 }
 
+double duration(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  double n = std::strtod(v.c_str(), &end);
+  const std::string unit = end ? end : "";
+  if (end == v.c_str() || n < 0) usage(flag + ": not a duration: " + v);
+  if (unit == "" || unit == "s") return n;
+  if (unit == "m") return n * 60;
+  if (unit == "h") return n * 3600;
+  usage(flag + ": not a duration (30s, 5m, 1h): " + v);
+}
+
 }  // namespace qtls::ctl

@@ -38,6 +38,8 @@ struct Args {
     return v[i++];
   }
 };
+// A flag's value as seconds: "30", "30s", "5m", "1h"; a usage error otherwise.
+double duration(const std::string& flag, const std::string& v);
 // A local file's bytes; exits kUsage (naming the file) when it cannot be read.
 std::string readFile(const std::string& path);
 

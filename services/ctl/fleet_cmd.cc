@@ -9,6 +9,8 @@
 #include <string>
 
 #include "fleet/layout.h"
+#include "fleet_adopt.h"
+#include "fleet_prune.h"
 #include "output.h"
 #include "policy_dir.h"
 #include "qtls/v1/fleet.pb.h"
@@ -228,6 +230,58 @@ int status(FleetContext& f, Args& a, bool json) {
   return kOk;
 }
 
+// `fleet prune`: what would go, then (--apply) deleting it.
+int prune(FleetContext& f, Args& a) {
+  std::string component;
+  PruneOptions o;
+  bool apply = false;
+  while (a.more()) {
+    std::string flag = a.next("");
+    if (flag == "--component")
+      component = componentArg(a, flag);
+    else if (flag == "--keep-rollouts")
+      o.keepRollouts = number(flag, a.next(flag));
+    else if (flag == "--min-age")
+      o.minAgeSeconds = duration(flag, a.next(flag));
+    else if (flag == "--apply")
+      apply = true;
+    else
+      usage("fleet prune: unknown argument " + flag);
+  }
+  if (component.empty()) usage("fleet prune needs --component remote|smtpd");
+  const double now = static_cast<double>(std::time(nullptr));
+  auto plan = planPrune(f, component, o, now);
+  if (!plan.ok()) return failed(plan.status());
+  for (const PrunePlan::Bundle& b : plan->remove) {
+    const std::time_t t = static_cast<std::time_t>(b.created);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
+    std::printf("%s bundle %s (%llu bytes, stored %s by %s)\n", apply ? "delete" : "would delete",
+                b.digest.c_str(), static_cast<unsigned long long>(b.bytes), when,
+                b.createdBy.empty() ? "-" : b.createdBy.c_str());
+  }
+  for (const std::string& id : plan->records)
+    std::printf("%s rollout record %s\n", apply ? "delete" : "would delete", id.c_str());
+  std::printf("kept: %zu bundle(s) a target, a candidate or the last %zu rollout(s) name, %zu "
+              "younger than %g s\n",
+              plan->kept, o.keepRollouts, plan->young, o.minAgeSeconds);
+  if (!apply) {
+    std::printf("dry run: %zu bundle(s) and %zu rollout record(s) would be deleted; --apply "
+                "deletes them\n",
+                plan->remove.size(), plan->records.size());
+    return kOk;
+  }
+  size_t skipped = 0;
+  auto removed = applyPrune(f, component, *plan, &skipped);
+  if (!removed.ok()) return failed(removed.status());
+  std::printf("deleted %zu bundle(s) and %zu rollout record(s)", *removed, plan->records.size());
+  if (skipped)
+    std::printf("; %zu left because a target or rollout changed meanwhile: run it again",
+                skipped);
+  std::printf("\n");
+  return kOk;
+}
+
 }  // namespace
 
 fleet::Etcd& FleetContext::etcd() {
@@ -244,7 +298,8 @@ fleet::Etcd& FleetContext::etcd() {
   return *etcd_;
 }
 
-int fleetCommand(Args& a, bool json, bool rollout) {
+int fleetCommand(Args& a, const Options& admin, bool rollout) {
+  const bool json = admin.json;
   FleetContext f;
   f.endpoints = env("QTLS_ETCD");
   f.ca = env("QTLS_ETCD_CA");
@@ -279,7 +334,9 @@ int fleetCommand(Args& a, bool json, bool rollout) {
   if (sub == "bundle") return bundle(f, a);
   if (sub == "target") return target(f, a);
   if (sub == "status") return status(f, a, json);
-  usage("fleet: bundle, target or status, not \"" + sub + "\"");
+  if (sub == "adopt") return adoptCommand(f, admin, a);
+  if (sub == "prune") return prune(f, a);
+  usage("fleet: bundle, target, status, adopt or prune, not \"" + sub + "\"");
 }
 
 }  // namespace qtls::ctl

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "cli.h"
+#include "client.h"
 #include "fleet/etcd_client.h"
 #include "fleet/layout.h"
 #include "qtls/v1/fleet.pb.h"
@@ -44,6 +45,7 @@ absl::StatusOr<std::string> storeBundle(FleetContext& f, const std::string& comp
                                         const std::string& dir);
 
 // `qtlsctl fleet ...` and `qtlsctl rollout ...` (rollout = true): the words after the command.
-int fleetCommand(Args& a, bool json, bool rollout);
+// `admin`: the global options, for the commands that also ask a daemon (fleet adopt).
+int fleetCommand(Args& a, const Options& admin, bool rollout);
 
 }  // namespace qtls::ctl

@@ -45,12 +45,17 @@ const char kUsageText[] =
     "    bundle --component remote|smtpd --from DIR   store DIR as a bundle; prints its digest\n"
     "    target --component C --node N (--digest D [--provisional] | --clear)\n"
     "    status --component C                one line per node: ACK/NACK, digests, drift\n"
+    "    adopt --component C --node NAME[=TARGET]... [--force]   each node's policy in force\n"
+    "         (read over its admin API, --target when no TARGET) becomes its target\n"
+    "    prune --component C [--keep-rollouts 5] [--min-age 1h] [--apply]   bundles nothing\n"
+    "         names: a dry run unless --apply\n"
     "  rollout [--etcd ...] start --component C (--from DIR | --digest D)\n"
     "         [--waves 1,5%,25%,100%] [--soak 60s] [--report-only-first 60s] [--ack-timeout 60s]\n"
     "         [--prometheus URL --gate NAME[:MAX[:PROMQL]]... [--report-only-gate would_fail]\n"
     "         [--interval 10s] [--count 3] [--failure-limit 1]] [--nodes N,...] [--detach]\n"
     "         [--on-node-loss pause|rollback]\n"
     "  rollout [--etcd ...] status|pause|resume|abort|promote --component C\n"
+    "  rollout [--etcd ...] watch --component C [--plain]   live view until it ends\n"
     "  help [COMMAND]                      this text, or one command's part of it\n"
     "  (and COMMAND --help; --version)\n"
     "exit codes: 0 ok, 1 not serving, 2 usage, 3 daemon unreachable, 4 change refused as\n"
@@ -154,8 +159,8 @@ int main(int argc, char** argv) {
   }
   if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
   if (cmd == "shim") return shimCommand(after(1));
-  if (cmd == "fleet") return fleetCommand(after(1), o.json, false);  // etcd, not a daemon
-  if (cmd == "rollout") return fleetCommand(after(1), o.json, true);
+  if (cmd == "fleet") return fleetCommand(after(1), o, false);  // etcd (adopt: and daemons)
+  if (cmd == "rollout") return fleetCommand(after(1), o, true);
   Client c(o);
   if (cmd == "policy") {
     if (words.size() < 2) usage("policy: get, diff, apply, rollback or resolve");

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "fleet_prune.h"
 #include "rollout_step.h"
 #include "rollout_store.h"
 #include "util/text.h"
@@ -64,17 +65,15 @@ absl::StatusOr<v1::FleetRollout> drive(RolloutEnv& env, const std::string& compo
       }
       return more.status();
     }
-    if (!*more) return rd->r;
+    if (!*more) {
+      if (finished(rd->r.state()))
+        pruneAfterRollout(*env.fleet, component, env.now(), env.say);
+      return rd->r;
+    }
   }
 }
 
 }  // namespace
-
-std::string stateName(v1::FleetRollout::State s) {
-  std::string n = v1::FleetRollout::State_Name(s);
-  for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-  return n;
-}
 
 RolloutEnv defaultEnv(FleetContext& f) {
   RolloutEnv env;
@@ -122,7 +121,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
       return absl::FailedPreconditionError(
           text::cat("node ", n,
                     " has no target, so a rollback could not give it its policy back; give "
-                    "every node a target first (qtlsctl fleet target)"));
+                    "every node a target first (qtlsctl fleet adopt, or fleet target)"));
   }
   if (auto w = waveSizes(spec.waves, nodes.size()); !w.ok()) return w.status();
   auto bundle = env.fleet->etcd().get(env.fleet->layout.bundle(spec.component, spec.digest));
@@ -136,6 +135,13 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
     return absl::AbortedError(text::cat("rollout ", rd->r.id(), " of ", spec.component, " is ",
                                         stateName(rd->r.state()),
                                         "; finish or abort it before starting another"));
+  // The finished rollout this one replaces is kept as a record: `fleet prune` keeps the
+  // bundles of the last few rollouts, which a rollback or a look back may want.
+  if (rd->exists)
+    if (auto s = env.fleet->etcd().put(
+            env.fleet->layout.finishedRollout(spec.component, rd->r.id()), fleet::toJson(rd->r));
+        !s.ok())
+      return s;
   v1::FleetRollout r;
   std::mt19937 rng(std::random_device{}());
   char id[32];
@@ -145,6 +151,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   r.set_component(spec.component);
   r.set_digest(spec.digest);
   for (const std::string& w : spec.waves) r.add_waves(w);
+  r.set_wave(1);
   for (const std::string& n : nodes) r.add_nodes(n);
   r.set_soak_seconds(spec.soakSeconds);
   r.set_report_only_seconds(spec.reportOnlySeconds);
@@ -206,7 +213,7 @@ absl::StatusOr<v1::FleetRollout> resumeRollout(RolloutEnv& env, const std::strin
       note(env, rd.r,
            text::cat("taken over by ", env.who,
                      rd.r.state() == v1::FleetRollout::SOAKING
-                         ? text::cat("; wave ", rd.r.wave() + 1, " soaks again")
+                         ? text::cat("; wave ", waveNumber(rd.r), " soaks again")
                          : std::string()));
       return storeRollout(env, rd);
     }
@@ -234,7 +241,7 @@ absl::StatusOr<v1::FleetRollout> promoteRollout(RolloutEnv& env, const std::stri
       rd.r.set_state(v1::FleetRollout::SOAKING);
       rd.r.set_promote_requested(true);
     }
-    note(env, rd.r, text::cat("wave ", rd.r.wave() + 1, " promoted by ", env.who));
+    note(env, rd.r, text::cat("wave ", waveNumber(rd.r), " promoted by ", env.who));
     return storeRollout(env, rd);
   });
 }
@@ -266,6 +273,7 @@ absl::StatusOr<v1::FleetRollout> abortRollout(RolloutEnv& env, const std::string
     auto s = rollBack(env, *rd, v1::FleetRollout::ABORTED, "aborted by " + env.who);
     if (absl::IsAborted(s)) continue;
     if (!s.ok()) return s;
+    pruneAfterRollout(*env.fleet, component, env.now(), env.say);
     return rd->r;
   }
 }

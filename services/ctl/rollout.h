@@ -17,6 +17,7 @@
 #include "prometheus_query.h"
 #include "qtls/v1/fleet.pb.h"
 #include "rollout_rules.h"
+#include "rollout_view.h"
 
 namespace qtls::ctl {
 
@@ -57,7 +58,5 @@ absl::StatusOr<v1::FleetRollout> abortRollout(RolloutEnv& env, const std::string
 absl::StatusOr<v1::FleetRollout> promoteRollout(RolloutEnv& env, const std::string& component);
 // Back to the state it was paused in, then drives on.
 absl::StatusOr<v1::FleetRollout> resumeRollout(RolloutEnv& env, const std::string& component);
-
-std::string stateName(v1::FleetRollout::State s);  // "rolling", "rolled-back", ...
 
 }  // namespace qtls::ctl

@@ -1,4 +1,4 @@
-// qtlsctl rollout start | status | pause | resume | abort | promote (docs/fleet.md).
+// qtlsctl rollout start | status | watch | pause | resume | abort | promote (docs/fleet.md).
 #include "rollout_cmd.h"
 
 #include <cstdio>
@@ -7,21 +7,11 @@
 
 #include "client.h"
 #include "rollout.h"
+#include "rollout_watch.h"
 #include "util/text.h"
 
 namespace qtls::ctl {
 namespace {
-
-double duration(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  double n = std::strtod(v.c_str(), &end);
-  const std::string unit = end ? end : "";
-  if (end == v.c_str() || n < 0) usage(flag + ": not a duration: " + v);
-  if (unit == "" || unit == "s") return n;
-  if (unit == "m") return n * 60;
-  if (unit == "h") return n * 3600;
-  usage(flag + ": not a duration (30s, 5m, 1h): " + v);
-}
 
 std::vector<std::string> list(const std::string& v) {
   std::vector<std::string> out;
@@ -121,22 +111,6 @@ int start(RolloutEnv& env, Args& a, bool json) {
   return finish(driveRollout(env, spec.component), json);
 }
 
-// `rollout status`'s exit code: what state the rollout is in, for scripts.
-int statusExit(v1::FleetRollout::State s) {
-  switch (s) {
-    case v1::FleetRollout::DONE:
-      return kOk;
-    case v1::FleetRollout::PAUSED:
-      return kRolloutPaused;
-    case v1::FleetRollout::ROLLED_BACK:
-      return kRolloutRolledBack;
-    case v1::FleetRollout::ABORTED:
-      return kRolloutAborted;
-    default:
-      return kRolloutRunning;
-  }
-}
-
 int status(RolloutEnv& env, const std::string& component, bool json) {
   auto r = readRollout(env, component);
   if (!r.ok()) return failed(r.status());
@@ -146,7 +120,7 @@ int status(RolloutEnv& env, const std::string& component, bool json) {
   }
   std::printf("rollout %s of %s: %s\n", r->id().c_str(), r->digest().c_str(),
               stateName(r->state()).c_str());
-  std::printf("wave %u of %d (", std::min<unsigned>(r->wave() + 1, r->waves_size()),
+  std::printf("wave %u of %d (", waveNumber(*r),
               r->waves_size());
   for (int i = 0; i < r->waves_size(); ++i) std::printf("%s%s", i ? "," : "", r->waves(i).c_str());
   std::printf("), %d node(s), started by %s\n", r->nodes_size(), r->created_by().c_str());
@@ -168,10 +142,13 @@ int rolloutCommand(FleetContext& f, const std::string& sub, Args& a, bool json) 
   RolloutEnv env = defaultEnv(f);
   if (sub == "start") return start(env, a, json);
   std::string component, reason = "paused by " + env.who;
+  bool plain = false;
   while (a.more()) {
     std::string flag = a.next("");
     if (flag == "--component")
       component = a.next(flag);
+    else if (flag == "--plain" && sub == "watch")
+      plain = true;
     else if (flag == "--reason" && sub == "pause")
       reason = a.next(flag) + " (" + env.who + ")";
     else
@@ -179,6 +156,7 @@ int rolloutCommand(FleetContext& f, const std::string& sub, Args& a, bool json) 
   }
   if (!fleet::validComponent(component)) usage("rollout " + sub + ": --component remote|smtpd");
   if (sub == "status") return status(env, component, json);
+  if (sub == "watch") return watchRollout(env, component, plain);
   if (sub == "pause") {
     auto r = pauseRollout(env, component, reason);
     if (!r.ok()) return failed(r.status());
@@ -194,7 +172,7 @@ int rolloutCommand(FleetContext& f, const std::string& sub, Args& a, bool json) 
                 r->reason().c_str());
     return kOk;
   }
-  usage("rollout: start, status, pause, resume, abort or promote, not \"" + sub + "\"");
+  usage("rollout: start, status, watch, pause, resume, abort or promote, not \"" + sub + "\"");
 }
 
 }  // namespace qtls::ctl

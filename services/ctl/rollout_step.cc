@@ -33,9 +33,11 @@ constexpr char kPausedChoices[] =
     "`qtlsctl rollout resume` soaks the wave again and asks its gates, `qtlsctl rollout "
     "promote` promotes it without them, `qtlsctl rollout abort` rolls it back";
 
-std::vector<std::string> waveNodes(const v1::FleetRollout& r, size_t wave) {
+// The nodes up to and including wave `number` (1-based).
+std::vector<std::string> waveNodes(const v1::FleetRollout& r, uint32_t number) {
   auto sizes = waveSizes({r.waves().begin(), r.waves().end()}, r.nodes_size());
-  const size_t n = sizes.ok() ? (*sizes)[std::min(wave, sizes->size() - 1)] : 0;
+  const size_t n =
+      sizes.ok() ? (*sizes)[std::min<size_t>(std::max(1u, number) - 1, sizes->size() - 1)] : 0;
   return {r.nodes().begin(), r.nodes().begin() + static_cast<long>(n)};
 }
 
@@ -45,7 +47,7 @@ std::string targetJson(const v1::FleetRollout& r, const std::string& digest, boo
   v1::FleetTarget t;
   t.set_digest(digest);
   t.set_rollout(r.id());
-  t.set_wave(r.wave());
+  t.set_wave(waveNumber(r));
   t.set_provisional(provisional);
   t.set_rollback(rollback);
   return fleet::toJson(t);
@@ -184,7 +186,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       }
       if (auto s = clearCandidates(env, r); !s.ok()) return s;
       r.set_state(v1::FleetRollout::ROLLING);
-      r.set_wave(0);
+      r.set_wave(1);
       r.set_phase_started(now);
       r.clear_gate_states();
       note(env, r, "report-only evaluation passed; wave 1 starts");
@@ -192,7 +194,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       return true;
     }
     case v1::FleetRollout::ROLLING: {
-      const std::vector<std::string> nodes = waveNodes(r, r.wave());
+      const std::vector<std::string> nodes = waveNodes(r, waveNumber(r));
       // Previous targets first, written before any target changes: a rollback after a
       // crash anywhere below knows what to restore.
       bool recorded = false;
@@ -226,7 +228,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       if (!all.ok()) {
         if (auto s = rollBack(
                 env, rd, v1::FleetRollout::ROLLED_BACK,
-                text::cat("wave ", r.wave() + 1, ": ", std::string(all.status().message())));
+                text::cat("wave ", waveNumber(r), ": ", std::string(all.status().message())));
             !s.ok())
           return s;
         return false;
@@ -236,7 +238,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
           r.set_paused_from(v1::FleetRollout::ROLLING);
           r.set_state(v1::FleetRollout::PAUSED);
           note(env, r,
-               text::cat("wave ", r.wave() + 1, ": no ACK within ", secs(r.ack_timeout_seconds()),
+               text::cat("wave ", waveNumber(r), ": no ACK within ", secs(r.ack_timeout_seconds()),
                          " s from ", missing, "; resume to wait again, or abort"));
           if (auto s = storeRollout(env, rd); !s.ok()) return s;
           return false;
@@ -248,13 +250,13 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
       r.set_phase_started(now);
       r.clear_gate_states();
       note(env, r,
-           text::cat("wave ", r.wave() + 1, " (", nodes.size(), " node(s)) ACKed; soaking ",
+           text::cat("wave ", waveNumber(r), " (", nodes.size(), " node(s)) ACKed; soaking ",
                      secs(r.soak_seconds()), " s"));
       if (auto s = storeRollout(env, rd); !s.ok()) return s;
       return true;
     }
     case v1::FleetRollout::SOAKING: {
-      const std::vector<std::string> nodes = waveNodes(r, r.wave());
+      const std::vector<std::string> nodes = waveNodes(r, waveNumber(r));
       std::vector<std::string> baseline;
       for (const std::string& n : r.nodes())
         if (std::find(nodes.begin(), nodes.end(), n) == nodes.end()) baseline.push_back(n);
@@ -274,7 +276,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
                            gateQuery(g, nodes, baseline, std::max(30.0, 2 * r.interval_seconds())));
           if (verdict == GateVerdict::kFailed) {
             if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK,
-                                  text::cat("wave ", r.wave() + 1, ": ", gateFailure(g, *st)));
+                                  text::cat("wave ", waveNumber(r), ": ", gateFailure(g, *st)));
                 !s.ok())
               return s;
             return false;
@@ -293,7 +295,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         r.set_paused_from(v1::FleetRollout::SOAKING);
         r.set_state(v1::FleetRollout::PAUSED);
         note(env, r,
-             text::cat("wave ", r.wave() + 1, ": inconclusive, not enough values: ", short_, "; ",
+             text::cat("wave ", waveNumber(r), ": inconclusive, not enough values: ", short_, "; ",
                        kPausedChoices));
         if (auto s = storeRollout(env, rd); !s.ok()) return s;
         return false;
@@ -317,7 +319,7 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         }
         if (!lost->empty()) {
           const std::string why = text::cat(
-              "wave ", r.wave() + 1, ": node(s) lost during the soak: ", describeLost(*lost));
+              "wave ", waveNumber(r), ": node(s) lost during the soak: ", describeLost(*lost));
           if (r.on_node_loss() == "rollback") {
             if (auto s = rollBack(env, rd, v1::FleetRollout::ROLLED_BACK, why); !s.ok()) return s;
             return false;
@@ -335,13 +337,13 @@ absl::StatusOr<bool> step(RolloutEnv& env, Read& rd) {
         writes.emplace_back(env.fleet->layout.target(r.component(), n),
                             targetJson(r, r.digest(), false));
       if (auto s = env.fleet->etcd().putMany(writes); !s.ok()) return s;
-      const uint32_t promoted = r.wave() + 1;
-      r.set_wave(promoted);
+      const uint32_t promoted = waveNumber(r);
+      const bool last = static_cast<int>(promoted) >= r.waves_size();
+      if (!last) r.set_wave(promoted + 1);  // done: the number stays the last wave's
       r.set_promote_requested(false);
       r.clear_gate_states();
       r.set_phase_started(now);
-      r.set_state(static_cast<int>(promoted) >= r.waves_size() ? v1::FleetRollout::DONE
-                                                               : v1::FleetRollout::ROLLING);
+      r.set_state(last ? v1::FleetRollout::DONE : v1::FleetRollout::ROLLING);
       note(env, r,
            r.state() == v1::FleetRollout::DONE
                ? text::cat("wave ", promoted, " promoted; every node runs ", r.digest())

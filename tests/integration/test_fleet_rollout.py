@@ -3,95 +3,21 @@ gates, a real Prometheus scraping them (docs/fleet.md, "Rollouts"): a clean roll
 every wave; a NACK that halts it; two rollouts at once; a controller killed mid-wave and
 resumed from another process; etcd stopped mid-rollout; a gate that fails on real
 deliveries, rolls the wave back, and lets the mail deferred meanwhile leave."""
-import os
 import re
 import signal
-import subprocess
 import threading
 import time
 import unittest
 import urllib.request
 
-from fleet_harness import QTLSCTL, EtcdTestCase, Prometheus, wait_status
-from harness import QmailHome, Remoted, run_shim, server_context, wait_for
+from fleet_harness import NODES, FleetNodesTestCase, Prometheus, wait_status
+from harness import run_shim, server_context, wait_for
 from test_admin import metrics_pb2, unix_api
 
-NODES = ["node%d" % i for i in range(1, 7)]
 ARGV = ("example.test", "a@sender.test", "u@example.test")
 
 
-class FleetRolloutTest(EtcdTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.node_certs = {n: cls.certs.leaf(n, cn=n + ".fleet.test", ips=[]) for n in NODES}
-
-    def setUp(self):
-        super().setUp()
-        self.nodes = {}
-        self.homes = {}
-
-    def tearDown(self):
-        # Every node stops, even when one of them has a sanitizer report to raise.
-        errors = []
-        for d in self.nodes.values():
-            try:
-                d.stop()
-            except AssertionError as e:
-                errors.append(e)
-        super().tearDown()
-        if errors:
-            raise errors[0]
-
-    def start_nodes(self, names=NODES, route_to=None):
-        """`route_to`: the sink for example.test, or {node: sink}."""
-        for n in names:
-            root = os.path.join(self.dir, n)
-            os.makedirs(root)
-            home = QmailHome(root)
-            sink = route_to.get(n) if isinstance(route_to, dict) else route_to
-            if sink:
-                home.write("smtproutes", "example.test:%s:%d\n" % (sink.host, sink.port))
-            self.homes[n] = home
-            self.nodes[n] = Remoted(home, root, args=self.etcd.node_args(n, self.node_certs[n]))
-        for n in names:
-            wait_status(self.etcd, "remote", n, lambda s: True, what="status of " + n)
-
-    def baseline(self, files):
-        """Every node on one policy through a target: the state a rollout starts from."""
-        digest = self.bundle("baseline", files)
-        for n in self.nodes:
-            rc, _, err = self.etcd.fleet("target", "--component", "remote", "--node", n,
-                                         "--digest", digest)
-            self.assertEqual(rc, 0, err)
-        for n in self.nodes:
-            wait_status(self.etcd, "remote", n,
-                        lambda s: s.get("ack") == "ACK" and s["applied_digest"] == digest,
-                        what="baseline on " + n)
-        return digest
-
-    def rollout(self, *args, timeout=120):
-        cmd = [QTLSCTL, "rollout", "--etcd", self.etcd.url, "--etcd-ca", self.certs.ca.cert_path,
-               "--etcd-cert", self.etcd.admin.cert_path, "--etcd-key",
-               self.etcd.admin.key_path] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr
-
-    def rollout_bg(self, *args):
-        cmd = [QTLSCTL, "rollout", "--etcd", self.etcd.url, "--etcd-ca", self.certs.ca.cert_path,
-               "--etcd-cert", self.etcd.admin.cert_path, "--etcd-key",
-               self.etcd.admin.key_path] + list(args)
-        log = open(os.path.join(self.dir, "controller-%d.log" % time.time_ns()), "w+")
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait(), log.close()))
-        return p, log
-
-    def state(self):
-        return self.etcd.get_json("/qtls/rollouts/remote") or {}
-
-    def applied(self):
-        return {n: unix_api(d.admin_socket).get().digest for n, d in self.nodes.items()}
-
+class FleetRolloutTest(FleetNodesTestCase):
     def test_clean_rollout_through_every_wave(self):
         self.start_nodes()
         old = self.baseline({"tlspolicy": "partner.test may\n"})
@@ -190,7 +116,7 @@ class FleetRolloutTest(EtcdTestCase):
         new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
         driver, log = self.rollout_bg("start", "--component", "remote", "--digest", new,
                                       "--waves", "1,2,100%", "--soak", "4s", "--interval", "1s")
-        wait_for(lambda: self.state().get("wave") == 1 and self.state().get("state") == "SOAKING",
+        wait_for(lambda: self.state().get("wave") == 2 and self.state().get("state") == "SOAKING",
                  timeout=60, what="wave 2 soaking")
         driver.send_signal(signal.SIGKILL)
         driver.wait()

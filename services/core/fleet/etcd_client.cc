@@ -251,6 +251,46 @@ absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int6
   return range(prefix, prefixEnd(prefix), revision);
 }
 
+absl::StatusOr<std::vector<std::string>> Etcd::keys(const std::string& prefix, int64_t* revision) {
+  pb::RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(prefixEnd(prefix));
+  req.set_keys_only(true);
+  pb::RangeResponse resp;
+  if (auto s = call("list " + prefix,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
+      !s.ok())
+    return s;
+  if (revision) *revision = resp.header().revision();
+  std::vector<std::string> out;
+  for (const auto& kv : resp.kvs()) out.push_back(kv.key());
+  return out;
+}
+
+absl::StatusOr<bool> Etcd::removeTreeIfQuiet(const std::string& key,
+                                              const std::vector<std::string>& quiet,
+                                              int64_t revision) {
+  pb::TxnRequest req;
+  for (const std::string& prefix : quiet) {
+    auto* cmp = req.add_compare();
+    cmp->set_key(prefix);
+    cmp->set_range_end(prefixEnd(prefix));
+    cmp->set_target(pb::Compare::MOD);
+    cmp->set_mod_revision(revision + 1);
+    cmp->set_result(pb::Compare::LESS);
+  }
+  req.add_success()->mutable_request_delete_range()->set_key(key);
+  auto* tree = req.add_success()->mutable_request_delete_range();
+  tree->set_key(key + "/");
+  tree->set_range_end(prefixEnd(key + "/"));
+  pb::TxnResponse resp;
+  if (auto s = call("txn " + key,
+                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Txn(c, req, &resp); });
+      !s.ok())
+    return s;
+  return resp.succeeded();
+}
+
 absl::Status Etcd::put(const std::string& key, const std::string& value, int64_t lease) {
   pb::PutRequest req;
   req.set_key(key);

@@ -71,6 +71,13 @@ class Etcd {
   // Deletes only if the key's value is still `value` (a lock held by us); false otherwise.
   absl::StatusOr<bool> deleteIfValue(const std::string& key, const std::string& value);
   absl::Status remove(const std::string& key);
+  // The names of every key under a prefix, without their values, in key order.
+  absl::StatusOr<std::vector<std::string>> keys(const std::string& prefix,
+                                                int64_t* revision = nullptr);
+  // Deletes `key` and every key under `key + "/"` in one transaction, if no key under any of
+  // the prefixes `quiet` was written after `revision`; false (nothing deleted) if one was.
+  absl::StatusOr<bool> removeTreeIfQuiet(const std::string& key,
+                                         const std::vector<std::string>& quiet, int64_t revision);
 
   absl::StatusOr<int64_t> grantLease(int64_t ttlSeconds);
   absl::Status revokeLease(int64_t id);

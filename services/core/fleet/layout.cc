@@ -23,7 +23,7 @@ Layout::Layout(std::string prefix) : prefix_(std::move(prefix)) {
 }
 
 std::string Layout::bundle(const std::string& c, const std::string& digest) const {
-  return text::cat(prefix_, "/bundles/", c, "/", digest);
+  return bundles(c) + digest;
 }
 std::string Layout::bundleChunk(const std::string& c, const std::string& digest,
                                 unsigned index) const {
@@ -49,8 +49,17 @@ std::string Layout::statuses(const std::string& c) const {
 std::string Layout::status(const std::string& c, const std::string& node) const {
   return statuses(c) + node;
 }
+std::string Layout::bundles(const std::string& c) const {
+  return text::cat(prefix_, "/bundles/", c, "/");
+}
 std::string Layout::rollout(const std::string& c) const {
   return text::cat(prefix_, "/rollouts/", c);
+}
+std::string Layout::finishedRollouts(const std::string& c) const {
+  return text::cat(prefix_, "/history/", c, "/");
+}
+std::string Layout::finishedRollout(const std::string& c, const std::string& id) const {
+  return finishedRollouts(c) + id;
 }
 std::string Layout::lock(const std::string& c) const {
   return text::cat(prefix_, "/locks/rollout/", c);

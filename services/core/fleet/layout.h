@@ -35,7 +35,11 @@ class Layout {
   std::string candidate(const std::string& component, const std::string& node) const;
   std::string status(const std::string& component, const std::string& node) const;
   std::string statuses(const std::string& component) const;
+  std::string bundles(const std::string& component) const;  // prefix of every bundle's keys
   std::string rollout(const std::string& component) const;
+  // A finished rollout, kept when the next one starts: <prefix>/history/<component>/<id>.
+  std::string finishedRollout(const std::string& component, const std::string& id) const;
+  std::string finishedRollouts(const std::string& component) const;  // their prefix
   std::string lock(const std::string& component) const;
   // The node a key under nodes() or statuses() belongs to.
   std::string nodeOf(const std::string& component, const std::string& key) const;

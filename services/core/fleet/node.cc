@@ -295,7 +295,7 @@ absl::Status FleetNode::onTarget(Etcd& etcd, const std::optional<KeyValue>& kv) 
     req.put = *items;
     req.caller = "fleet:" + (t.rollout().empty() ? std::string("etcd") : t.rollout());
     req.reason = t.rollout().empty() ? text::cat("target ", t.digest())
-                                     : text::cat("rollout ", t.rollout(), " wave ", t.wave() + 1);
+                                     : text::cat("rollout ", t.rollout(), " wave ", t.wave());
     if (!t.rollback().empty()) {  // a rollout undone: visible as such in the audit trail
       req.op = "rollback";
       req.reason += ": " + t.rollback();
