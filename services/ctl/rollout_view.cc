@@ -120,7 +120,7 @@ std::vector<std::string> drawFrame(const WatchFrame& f) {
                             sizes.ok() ? (*sizes)[static_cast<size_t>(w)] : 0, " node(s)): ",
                             waveState(f, static_cast<uint32_t>(w + 1))));
   out.push_back(text::cat(pad("NODE", 20), " ", pad("WAVE", 4), " ", pad("LEASE", 5), " ",
-                          pad("ACK", 9), " ", pad("APPLIED", 19), " ", pad("TARGET", 19), " ",
+                          pad("ACK", 9), " ", pad("APPLIED", 19), " ", pad("TARGET", 20), " ",
                           pad("AGE", 5), " ERROR"));
   const auto waves = waveOf(r);
   for (const WatchNode& n : f.nodes) {
@@ -132,9 +132,10 @@ std::vector<std::string> drawFrame(const WatchFrame& f) {
     out.push_back(text::cat(
         pad(n.node, 20), " ", pad(w == waves.end() ? "-" : std::to_string(w->second), 4), " ",
         pad(n.live ? "live" : "gone", 5), " ", pad(ack, 9), " ",
-        pad(n.live ? shortOf(n.status.applied_digest()) : "-", 19), " ", pad(target, 20),
+        pad(n.live ? shortOf(n.status.applied_digest()) : "-", 19), " ", pad(target, 20), " ",
         pad(n.live ? num(std::max(0.0, std::round(f.now - n.status.time()))) + "s" : "-", 5), " ",
         n.live ? n.status.error() : std::string()));
+    while (out.back().back() == ' ') out.back().pop_back();
   }
   out.push_back("(* provisional: the wave is not promoted yet)");
   if (r.state() == v1::FleetRollout::REPORT_ONLY && !r.report_only_gate().name().empty()) {
