@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
   serve.threads = threads;
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { listeners.cutOff(); };
-  serve.reload = [&] { reload("SIGHUP"); };
+  serve.reload = [&] { reload("SIGHUP").IgnoreError(); };  // reloadLogged logged it
   serve.stopAccepting = [&] {
     adminServer.setServing(false);  // health: NOT_SERVING while draining
     listeners.stop();

@@ -326,7 +326,7 @@ int main(int argc, char** argv) {
   serve.drain = std::chrono::seconds(drainSeconds);
   serve.cutOff = [&] { intake.cutOff(); };
   serve.reload = [&] {
-    reload("SIGHUP");
+    reload("SIGHUP").IgnoreError();  // reloadLogged logged the outcome
     std::lock_guard<std::mutex> lock(ipmeMu);
     ipme = std::make_shared<IpMe>(IpMe::fromInterfaces(ipmeExclude));
   };

@@ -90,7 +90,9 @@ absl::Status PolicyStore::open() {
           state_, " is in use by another daemon; give each instance its own --state-dir"));
   }
 
-  if (::geteuid() != 0 && ::access(control_.c_str(), W_OK) == 0)
+  // AT_EACCESS: the effective user's access. At start-up as root the store is opened as the
+  // service user by seteuid alone (daemon/privileges.h); access() would ask about root.
+  if (::geteuid() != 0 && ::faccessat(AT_FDCWD, control_.c_str(), W_OK, AT_EACCESS) == 0)
     log::warn(text::cat("policy: ", control_,
                         " is writable by this daemon's user, so a bug in it could create any "
                         "qmail control file (rcpthosts, smtproutes, locals); make control/ "

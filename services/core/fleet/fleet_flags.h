@@ -52,15 +52,14 @@ inline bool readFleetFlag(FlagReader& f, FleetFlags& a) {
 }
 
 // The node for `store`, or nullptr without --fleet-etcd; it keeps `metrics`'
-// qtls_fleet_connected up to date. Not started.
+// qtls_fleet_connected up to date. Not started. `etcd`: the options parseEtcdOptions read.
 inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
+                                                           const EtcdOptions& etcd,
                                                            admin::PolicyStore& store,
                                                            stats::ConfigMetrics& metrics) {
   if (a.etcd.empty()) return std::unique_ptr<FleetNode>();
-  auto etcd = parseEtcdOptions(a.etcd, a.ca, a.cert, a.key);
-  if (!etcd.ok()) return etcd.status();
   NodeOptions o;
-  o.etcd = *etcd;
+  o.etcd = etcd;
   o.prefix = a.prefix;
   o.node = a.node;
   if (o.node.empty()) {
@@ -83,19 +82,28 @@ inline absl::StatusOr<std::unique_ptr<FleetNode>> makeNode(const FleetFlags& a,
   return node;
 }
 
-// Start-up as both daemons do it: the state directory given to `user`, then the policy store
-// opened and the node made (both read files) as that user, as every later reload and apply is
-// (daemon/privileges.h). The node, or nullptr without --fleet-etcd.
+// Start-up as both daemons do it: the state directory given to `user`, the etcd client's TLS
+// files read as started, then the policy store opened and the node made as that user, as
+// every later reload and apply is (daemon/privileges.h). The node, or nullptr without
+// --fleet-etcd.
 inline absl::StatusOr<std::unique_ptr<FleetNode>> openAsServiceUser(const std::string& user,
                                                                     const std::string& stateDir,
                                                                     const FleetFlags& a,
                                                                     admin::PolicyStore& store,
                                                                     stats::ConfigMetrics& metrics) {
   if (auto s = daemon::adoptStateDir(user, stateDir); !s.ok()) return s;
+  // The etcd client key first, as the daemon was started (root under systemd): it may be
+  // readable by root alone. The daemon keeps the PEM texts in memory from here on.
+  EtcdOptions etcd;
+  if (!a.etcd.empty()) {
+    auto parsed = parseEtcdOptions(a.etcd, a.ca, a.cert, a.key);
+    if (!parsed.ok()) return parsed.status();
+    etcd = std::move(*parsed);
+  }
   std::unique_ptr<FleetNode> node;
   auto s = daemon::asServiceUser(user, [&]() -> absl::Status {
     if (auto s = store.open(); !s.ok()) return s;
-    auto made = makeNode(a, store, metrics);
+    auto made = makeNode(a, etcd, store, metrics);
     if (!made.ok()) return made.status();
     node = std::move(*made);
     return absl::OkStatus();
