@@ -17,7 +17,7 @@ build_pkgs=(
 peer_pkgs=(
   postfix dnsmasq-base swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
   python3 python3-aiosmtpd python3-cryptography python3-grpcio python3-protobuf
-  openssl time bsdutils prometheus etcd-server etcd-client mandoc daemontools lintian ansible-core bash-completion
+  openssl curl time bsdutils prometheus etcd-server etcd-client mandoc daemontools lintian ansible-core bash-completion
   systemd-container debootstrap
 )
 
