@@ -43,10 +43,26 @@ int adoptOne(FleetContext& f, const Options& admin, const std::string& component
                  node.c_str(), redacted.empty() ? "digest differs" : redacted.c_str());
     return kRefused;
   }
+  // The daemon asked should be the node named: a node that reports a status says what it
+  // runs. A mismatch is said, not refused: a local change may not be in etcd yet.
+  auto status = f.etcd().get(f.layout.status(component, node));
+  if (!status.ok()) return failed(status.status());
+  if (*status) {
+    v1::FleetStatus st;
+    if (fleet::fromJson((*status)->value, &st, (*status)->key).ok() &&
+        !st.applied_digest().empty() && st.applied_digest() != now.digest())
+      std::fprintf(stderr,
+                   "qtlsctl: warning: %s: its status in etcd says it runs %s, the daemon at %s "
+                   "runs %s: a change not yet reported, or another node's admin socket?\n",
+                   node.c_str(), st.applied_digest().c_str(), admin.target.c_str(),
+                   now.digest().c_str());
+  }
   const std::string key = f.layout.target(component, node);
   auto existing = f.etcd().get(key);
   if (!existing.ok()) return failed(existing.status());
+  int64_t revision = 0;  // the target's, for the compare-and-swap below
   if (*existing) {
+    revision = (*existing)->modRevision;
     v1::FleetTarget t;
     fleet::fromJson((*existing)->value, &t, key).IgnoreError();
     if (t.digest() == now.digest()) {
@@ -59,12 +75,34 @@ int adoptOne(FleetContext& f, const Options& admin, const std::string& component
                    node.c_str(), t.digest().c_str(), now.digest().c_str());
       return kConflict;
     }
+    // Not even forced into a rollout that is still going: its rollback would undo it.
+    if (!t.rollout().empty()) {
+      auto r = f.etcd().get(f.layout.rollout(component));
+      if (!r.ok()) return failed(r.status());
+      v1::FleetRollout rollout;
+      if (*r && fleet::fromJson((*r)->value, &rollout, (*r)->key).ok() &&
+          rollout.id() == t.rollout() && rollout.state() != v1::FleetRollout::DONE &&
+          rollout.state() != v1::FleetRollout::ROLLED_BACK &&
+          rollout.state() != v1::FleetRollout::ABORTED) {
+        std::fprintf(stderr,
+                     "qtlsctl: %s: its target belongs to rollout %s, which is not finished; "
+                     "finish or abort it first\n",
+                     node.c_str(), t.rollout().c_str());
+        return kRefused;
+      }
+    }
   }
   auto digest = fleet::putBundle(f.etcd(), f.layout, component, items, f.who);
   if (!digest.ok()) return failed(digest.status());
   v1::FleetTarget t;
   t.set_digest(*digest);
-  if (auto s = f.etcd().put(key, fleet::toJson(t)); !s.ok()) return failed(s);
+  auto written = f.etcd().compareAndPut(key, fleet::toJson(t), revision);
+  if (!written.ok()) return failed(written.status());
+  if (!*written) {
+    std::fprintf(stderr, "qtlsctl: %s: its target changed meanwhile; run adopt again\n",
+                 node.c_str());
+    return kConflict;
+  }
   std::printf("%s: adopted %s (%s)\n", node.c_str(), digest->c_str(), key.c_str());
   return kOk;
 }

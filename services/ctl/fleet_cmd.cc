@@ -252,16 +252,19 @@ int prune(FleetContext& f, Args& a) {
   const double now = static_cast<double>(std::time(nullptr));
   auto plan = planPrune(f, component, o, now);
   if (!plan.ok()) return failed(plan.status());
-  for (const PrunePlan::Bundle& b : plan->remove) {
+  auto show = [](const char* verb, const PrunePlan::Bundle& b) {
     const std::time_t t = static_cast<std::time_t>(b.created);
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
-    std::printf("%s bundle %s (%llu bytes, stored %s by %s)\n", apply ? "delete" : "would delete",
-                b.digest.c_str(), static_cast<unsigned long long>(b.bytes), when,
+    std::printf("%s bundle %s (%llu bytes, stored %s by %s)\n", verb, b.digest.c_str(),
+                static_cast<unsigned long long>(b.bytes), when,
                 b.createdBy.empty() ? "-" : b.createdBy.c_str());
+  };
+  if (!apply) {
+    for (const PrunePlan::Bundle& b : plan->remove) show("would delete", b);
+    for (const std::string& id : plan->records)
+      std::printf("would delete rollout record %s\n", id.c_str());
   }
-  for (const std::string& id : plan->records)
-    std::printf("%s rollout record %s\n", apply ? "delete" : "would delete", id.c_str());
   std::printf("kept: %zu bundle(s) a target, a candidate or the last %zu rollout(s) name, %zu "
               "younger than %g s\n",
               plan->kept, o.keepRollouts, plan->young, o.minAgeSeconds);
@@ -272,13 +275,18 @@ int prune(FleetContext& f, Args& a) {
     return kOk;
   }
   size_t skipped = 0;
-  auto removed = applyPrune(f, component, *plan, &skipped);
+  auto removed = applyPrune(f, component, *plan, &skipped,
+                            [&](const PrunePlan::Bundle& b) { show("deleted", b); });
   if (!removed.ok()) return failed(removed.status());
-  std::printf("deleted %zu bundle(s) and %zu rollout record(s)", *removed, plan->records.size());
-  if (skipped)
-    std::printf("; %zu left because a target or rollout changed meanwhile: run it again",
-                skipped);
-  std::printf("\n");
+  std::printf("deleted %zu bundle(s) and %zu rollout record(s)\n", *removed,
+              skipped ? 0 : plan->records.size());
+  if (skipped) {
+    std::fprintf(stderr,
+                 "qtlsctl: %zu bundle(s) left because a target or rollout changed meanwhile: run "
+                 "it again\n",
+                 skipped);
+    return kConflict;
+  }
   return kOk;
 }
 

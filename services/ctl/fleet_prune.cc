@@ -2,6 +2,7 @@
 #include "fleet_prune.h"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "fleet/layout.h"
@@ -36,18 +37,22 @@ absl::StatusOr<PrunePlan> planPrune(FleetContext& f, const std::string& componen
   // revision, so a target written meanwhile keeps its bundle.
   auto refs = etcd.list(l.nodes(component), &plan.revision);
   if (!refs.ok()) return refs.status();
+  // A reference that cannot be read stops the pruning: what it names is unknown.
   for (const auto& kv : *refs) {
     v1::FleetTarget t;  // a candidate's digest has the same field number and name
-    if (fleet::fromJson(kv.value, &t, kv.key).ok() && !t.digest().empty()) named.insert(t.digest());
+    if (auto s = fleet::fromJson(kv.value, &t, kv.key); !s.ok()) return s;
+    if (!t.digest().empty()) named.insert(t.digest());
   }
+  // The rollout in etcd is always kept, whatever --keep-rollouts says: one still running needs
+  // each node's previous policy for its rollback.
   auto current = etcd.get(l.rollout(component));
   if (!current.ok()) return current.status();
   size_t keep = o.keepRollouts;
-  if (*current && keep > 0) {
+  if (*current) {
     v1::FleetRollout r;
     if (auto s = fleet::fromJson((*current)->value, &r, (*current)->key); !s.ok()) return s;
     namedBy(r, &named);
-    --keep;
+    if (keep > 0) --keep;
   }
   auto records = etcd.list(l.finishedRollouts(component));
   if (!records.ok()) return records.status();
@@ -79,8 +84,8 @@ absl::StatusOr<PrunePlan> planPrune(FleetContext& f, const std::string& componen
     if (!m.ok()) return m.status();
     if (!*m) continue;  // deleted meanwhile
     v1::FleetBundle b;
-    fleet::fromJson((*m)->value, &b, key).IgnoreError();
-    if (now - b.created() < o.minAgeSeconds) {
+    // A manifest that cannot be read is kept: its age is unknown.
+    if (!fleet::fromJson((*m)->value, &b, key).ok() || now - b.created() < o.minAgeSeconds) {
       ++plan.young;
       continue;
     }
@@ -90,23 +95,34 @@ absl::StatusOr<PrunePlan> planPrune(FleetContext& f, const std::string& componen
 }
 
 absl::StatusOr<size_t> applyPrune(FleetContext& f, const std::string& component,
-                                  const PrunePlan& plan, size_t* skipped) {
+                                  const PrunePlan& plan, size_t* skipped,
+                                  const std::function<void(const PrunePlan::Bundle&)>& deleted) {
   fleet::Etcd& etcd = f.etcd();
   const fleet::Layout& l = f.layout;
   const std::vector<std::string> quiet = {l.nodes(component), l.rollout(component),
                                           l.finishedRollouts(component)};
+  // In transactions of kBatch bundles (two deletes each: etcd allows 128 operations), each
+  // deleting nothing if a reference was written since the plan was made.
+  constexpr size_t kBatch = 60;
   size_t removed = 0;
   *skipped = 0;
-  for (const PrunePlan::Bundle& b : plan.remove) {
-    auto done = etcd.removeTreeIfQuiet(l.bundle(component, b.digest), quiet, plan.revision);
+  for (size_t from = 0; from < plan.remove.size(); from += kBatch) {
+    const size_t to = std::min(plan.remove.size(), from + kBatch);
+    std::vector<std::string> keys;
+    for (size_t i = from; i < to; ++i) keys.push_back(l.bundle(component, plan.remove[i].digest));
+    auto done = etcd.removeTreesIfQuiet(keys, quiet, plan.revision);
     if (!done.ok()) return done.status();
-    if (*done)
-      ++removed;
-    else
-      ++*skipped;
+    if (!*done) {
+      *skipped += to - from;
+      continue;
+    }
+    removed += to - from;
+    if (deleted)
+      for (size_t i = from; i < to; ++i) deleted(plan.remove[i]);
   }
-  for (const std::string& id : plan.records)
-    if (auto s = etcd.remove(l.finishedRollout(component, id)); !s.ok()) return s;
+  if (*skipped == 0)  // the records go only with what they named
+    for (const std::string& id : plan.records)
+      if (auto s = etcd.remove(l.finishedRollout(component, id)); !s.ok()) return s;
   return removed;
 }
 
@@ -116,7 +132,7 @@ void pruneAfterRollout(FleetContext& f, const std::string& component, double now
   auto plan = planPrune(f, component, o, now);
   size_t skipped = 0;
   absl::StatusOr<size_t> removed =
-      plan.ok() ? applyPrune(f, component, *plan, &skipped) : plan.status();
+      plan.ok() ? applyPrune(f, component, *plan, &skipped, nullptr) : plan.status();
   if (!removed.ok()) {
     say(text::cat("bundles not pruned: ", std::string(removed.status().message()),
                   "; `qtlsctl fleet prune` does it later"));
@@ -124,8 +140,11 @@ void pruneAfterRollout(FleetContext& f, const std::string& component, double now
   }
   if (*removed || !plan->records.empty())
     say(text::cat("pruned ", *removed, " bundle(s) no target, candidate or the last ",
-                  o.keepRollouts, " rollouts name, and ", plan->records.size(),
+                  o.keepRollouts, " rollouts name, and ", skipped ? 0 : plan->records.size(),
                   " older rollout record(s)"));
+  if (skipped)
+    say(text::cat(skipped, " bundle(s) not pruned: a target or rollout changed meanwhile; "
+                           "`qtlsctl fleet prune` does it later"));
 }
 
 }  // namespace qtls::ctl

@@ -1,9 +1,10 @@
-// Pruning the fleet's policy bundles (docs/fleet.md, "Pruning"). A bundle is kept while a
+// Pruning the fleet's policy bundles (docs/rollouts.md, "Pruning bundles"). A bundle is kept while a
 // node's target or candidate names it, while one of the last N rollouts names it (its policy
 // or a node's previous one, which a rollback would need), and while it is younger than the
 // minimum age (it may be about to be targeted); every other bundle is deleted, each in one
 // transaction that deletes nothing if a target, candidate or rollout changed since they were
-// read. Rollout records past the last N are deleted with it.
+// read. Rollout records past the last N are deleted with it. The rollout in etcd, finished or
+// not, always counts as named.
 #pragma once
 
 #include <cstdint>
@@ -35,10 +36,12 @@ struct PrunePlan {
 
 absl::StatusOr<PrunePlan> planPrune(FleetContext& f, const std::string& component,
                                     const PruneOptions& o, double now);
-// Deletes what the plan names; returns how many bundles went. A bundle whose references
-// changed since the plan was made is left, and counted in `skipped`.
+// Deletes what the plan names; returns how many bundles went, telling `deleted` of each. A
+// bundle whose references changed since the plan was made is left, and counted in `skipped`;
+// the rollout records go only when nothing was left.
 absl::StatusOr<size_t> applyPrune(FleetContext& f, const std::string& component,
-                                  const PrunePlan& plan, size_t* skipped);
+                                  const PrunePlan& plan, size_t* skipped,
+                                  const std::function<void(const PrunePlan::Bundle&)>& deleted);
 // What a finished rollout does last: the same pruning with the defaults; says what it did,
 // and only warns when it cannot (the rollout's result stands).
 void pruneAfterRollout(FleetContext& f, const std::string& component, double now,

@@ -135,13 +135,10 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
     return absl::AbortedError(text::cat("rollout ", rd->r.id(), " of ", spec.component, " is ",
                                         stateName(rd->r.state()),
                                         "; finish or abort it before starting another"));
-  // The finished rollout this one replaces is kept as a record: `fleet prune` keeps the
-  // bundles of the last few rollouts, which a rollback or a look back may want.
-  if (rd->exists)
-    if (auto s = env.fleet->etcd().put(
-            env.fleet->layout.finishedRollout(spec.component, rd->r.id()), fleet::toJson(rd->r));
-        !s.ok())
-      return s;
+  // The finished rollout this one replaces is kept as a record (written once the new one
+  // is): `fleet prune` keeps the bundles of the last few rollouts, which a look back wants.
+  std::optional<v1::FleetRollout> replaced;
+  if (rd->exists) replaced = rd->r;
   v1::FleetRollout r;
   std::mt19937 rng(std::random_device{}());
   char id[32];
@@ -152,6 +149,7 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
   r.set_digest(spec.digest);
   for (const std::string& w : spec.waves) r.add_waves(w);
   r.set_wave(1);
+  r.set_wave_numbering(1);
   for (const std::string& n : nodes) r.add_nodes(n);
   r.set_soak_seconds(spec.soakSeconds);
   r.set_report_only_seconds(spec.reportOnlySeconds);
@@ -175,6 +173,13 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
       return absl::AbortedError("another rollout of " + spec.component + " started meanwhile");
     return s;
   }
+  if (replaced)
+    if (auto s = env.fleet->etcd().put(
+            env.fleet->layout.finishedRollout(spec.component, replaced->id()),
+            fleet::toJson(*replaced));
+        !s.ok())
+      env.say(text::cat("the finished rollout ", replaced->id(), " was not kept under history/: ",
+                        std::string(s.message())));
   return rd->r;
 }
 

@@ -1,4 +1,4 @@
-// The fleet rollout controller (docs/fleet.md, "Rollouts"). All its state is the
+// The fleet rollout controller (docs/rollouts.md). All its state is the
 // FleetRollout value in etcd; whoever holds the rollout lock (a key under a lease) drives it,
 // one step at a time, each step written before the next is taken, so a controller killed at
 // any point is resumed by the next `rollout resume` without doing a step twice.

@@ -1,4 +1,4 @@
-// qtlsctl rollout start | status | watch | pause | resume | abort | promote (docs/fleet.md).
+// qtlsctl rollout start | status | watch | pause | resume | abort | promote (docs/rollouts.md).
 #include "rollout_cmd.h"
 
 #include <cstdio>

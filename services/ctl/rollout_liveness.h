@@ -1,4 +1,4 @@
-// Liveness is part of every gate (docs/fleet.md, "A node lost during the soak"): a wave is
+// Liveness is part of every gate (docs/rollouts.md, "A node lost during the soak"): a wave is
 // promoted only if each of its nodes still holds a live status lease that ACKs the rollout's
 // digest and, with Prometheus, was scraped successfully since the soak began. A rate window
 // keeps a dead node's old samples, and the mail it cannot take while down shows in no metric,

@@ -15,6 +15,12 @@ absl::StatusOr<Read> loadRollout(RolloutEnv& env, const std::string& component) 
   out.exists = true;
   out.modRevision = (*kv)->modRevision;
   if (auto s = fleet::fromJson((*kv)->value, &out.r, (*kv)->key); !s.ok()) return s;
+  // A record of a qtlsctl that counted waves from 0: the same wave, numbered from 1. A done
+  // one held the count of waves, which is already the last wave's number.
+  if (out.r.wave_numbering() == 0) {
+    if (out.r.state() != v1::FleetRollout::DONE) out.r.set_wave(out.r.wave() + 1);
+    out.r.set_wave_numbering(1);
+  }
   return out;
 }
 

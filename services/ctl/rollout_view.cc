@@ -54,6 +54,8 @@ std::string waveState(const WatchFrame& f, uint32_t wave) {
   const v1::FleetRollout& r = f.r;
   const uint32_t cur = waveNumber(r);
   const bool done = r.state() == v1::FleetRollout::DONE;
+  if (r.state() == v1::FleetRollout::ROLLED_BACK || r.state() == v1::FleetRollout::ABORTED)
+    return wave <= cur ? stateName(r.state()) : "never started";
   if (wave < cur || (done && wave == cur)) return "promoted";
   if (wave > cur || r.state() == v1::FleetRollout::REPORT_ONLY) return "waiting";
   switch (r.state()) {
@@ -169,7 +171,11 @@ std::vector<std::string> frameChanges(const WatchFrame* before, const WatchFrame
     if (it == was.end() || nodeWords(*it->second, r.digest()) != now)
       out.push_back(text::cat(at, "node ", n.node, ": ", now));
   }
-  for (const v1::FleetGate& g : r.gates()) {
+  std::vector<const v1::FleetGate*> gates;
+  if (!r.report_only_gate().name().empty()) gates.push_back(&r.report_only_gate());
+  for (const v1::FleetGate& g : r.gates()) gates.push_back(&g);
+  for (const v1::FleetGate* gate : gates) {
+    const v1::FleetGate& g = *gate;
     const v1::FleetGateState* st = stateOf(r, g.name());
     const v1::FleetGateState* old = same ? stateOf(before->r, g.name()) : nullptr;
     if (st == nullptr) continue;

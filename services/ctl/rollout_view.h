@@ -1,4 +1,4 @@
-// What `qtlsctl rollout watch` shows (docs/fleet.md, "Watching a rollout"): a frame of the
+// What `qtlsctl rollout watch` shows (docs/rollouts.md, "Watching a rollout"): a frame of the
 // rollout as etcd holds it (waves, each node's status and lease, the gates against their
 // limits, the soak time left), drawn whole on a terminal, or as one line per change.
 // Pure functions of what was read, for the unit tests.

@@ -1,4 +1,4 @@
-// Report-only evaluation of a fleet candidate (docs/fleet.md): what the candidate policy
+// Report-only evaluation of a fleet candidate (docs/rollouts.md, "Report-only first"): what the candidate policy
 // would have done with a delivery that ran under the policy in force, judged from what the
 // session saw of the server (STARTTLS offered, the handshake, the certificate chain).
 #pragma once

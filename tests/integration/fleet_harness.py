@@ -158,7 +158,7 @@ def now():
 
 class Prometheus:
     """A real Prometheus scraping each node's /metrics every second, with the label
-    qtls_node set to the node's fleet name (as docs/fleet.md asks of a real one)."""
+    qtls_node set to the node's fleet name (as docs/fleet.md and docs/rollouts.md ask of a real one)."""
 
     def __init__(self, root, targets):
         self.dir = tempfile.mkdtemp(dir=root, prefix="prom-")

@@ -6,8 +6,10 @@ watch` shows a rollout as it goes, redrawn on a terminal or a line per change.""
 import json
 import os
 import pty
+import queue
 import select
 import subprocess
+import threading
 import time
 import unittest
 
@@ -133,6 +135,13 @@ class FleetPruneTest(FleetNodesTestCase):
         self.assertIn("dry run: 1 bundle(s) and 0 rollout record(s) would be deleted", out)
         self.assertGreaterEqual(self.present(b), 2)
 
+        # The rollout in etcd is kept whatever --keep-rollouts says: a rollback of one still
+        # running needs the policy its nodes had before (`c` here).
+        rc, out, err = self.prune("--keep-rollouts", "0", "--min-age", "0")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(c, out)
+        self.assertIn("would delete bundle " + a, out)
+
         # Only the last rollout kept: the first one's record goes, and with it the only
         # reference to `a` (its nodes' previous policy); `c` is the last one's previous.
         rc, out, err = self.prune("--keep-rollouts", "1", "--apply")
@@ -164,6 +173,18 @@ class FleetPruneTest(FleetNodesTestCase):
 
 
 
+class FleetRecordTest(FleetNodesTestCase):
+    def test_a_record_that_counted_waves_from_0_is_read_as_the_same_wave(self):
+        # As a qtlsctl that counted from 0 left it: paused in its second wave (index 1).
+        self.etcd.ctl("put", "/qtls/rollouts/remote", json.dumps({
+            "id": "r1-0000", "component": "remote", "digest": "sha256:" + "0" * 64,
+            "waves": ["1", "100%"], "wave": 1, "state": "PAUSED", "nodes": ["node1", "node2"],
+            "reason": "paused by a person"}))
+        rc, out, err = self.rollout("status", "--component", "remote")
+        self.assertEqual(rc, 11, out + err)
+        self.assertIn("wave 2 of 2 (1,100%), 2 node(s)", out)
+
+
 class FleetWatchTest(FleetNodesTestCase):
     def watch_cmd(self, *extra):
         return [QTLSCTL, "rollout", "--etcd", self.etcd.url, "--etcd-ca", self.certs.ca.cert_path,
@@ -178,17 +199,24 @@ class FleetWatchTest(FleetNodesTestCase):
                                     "--waves", "1,100%", "--soak", "10s", "--interval", "1s",
                                     "--on-node-loss", "rollback", "--detach")
         self.assertEqual(rc, 0, out + err)
-        # Not a terminal: one line per change.
+        # Not a terminal: one line per change, read by a thread so that a line that never comes
+        # fails the test instead of hanging it.
         watch = subprocess.Popen(self.watch_cmd(), stdout=subprocess.PIPE, text=True)
         self.addCleanup(lambda: (watch.poll() is None and watch.kill(), watch.wait(),
                                  watch.stdout.close()))
+        arrived = queue.Queue()
+        threading.Thread(target=lambda: [arrived.put(l) for l in watch.stdout] + [arrived.put(None)],
+                         daemon=True).start()
         driver, log = self.rollout_bg("resume", "--component", "remote")
         lines = []
 
         def saw(text):
             while not any(text in line for line in lines):
-                line = watch.stdout.readline()
-                if not line:
+                try:
+                    line = arrived.get(timeout=60)
+                except queue.Empty:
+                    return False
+                if line is None:
                     return False
                 lines.append(line.rstrip("\n"))
             return True
@@ -197,8 +225,9 @@ class FleetWatchTest(FleetNodesTestCase):
         # The canary dies during its soak: the watcher says so, the wave is rolled back.
         self.nodes["node1"].stop()
         self.assertTrue(saw("node node1: no live status lease"), lines)
-        rest = watch.stdout.read()
-        self.assertEqual(watch.wait(60), 12, "\n".join(lines) + rest)  # rolled back
+        self.assertEqual(watch.wait(60), 12, "\n".join(lines))  # rolled back
+        self.assertTrue(saw(": rolled-back: "), lines)  # the last line: how it ended
+        rest = "\n".join(lines)
         self.assertIn("wave 1: node(s) lost during the soak: node1 (no live status lease)", rest)
         self.assertRegex(rest, r"rollout r\d+-[0-9a-f]{4}: rolled-back: ")
         self.assertIn("driven by ", "\n".join(lines))
@@ -211,6 +240,7 @@ class FleetWatchTest(FleetNodesTestCase):
         new = self.bundle("new", {"tlspolicy": "partner.test encrypt\n"})
         driver, _ = self.rollout_bg("start", "--component", "remote", "--digest", new,
                                     "--waves", "1,100%", "--soak", "4s", "--interval", "1s")
+        wait_for(lambda: self.state().get("id"), what="the rollout in etcd")
         main, sub = pty.openpty()
         watch = subprocess.Popen(self.watch_cmd(), stdin=sub, stdout=sub, stderr=sub)
         os.close(sub)

@@ -1,5 +1,5 @@
 """Fleet rollouts with qtlsctl against a real etcd, six real qtls-remoted nodes and, for the
-gates, a real Prometheus scraping them (docs/fleet.md, "Rollouts"): a clean rollout through
+gates, a real Prometheus scraping them (docs/rollouts.md): a clean rollout through
 every wave; a NACK that halts it; two rollouts at once; a controller killed mid-wave and
 resumed from another process; etcd stopped mid-rollout; a gate that fails on real
 deliveries, rolls the wave back, and lets the mail deferred meanwhile leave."""

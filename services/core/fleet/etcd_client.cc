@@ -225,10 +225,11 @@ std::unique_ptr<grpc::ClientContext> Etcd::context() const {
 }
 
 absl::StatusOr<std::vector<KeyValue>> Etcd::range(const std::string& key, const std::string& end,
-                                                  int64_t* revision) {
+                                                  int64_t* revision, bool keysOnly) {
   pb::RangeRequest req;
   req.set_key(key);
   req.set_range_end(end);
+  req.set_keys_only(keysOnly);
   pb::RangeResponse resp;
   if (auto s = call((end.empty() ? "get " : "list ") + key,
                     [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
@@ -252,24 +253,16 @@ absl::StatusOr<std::vector<KeyValue>> Etcd::list(const std::string& prefix, int6
 }
 
 absl::StatusOr<std::vector<std::string>> Etcd::keys(const std::string& prefix, int64_t* revision) {
-  pb::RangeRequest req;
-  req.set_key(prefix);
-  req.set_range_end(prefixEnd(prefix));
-  req.set_keys_only(true);
-  pb::RangeResponse resp;
-  if (auto s = call("list " + prefix,
-                    [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Range(c, req, &resp); });
-      !s.ok())
-    return s;
-  if (revision) *revision = resp.header().revision();
+  auto kvs = range(prefix, prefixEnd(prefix), revision, true);
+  if (!kvs.ok()) return kvs.status();
   std::vector<std::string> out;
-  for (const auto& kv : resp.kvs()) out.push_back(kv.key());
+  for (KeyValue& kv : *kvs) out.push_back(std::move(kv.key));
   return out;
 }
 
-absl::StatusOr<bool> Etcd::removeTreeIfQuiet(const std::string& key,
-                                              const std::vector<std::string>& quiet,
-                                              int64_t revision) {
+absl::StatusOr<bool> Etcd::removeTreesIfQuiet(const std::vector<std::string>& keys,
+                                               const std::vector<std::string>& quiet,
+                                               int64_t revision) {
   pb::TxnRequest req;
   for (const std::string& prefix : quiet) {
     auto* cmp = req.add_compare();
@@ -279,12 +272,14 @@ absl::StatusOr<bool> Etcd::removeTreeIfQuiet(const std::string& key,
     cmp->set_mod_revision(revision + 1);
     cmp->set_result(pb::Compare::LESS);
   }
-  req.add_success()->mutable_request_delete_range()->set_key(key);
-  auto* tree = req.add_success()->mutable_request_delete_range();
-  tree->set_key(key + "/");
-  tree->set_range_end(prefixEnd(key + "/"));
+  for (const std::string& key : keys) {
+    req.add_success()->mutable_request_delete_range()->set_key(key);
+    auto* tree = req.add_success()->mutable_request_delete_range();
+    tree->set_key(key + "/");
+    tree->set_range_end(prefixEnd(key + "/"));
+  }
   pb::TxnResponse resp;
-  if (auto s = call("txn " + key,
+  if (auto s = call(text::cat("txn ", keys.empty() ? std::string() : keys.front()),
                     [&](Stubs& st, grpc::ClientContext* c) { return st.kv->Txn(c, req, &resp); });
       !s.ok())
     return s;

@@ -74,10 +74,11 @@ class Etcd {
   // The names of every key under a prefix, without their values, in key order.
   absl::StatusOr<std::vector<std::string>> keys(const std::string& prefix,
                                                 int64_t* revision = nullptr);
-  // Deletes `key` and every key under `key + "/"` in one transaction, if no key under any of
-  // the prefixes `quiet` was written after `revision`; false (nothing deleted) if one was.
-  absl::StatusOr<bool> removeTreeIfQuiet(const std::string& key,
-                                         const std::vector<std::string>& quiet, int64_t revision);
+  // Deletes each of `keys` and every key under it + "/" in one transaction (at most 60 keys),
+  // if no key under any of the prefixes `quiet` was written after `revision`; false (nothing
+  // deleted) if one was. Needs etcd 3.3 or later (a Compare over a range).
+  absl::StatusOr<bool> removeTreesIfQuiet(const std::vector<std::string>& keys,
+                                          const std::vector<std::string>& quiet, int64_t revision);
 
   absl::StatusOr<int64_t> grantLease(int64_t ttlSeconds);
   absl::Status revokeLease(int64_t id);
@@ -108,9 +109,9 @@ class Etcd {
   struct Stubs;
   Etcd(std::vector<std::shared_ptr<grpc::Channel>> channels, std::chrono::milliseconds timeout);
   std::unique_ptr<grpc::ClientContext> context() const;
-  // Keys in [key, end); end "" = the key alone.
+  // Keys in [key, end); end "" = the key alone. `keysOnly`: without their values.
   absl::StatusOr<std::vector<KeyValue>> range(const std::string& key, const std::string& end,
-                                              int64_t* revision);
+                                              int64_t* revision, bool keysOnly = false);
   // One unary call, on the member that answered last, then on each other one while the
   // answer is UNAVAILABLE or a timeout.
   absl::Status call(const std::string& what,

@@ -90,6 +90,12 @@ TEST(RolloutView, ALostNodeShowsGoneAndDoneShowsEveryWavePromoted) {
   const auto lines = drawFrame(f);
   EXPECT_EQ(lines[0], "rollout r1-abcd of remote: done  (nobody drives it)");
   EXPECT_TRUE(has(lines, "wave 3 (100%, 4 node(s)): promoted")) << joined(lines);
+  f.r.set_wave(2);
+  f.r.set_state(v1::FleetRollout::ROLLED_BACK);
+  const auto back = drawFrame(f);
+  EXPECT_TRUE(has(back, "wave 1 (1, 1 node(s)): rolled-back")) << joined(back);
+  EXPECT_TRUE(has(back, "wave 2 (50%, 2 node(s)): rolled-back")) << joined(back);
+  EXPECT_TRUE(has(back, "wave 3 (100%, 4 node(s)): never started")) << joined(back);
 }
 
 TEST(RolloutView, ChangesAreOneLineEach) {
