@@ -31,9 +31,9 @@ fleet::Verdict judgeCandidate(const RemoteConfig& candidate, const std::string& 
                          : X509_V_OK;
   const PeerCheck c = checkPeer(plan, seen.chain.leaf(), chain, seen.target.address.to_string());
   if (c.ok) return Verdict::kPass;
-  if (c.reason == "expired") return Verdict::kCertificateExpired;
-  if (c.reason == "untrusted") return Verdict::kCertificateNotTrusted;
-  if (c.reason == "name_mismatch") return Verdict::kCertificateHostMismatch;
+  if (c.reason() == "expired") return Verdict::kCertificateExpired;
+  if (c.reason() == "untrusted") return Verdict::kCertificateNotTrusted;
+  if (c.reason() == "name_mismatch") return Verdict::kCertificateHostMismatch;
   return Verdict::kValidationFailure;  // pin_mismatch, no_certificate
 }
 

@@ -1,6 +1,6 @@
 // Caps on simultaneous outbound connections in use: per server address and overall. A
-// delivery over a cap waits, at most `wait`, for a slot to free, then is deferred (Z, busyText
-// in outcome.h). The waiters are deliveries already admitted by the intake, so the queue is
+// delivery over a cap waits, at most `wait`, for a slot to free, then is deferred (the failure
+// table's `busy` row). The waiters are deliveries already admitted by the intake, so the queue is
 // bounded by --max-deliveries; the first waiter whose address has room is served first.
 // Idle connections in the cache do not hold a slot (their own limits are the cache's).
 #pragma once

@@ -40,6 +40,8 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
             const DeliveryControl& control, double secs, DeliveryResult& out) {
   const char verdict = qmailVerdict(out.report.bytes());
   const ConnFacts& f = session.facts_;
+  // The TLS failure that ended the delivery, a word of qtls_remote_tls_failures_total's set.
+  const std::string failure(out.report.final().reason);
   std::string candidate;  // " candidate=<verdict>" when one is evaluated
   fleet::Verdict judged = fleet::Verdict::kNotEvaluated;
   if (deps.candidate) {
@@ -60,8 +62,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
           .with({f.levelRequested, f.tlsVersion, f.cipher, f.resumed ? "yes" : "no",
                  session.reused_ ? "yes" : "no"})
           .add(1);
-    if (session.failure_ != "none")
-      deps.metrics->tlsFailures.with({f.levelRequested, session.failure_}).add(1);
+    if (!failure.empty()) deps.metrics->tlsFailures.with({f.levelRequested, failure}).add(1);
   }
   struct stat st;
   const std::string id =
@@ -94,7 +95,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     e.verify = f.verify;
     e.resumed = f.resumed;
     e.connectionReused = session.reused_;
-    e.failureReason = session.failure_;
+    e.failureReason = failure.empty() ? "none" : failure;
     e.outcome = std::string(1, verdict);
     e.detail = result;
     e.durationSeconds = secs;
@@ -183,12 +184,16 @@ asio::awaitable<DeliveryResult> deliverUnguarded(const DeliveryDeps& deps,
   Session session(deps, req, *control, out);
   auto work = [&]() -> asio::awaitable<void> {
     std::optional<TargetList> targets = co_await lookUp(deps, req, *control);
-    if (!targets || control->stopped())
-      out.report.finish('Z', stoppedText(control->reason(), "", false, control->limitSeconds));
-    else if (targets->failKind != 0)
-      out.report.finish(targets->failKind, targets->failText);
-    else
+    EndingContext c;
+    if (!targets || control->stopped()) {
+      c.n = control->limitSeconds;
+      out.report.add(judge(stopFailure(control->reason(), false), c));
+    } else if (targets->fail != Failure::kNone) {
+      c.arg = targets->failName;
+      out.report.add(judge(targets->fail, c));
+    } else {
       co_await session.run(*targets);
+    }
   };
   const std::string internalError = co_await exceptionFrom(work());
   deadline.cancel();
@@ -226,7 +231,9 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
   control->finish();
   log::error(text::cat("delivery domain=", log::value(req.host), ": exception: ", what));
   DeliveryResult out;
-  out.report.finish('Z', internalErrorText(what, false));
+  EndingContext c;
+  c.arg = what;
+  out.report.add(judge(Failure::kInternal, c));
   co_return out;
 }
 

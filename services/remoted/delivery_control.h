@@ -2,7 +2,7 @@
 // before it ends by itself: the shim that asked for it went away (qmail no longer waits for
 // the answer), its absolute deadline passed, or the daemon's stop drain ran out. Stopping
 // closes the SMTP connection, so whatever operation the delivery awaits fails at once, and the
-// delivery then reports by the reason (outcome.h: stoppedText). A delivery that had not sent
+// delivery then reports by the reason (failure_table.h: stopFailure). A delivery that had not sent
 // the final dot has sent nothing the server can queue; one that had is a possible duplicate.
 //
 // stop(), reason() and stopped() may be called from the delivery's strand and from its

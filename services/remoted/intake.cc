@@ -17,7 +17,7 @@
 #include <asio/write.hpp>
 #include <cstring>
 
-#include "../shim/protocol.h"
+#include "shimproto/protocol.h"
 #include "log/log.h"
 #include "util/netstring.h"
 #include "util/text.h"
@@ -193,13 +193,14 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   if (!allowed_.count(cred.uid)) {
     log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
                         ": not in the allow-list (--allow-user)"));
-    refusal = text::cat("Zqtls-remoted refused uid ", cred.uid,
-                        ": not in its allow-list. (#4.3.0)\n", std::string(1, '\0'));
+    EndingContext c;
+    c.n = static_cast<long>(cred.uid);
+    refusal = judge(Failure::kIntakeUid, c).record();
   } else if (*active > maxDeliveries_) {
     log::warn(text::cat("intake: ", maxDeliveries_, " deliveries in progress, deferring one"));
-    refusal =
-        text::cat("Zqtls-remoted has ", maxDeliveries_,
-                  " deliveries in progress (--max-deliveries). (#4.3.0)\n", std::string(1, '\0'));
+    EndingContext c;
+    c.n = static_cast<long>(maxDeliveries_);
+    refusal = judge(Failure::kIntakeBusy, c).record();
   }
 
   // The request: the first bytes carry the message fd; read everything up to EOF, within 30 s.
@@ -228,7 +229,7 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     if (!refusal.empty()) data.clear();
     if (data.size() > proto::kMaxRequest) {
       *reading = false;
-      co_await answer(std::string("Zqtls-remoted: request too large. (#4.3.0)\n") + '\0');
+      co_await answer(judge(Failure::kIntakeTooLarge).record());
       co_return;
     }
   }
@@ -244,13 +245,13 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
   struct stat st;
   if (!parseRequest(data, req, why)) {
     log::warn(text::cat("intake: malformed request from uid=", cred.uid, ": ", why));
-    co_await answer(
-        text::cat("Zqtls-remoted: malformed request: ", why, ". (#4.3.0)\n", std::string(1, '\0')));
+    EndingContext c;
+    c.arg = why;
+    co_await answer(judge(Failure::kIntakeMalformed, c).record());
     co_return;
   }
   if (msg.fd < 0 || fstat(msg.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    co_await answer(std::string("Zqtls-remoted: no message file descriptor received. (#4.3.0)\n") +
-                    '\0');
+    co_await answer(judge(Failure::kIntakeNoFd).record());
     co_return;
   }
   req.messageFd = msg.fd;

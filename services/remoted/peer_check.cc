@@ -5,7 +5,6 @@
 
 #include <cstring>
 
-#include "outcome.h"
 #include "tls/name_match.h"
 #include "util/text.h"
 
@@ -36,33 +35,29 @@ PeerCheck checkPeer(const TlsPlan& plan, X509* peer, long chainResult, const std
   PeerCheck c;
   const TlsLevel level = plan.decision.level;
   if (level != TlsLevel::kVerify && level != TlsLevel::kFingerprint) return c;
-  auto fail = [&](const char* reason, std::string what, std::string err) {
+  auto fail = [&](Failure f, std::string arg, std::string err = "") {
     c.ok = false;
     c.verify = "fail";
-    c.reason = reason;
-    c.what = std::move(what);
+    c.failure = f;
+    c.arg = std::move(arg);
     c.err = std::move(err);
     return c;
   };
   if (level == TlsLevel::kVerify && chainResult != X509_V_OK)
-    return fail(chainResult == X509_V_ERR_CERT_HAS_EXPIRED ? "expired" : "untrusted",
-                text::cat("TLS unable to verify server with ", plan.caLabel),
-                X509_verify_cert_error_string(chainResult));
+    return fail(chainResult == X509_V_ERR_CERT_HAS_EXPIRED ? Failure::kPeerExpired
+                                                           : Failure::kPeerUntrusted,
+                plan.caLabel, X509_verify_cert_error_string(chainResult));
   const std::string who = plan.names.empty() ? ip : plan.names.front();
-  if (peer == nullptr)
-    return fail("no_certificate", text::cat("TLS unable to verify server ", who),
-                "no certificate provided");
+  if (peer == nullptr) return fail(Failure::kPeerNoCertificate, who);
   if (level == TlsLevel::kFingerprint) {
-    if (!pinMatches(peer, plan.entry->pins))
-      return fail("pin_mismatch", text::cat("TLS unable to verify server ", who),
-                  text::cat("certificate matches no fingerprint of control/tlspolicy line ",
-                            plan.entry->line));
+    if (!pinMatches(peer, plan.entry->pins)) {
+      c.line = static_cast<long>(plan.entry->line);
+      return fail(Failure::kPeerPinMismatch, who);
+    }
     c.verify = "pinned";
     return c;
   }
-  if (plan.names.empty())
-    return fail("name_mismatch", text::cat("TLS unable to verify server ", ip),
-                "no host name to check");
+  if (plan.names.empty()) return fail(Failure::kPeerNoName, ip);
   tls::NameResult first;
   for (size_t i = 0; i < plan.names.size(); ++i) {
     tls::NameResult nr = tls::checkCertificateName(peer, plan.names[i]);
@@ -72,16 +67,14 @@ PeerCheck checkPeer(const TlsPlan& plan, X509* peer, long chainResult, const std
     }
     if (i == 0) first = nr;
   }
-  std::string what = text::cat("TLS unable to verify server ", who);
   switch (first.result) {
     case tls::NameCheck::kNoCommonName:
-      return fail("name_mismatch", what, "certificate contains no valid commonName");
+      return fail(Failure::kPeerNoCommonName, who);
     case tls::NameCheck::kCnMismatch:
-      return fail("name_mismatch", what,
-                  text::cat("received certificate for ", printable(first.cn)));
+      c.detail = first.cn;
+      return fail(Failure::kPeerCnMismatch, who);
     default:
-      return fail("name_mismatch", what,
-                  "certificate contains no matching dNSNnames");  // (sic), as qmail-tls
+      return fail(Failure::kPeerSanMismatch, who);  // "dNSNnames" (sic), as qmail-tls
   }
 }
 

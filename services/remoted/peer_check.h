@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "failure_table.h"
 #include "plan.h"
 #include "policy/tlspolicy_table.h"
 
@@ -16,9 +17,14 @@ namespace qtls::remoted {
 struct PeerCheck {
   bool ok = true;
   std::string verify = "none";  // for the log: none, ok, pinned, fail
-  // When !ok: a word of qtls_remote_tls_failures_total's reason set (untrusted, expired,
-  // no_certificate, pin_mismatch, name_mismatch) and the report's two parts.
-  std::string reason, what, err;
+  // When !ok: the failure table's row (kPeer*) and what its text names: `arg` the CA file or
+  // the server's name, `err` the chain's error, `detail` the name the certificate has, `line`
+  // the tlspolicy line of the pins.
+  Failure failure = Failure::kNone;
+  std::string arg, err, detail;
+  long line = 0;
+  // qtls_remote_tls_failures_total's reason word, as the table gives it.
+  std::string_view reason() const { return rowOf(failure).reason; }
 };
 
 // `peer`: the server's certificate (null when it sent none); `chainResult`: its chain verified

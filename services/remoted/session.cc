@@ -18,29 +18,30 @@
 namespace qtls::remoted {
 
 void Session::died(const SmtpConn::ReadResult* rr) {
-  polite_ = false;
   if (control_.stopped()) {
-    report_.finish('Z',
-                   stoppedText(control_.reason(), facts_.ip, afterDot_, control_.limitSeconds));
+    EndingContext c = context();
+    c.n = control_.limitSeconds;
+    end(stopFailure(control_.reason(), !facts_.ip.empty()), c);
     return;
   }
   if (rr != nullptr && !rr->ec && !rr->protocolError.empty()) {
     outOfStep(rr->protocolError);
     return;
   }
-  report_.finish('Z', diedText(facts_.ip, afterDot_));
+  end(Failure::kDied, context());
 }
 
 void Session::outOfStep(std::string_view what) {
-  polite_ = false;
-  report_.finish('Z', text::cat("Connected to ", facts_.ip, " but the reply was malformed (", what,
-                                "). ", afterDot_ ? "Possible duplicate! " : "", "(#4.4.2)\n"));
+  EndingContext c = context();
+  c.detail = what;
+  end(Failure::kMalformed, c);
 }
 
 void Session::failed(std::string_view what) {
-  polite_ = false;
   if (conn_) SmtpConn::closeFromOutside(conn_);
-  report_.finish('Z', internalErrorText(what, afterDot_));
+  EndingContext c = context();
+  c.arg = what;
+  end(Failure::kInternal, c);
 }
 
 bool Session::deadReused(const SmtpConn::ReadResult* rr) {
@@ -78,7 +79,7 @@ asio::awaitable<bool> Session::greeting(bool implicit) {
   SmtpConn::ReadResult rr;
   if (!co_await reply(rr)) co_return false;
   if (rr.reply.code != 220) {
-    quit('Z', implicit ? "TLS Connected to " : "Connected to ", " but greeting failed", &rr.reply);
+    end(implicit ? Failure::kGreetingTls : Failure::kGreeting, context(&rr.reply));
     co_return false;
   }
   co_return true;
@@ -109,7 +110,9 @@ asio::awaitable<bool> Session::establish(const Target& t, const TlsPlan& plan, u
     // plain text.
     if (!facts_.seen.starttlsOffered) {
       if (policy::tlsRequired(plan.decision.level)) {
-        tlsFail("no_starttls", text::cat("No TLS achieved while ", plan.sentence), "", false);
+        EndingContext c = context();
+        c.arg = plan.sentence;
+        end(Failure::kStarttlsNotOffered, c);
         co_return false;
       }
     } else if (!co_await startTls(t, plan, false, tlsDone)) {
@@ -126,7 +129,7 @@ asio::awaitable<bool> Session::establish(const Target& t, const TlsPlan& plan, u
     keywords.clear();
     if (!co_await command(text::cat("HELO ", cfg_.helohost, "\r\n"), rr)) co_return false;
     if (rr.reply.code != 250) {
-      quit('Z', "Connected to ", " but my name was rejected", &rr.reply);
+      end(Failure::kHelo, context(&rr.reply));
       co_return false;
     }
   }
@@ -141,6 +144,27 @@ asio::awaitable<Session::Ended> Session::fresh(const Target& t, const TlsPlan& p
 }
 
 asio::awaitable<Session::Ended> Session::reuse() { co_return co_await transaction(); }
+
+// What becomes of the connection once the delivery ended on it: what the failure table said of
+// that ending (failure_table.h), unless the delivery was stopped (then it is closed). The
+// cache may still decline it (ConnCache::put QUITs it then).
+void Session::settle(ConnCache::Entry entry) {
+  Conn fate = report_.final().conn;
+  if (control_.stopped()) fate = Conn::kClose;
+  if (fate == Conn::kCache && !(deps_.cache && deps_.cache->enabled())) fate = Conn::kQuit;
+  switch (fate) {
+    case Conn::kCache:
+      deps_.cache->put(key_, std::move(entry));
+      break;
+    case Conn::kQuit:
+      out_.openConn = conn_;  // the intake QUITs it once the shim has its answer
+      break;
+    case Conn::kClose:
+    case Conn::kNone:
+      SmtpConn::closeFromOutside(conn_);
+      break;
+  }
+}
 
 asio::awaitable<void> Session::run(const TargetList& targets) {
   for (const auto& t : targets.targets) {
@@ -160,7 +184,10 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
       slot = co_await deps_.limits->acquire(address, control_);
       if (!slot) {
         if (control_.stopped()) break;
-        report_.finish('Z', busyText(address, deps_.limits->options().wait));
+        EndingContext c;
+        c.ip = address;
+        c.seconds = std::chrono::duration<double>(deps_.limits->options().wait).count();
+        end(Failure::kBusy, c);
         co_return;
       }
     }
@@ -179,7 +206,6 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
       created = e->created;
       transactions = e->transactions;
       reused_ = true;
-      polite_ = true;
       ended = co_await onConn(conn_, reuse());
       if (ended == Ended::kDeadReused) {
         if (metrics_) metrics_->connCache.with({"dead"}).add(1);
@@ -214,25 +240,15 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
       facts_.relay = relay;
       facts_.levelRequested = std::string(policy::levelName(plan.decision.level));
       facts_.policySource = std::string(policy::sourceName(plan.decision.source));
-      polite_ = true;
       // qmail never tries another MX once a TCP connection is up, whatever happens later.
       ended = co_await onConn(conn_, fresh(t, plan, targets.port));
     }
-    if (ended == Ended::kClean && deps_.cache && deps_.cache->enabled() && !control_.stopped()) {
-      deps_.cache->put(
-          key_,
-          ConnCache::Entry{conn_, facts_, cfg_.digest, address, created, {}, transactions + 1});
-    } else if (polite_ && !control_.stopped()) {
-      out_.openConn = conn_;
-    } else {
-      SmtpConn::closeFromOutside(conn_);
-    }
+    settle(ConnCache::Entry{conn_, facts_, cfg_.digest, address, created, {}, transactions + 1});
     co_return;
   }
-  if (control_.stopped())
-    report_.finish('Z', stoppedText(control_.reason(), "", false, control_.limitSeconds));
-  else
-    report_.finish('Z', kNoConn);
+  EndingContext c;
+  c.n = control_.limitSeconds;
+  end(control_.stopped() ? stopFailure(control_.reason(), false) : Failure::kNoConnection, c);
 }
 
 }  // namespace qtls::remoted

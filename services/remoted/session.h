@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "candidate.h"
+#include "conn_cache.h"
 #include "connection.h"
 #include "delivery.h"
 #include "delivery_control.h"
@@ -42,7 +43,6 @@ class Session {
 
   // What the session saw, for the log line and the session stream.
   ConnFacts facts_;
-  std::string failure_ = "none";
   bool reused_ = false;         // the transaction ran on a connection from the cache
   bool afterDot_ = false;       // the final dot may have reached the server
   bool dotAnswered_ = false;    // and the server's reply to it was read
@@ -51,8 +51,7 @@ class Session {
  private:
   // How a try on one connection ended.
   enum class Ended {
-    kReported,    // the report is final
-    kClean,       // K after a clean transaction: the connection may serve another delivery
+    kReported,    // the report is final; settle() says what becomes of the connection
     kDeadReused,  // a reused connection was dead before MAIL was accepted: nothing reported
   };
   asio::awaitable<Ended> fresh(const Target& t, const TlsPlan& plan, unsigned port);
@@ -78,16 +77,22 @@ class Session {
   bool verifyPeer(const TlsPlan& plan);
   void died(const SmtpConn::ReadResult* rr = nullptr);
   void outOfStep(std::string_view what);
-  void quit(char kind, std::string_view prepend, std::string_view append, const smtp::Reply* r) {
-    report_.finish(kind,
-                   connectedText(prepend, facts_.ip, append, r ? remoteSaid(*r) : std::string()));
+  // The failure table's context on this connection, with the reply when there is one.
+  EndingContext context(const smtp::Reply* r = nullptr) const {
+    EndingContext c;
+    c.ip = facts_.ip;
+    if (r) {
+      c.code = r->code;
+      c.said = r->text;
+    }
+    c.afterDot = afterDot_;
+    c.serverClosing = closing_;
+    return c;
   }
-  // `reason`: a word from a closed set, for metrics and the session stream.
-  void tlsFail(std::string_view reason, std::string_view what, std::string_view err, bool connected,
-               const std::string& said = "") {
-    failure_ = std::string(reason);
-    report_.finish('Z', tlsText(what, err, connected, facts_.ip, said));
-  }
+  // How this try ended, as the failure table says: its record into the report, and with it
+  // what becomes of the connection (settle()).
+  void end(Failure f, const EndingContext& c) { report_.add(judge(f, c)); }
+  void settle(ConnCache::Entry entry);
 
   const DeliveryDeps& deps_;
   const RemoteConfig& cfg_;
@@ -98,7 +103,6 @@ class Session {
   RemoteMetrics* metrics_;
   std::shared_ptr<SmtpConn> conn_;
   std::string key_;       // connectionKey() of conn_
-  bool polite_ = true;    // connection still in a state where QUIT makes sense
   bool closing_ = false;  // the server said 421 during the transaction: not to be reused
 };
 

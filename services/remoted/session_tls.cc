@@ -37,7 +37,14 @@ bool Session::verifyPeer(const TlsPlan& plan) {
   const PeerCheck c =
       checkPeer(plan, facts_.seen.chain.leaf(), SSL_get_verify_result(conn_->ssl()), facts_.ip);
   facts_.verify = c.verify;
-  if (!c.ok) tlsFail(c.reason, c.what, c.err, true);
+  if (!c.ok) {
+    EndingContext e = context();
+    e.arg = c.arg;
+    e.err = c.err;
+    e.detail = c.detail;
+    e.n = c.line;
+    end(c.failure, e);
+  }
   facts_.seen.verified = c.ok && c.verify != "none";
   return c.ok;
 }
@@ -52,18 +59,23 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
   const auto& ctx = plan.context;
   if (!ctx.ok()) {
     if (!required) co_return true;
-    if (ctx.status().code() == absl::StatusCode::kFailedPrecondition)
-      tlsFail("ca_unusable", text::cat("TLS unable to load ", plan.caLabel),
-              std::string(ctx.status().message()), false);
-    else
-      tlsFail("internal", "TLS error initializing ctx", std::string(ctx.status().message()), false);
+    const std::string err(ctx.status().message());
+    EndingContext c = context();
+    c.arg = plan.caLabel;
+    c.err = err;
+    end(ctx.status().code() == absl::StatusCode::kFailedPrecondition ? Failure::kCaUnusable
+                                                                     : Failure::kTlsInitCtx,
+        c);
     co_return false;
   }
   ERR_clear_error();
   tls::SslPtr ssl(SSL_new(ctx->get()));
   if (!ssl) {
     if (!required) co_return true;
-    tlsFail("internal", "TLS error initializing ssl", tls::drainErrors(), false);
+    const std::string err = tls::drainErrors();
+    EndingContext c = context();
+    c.err = err;
+    end(Failure::kTlsInitSsl, c);
     co_return false;
   }
   // SNI with the MX name (qmail-tls sent none); never for IP targets.
@@ -84,8 +96,9 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
     if (rr.reply.code != 220) {
       facts_.seen.starttlsRefused = true;
       if (!required) co_return true;  // plain text, with the first EHLO's answer
-      tlsFail("starttls_rejected", text::cat("STARTTLS rejected while ", plan.sentence), "", false,
-              remoteSaid(rr.reply));
+      EndingContext c = context(&rr.reply);
+      c.arg = plan.sentence;
+      end(Failure::kStarttlsRejected, c);
       co_return false;
     }
   }
@@ -110,12 +123,14 @@ asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bo
                         " bytes before the TLS handshake; discarded (reply injection)"));
   if (ec) {
     count(false);
-    polite_ = false;
     if (control_.stopped()) {
       died();
       co_return false;
     }
-    tlsFail("handshake", "TLS connect failed", sslErrorText(ec, conn_->timedOut()), true);
+    const std::string err = sslErrorText(ec, conn_->timedOut());
+    EndingContext c = context();
+    c.err = err;
+    end(Failure::kTlsHandshake, c);
     co_return false;
   }
   facts_.tlsVersion = SSL_get_version(conn_->ssl());

@@ -9,7 +9,6 @@
 #include <asio/use_awaitable.hpp>
 #include <cstring>
 
-#include "outcome.h"
 
 namespace qtls::remoted {
 
@@ -90,9 +89,9 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
   std::vector<Target> all;
   const std::string& name = route ? route->relay : host;
 
-  auto fail = [&out](char kind, std::string text) {
-    out.failKind = kind;
-    out.failText = std::move(text);
+  auto fail = [&out](Failure f, std::string name = "") {
+    out.fail = f;
+    out.failName = std::move(name);
     return out;
   };
   // A relay, or a domain without MX records, is resolved by name with preference 0.
@@ -102,7 +101,7 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
     byName = false;
   } else if (!route) {
     DnsResult mx = co_await resolver.asyncQuery(name, Resolver::Type::kMx, asio::use_awaitable);
-    if (mx.status == DnsStatus::kSoft) co_return fail('Z', kTempDns);
+    if (mx.status == DnsStatus::kSoft) co_return fail(Failure::kDnsTemp);
     if (mx.status == DnsStatus::kHard) {
       byName = true;
     } else {
@@ -118,13 +117,13 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
         if (r.status == DnsStatus::kSoft) soft = true;  // remembered; the others still count
         for (const auto& a : r.addresses) all.push_back({a, m.host, m.preference});
       }
-      if (all.empty()) co_return fail(soft ? 'Z' : 'D', soft ? kTempDns : kNoMx);
+      if (all.empty()) co_return fail(soft ? Failure::kDnsTemp : Failure::kNoMx);
     }
   }
   if (byName) {
     DnsResult r = co_await lookupAddresses(resolver, name);
-    if (r.status == DnsStatus::kHard) co_return fail('D', permDnsText(name));
-    if (r.status != DnsStatus::kOk) co_return fail('Z', kTempDns);
+    if (r.status == DnsStatus::kHard) co_return fail(Failure::kDnsPerm, name);
+    if (r.status != DnsStatus::kOk) co_return fail(Failure::kDnsTemp);
     for (const auto& a : r.addresses) all.push_back({a, name, 0});
   }
 
@@ -139,10 +138,7 @@ asio::awaitable<TargetList> findTargets(Resolver& resolver, const std::string& h
   }
   for (auto& t : all)
     if (t.preference < prefme) out.targets.push_back(t);
-  if (out.targets.empty()) {
-    out.failKind = 'D';
-    out.failText = kAmbigMx;
-  }
+  if (out.targets.empty()) out.fail = Failure::kAmbiguousMx;
   co_return out;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/smtproutes.h"
+#include "failure_table.h"
 #include "resolver.h"
 
 namespace qtls::remoted {
@@ -24,8 +25,9 @@ struct Target {
 struct TargetList {
   std::vector<Target> targets;  // in the order to try
   unsigned port = 25;
-  char failKind = 0;  // 'Z' or 'D' when no target can be tried; failText says why
-  std::string failText;
+  // When no target can be tried: the failure table's row, and the name it is about.
+  Failure fail = Failure::kNone;
+  std::string failName;
 };
 
 // The local addresses qmail calls "ipme": 0.0.0.0, :: and every interface address, except

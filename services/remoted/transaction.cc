@@ -27,13 +27,8 @@ std::string rcptLine(const std::string& rcpt) {
 bool Session::recipientReply(size_t i, const smtp::Reply& r) {
   rcptCodes_[i] = r.code;
   if (r.code == 421) closing_ = true;  // the server is closing the channel
-  if (r.code >= 400) {
-    report_.recipient(r.code >= 500 ? 'h' : 's',
-                      text::cat(facts_.ip, " does not like recipient.\n", remoteSaid(r)));
-    return false;
-  }
-  report_.recipient('r', "");
-  return true;
+  report_.add(judge(r.code >= 400 ? Failure::kRcptRefused : Failure::kRcptAccepted, context(&r)));
+  return r.code < 400;
 }
 
 asio::awaitable<Session::Ended> Session::transaction() {
@@ -59,12 +54,8 @@ asio::awaitable<Session::Ended> Session::transaction() {
     died(&rr);
     co_return Ended::kReported;
   }
-  if (rr.reply.code >= 500) {
-    quit('D', "Connected to ", " but sender was rejected", &rr.reply);
-    co_return Ended::kReported;
-  }
   if (rr.reply.code >= 400) {
-    quit('Z', "Connected to ", " but sender was rejected", &rr.reply);
+    end(Failure::kMailRefused, context(&rr.reply));
     co_return Ended::kReported;
   }
   bool anyAccepted = false;
@@ -73,7 +64,7 @@ asio::awaitable<Session::Ended> Session::transaction() {
     if (recipientReply(i, rr.reply)) anyAccepted = true;
   }
   if (!anyAccepted) {
-    quit('D', "Giving up on ", "", nullptr);
+    end(Failure::kNoRecipients, context());
     co_return Ended::kReported;
   }
   // The last moment at which nothing can be queued yet: nobody waits for this delivery.
@@ -114,8 +105,9 @@ asio::awaitable<Session::Ended> Session::pipelined() {
   }
   if (rr.reply.code >= 400) {
     // The replies to the RCPTs and DATA are still on their way: not a connection to QUIT on.
-    polite_ = false;
-    quit(rr.reply.code >= 500 ? 'D' : 'Z', "Connected to ", " but sender was rejected", &rr.reply);
+    EndingContext c = context(&rr.reply);
+    c.owed = true;
+    end(Failure::kMailRefused, c);
     co_return Ended::kReported;
   }
   bool anyAccepted = false;
@@ -134,12 +126,13 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
   if (!anyAccepted) {
     // Pipelined: a server that answers DATA with 354 anyway now waits for a body; the
     // connection is closed instead of sending one.
-    if (rr.reply.code == 354) polite_ = false;
-    quit('D', "Giving up on ", "", nullptr);
+    EndingContext c = context();
+    c.owed = rr.reply.code == 354;
+    end(Failure::kNoRecipients, c);
     co_return Ended::kReported;
   }
   if (rr.reply.code >= 400) {
-    quit(rr.reply.code >= 500 ? 'D' : 'Z', "", " failed on DATA command", &rr.reply);
+    end(Failure::kDataRefused, context(&rr.reply));
     co_return Ended::kReported;
   }
   // qmail took any code below 400 as "go ahead". Only a 3xx (354) is one: a 2xx here is the
@@ -154,11 +147,11 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
   // K only for a 2xx to the final dot: qmail took any code below 400, which would turn a 1xx or
   // a stray 354 into a false delivery (docs/compatibility.md).
   if (rr.reply.code < 200 || rr.reply.code >= 300) {
-    quit(rr.reply.code >= 500 ? 'D' : 'Z', "", " failed after I sent the message", &rr.reply);
+    end(Failure::kDotRefused, context(&rr.reply));
     co_return Ended::kReported;
   }
-  quit('K', "", " accepted message", &rr.reply);
-  co_return closing_ ? Ended::kReported : Ended::kClean;
+  end(Failure::kDotAccepted, context(&rr.reply));
+  co_return Ended::kReported;
 }
 
 // The body: read from the queued file, encode, and send; the final chunk carries ".\r\n".
@@ -171,15 +164,13 @@ asio::awaitable<bool> Session::sendBody() {
     ssize_t n = ::pread(req_.messageFd, in.data(), in.size(), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      polite_ = false;
-      report_.finish('Z', kReadMessage);
+      end(Failure::kReadMessage, context());
       co_return false;
     }
     outbuf.clear();
     if (n == 0) {
       if (!enc.finish(outbuf)) {
-        polite_ = false;  // mid-DATA: the connection is just closed, no final dot
-        report_.finish('D', kPartialLine);
+        end(Failure::kPartialLine, context());  // mid-DATA: closed, no final dot
         co_return false;
       }
       // Never send the dot for a delivery nobody waits for.

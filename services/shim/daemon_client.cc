@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "shimproto/protocol.h"
 #include "util/netstring.h"
 
 namespace qtls::shimproto {

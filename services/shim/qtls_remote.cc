@@ -24,7 +24,7 @@
 #include <string>
 
 #include "daemon_client.h"
-#include "protocol.h"
+#include "shimproto/protocol.h"
 
 namespace {
 

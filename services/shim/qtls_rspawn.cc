@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "daemon_client.h"
-#include "protocol.h"
-#include "rspawn_report.h"
+#include "shimproto/protocol.h"
+#include "shimproto/rspawn_report.h"
 
 namespace {
 

@@ -18,7 +18,7 @@ namespace qtls::testing {
 
 struct SmtpScript {
   bool pipelining = true;
-  std::map<std::string, std::string> replies;  // by verb: MAIL, DATA, DOT, EHLO
+  std::map<std::string, std::string> replies;  // by verb: MAIL, DATA, DOT, EHLO, HELO
   std::vector<std::string> rcpt;               // reply to the n-th RCPT of a transaction
   // From the n-th transaction (1 = the first) on, MAIL gets this reply ("" = never).
   int mailOverrideFrom = 0;
@@ -101,7 +101,7 @@ class FakeSmtpServer {
           send(reply("EHLO", s_.pipelining ? "250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME"
                                            : "250-fake.test\r\n250 8BITMIME"));
         } else if (verb == "HELO") {
-          send("250 fake.test");
+          send(reply("HELO", "250 fake.test"));
         } else if (verb == "MAIL") {
           ++transaction;
           rcptN = 0;

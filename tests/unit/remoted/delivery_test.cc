@@ -48,21 +48,6 @@ TEST(ExceptionFrom, TextOfWhatEscaped) {
             "unknown exception");
 }
 
-TEST(StoppedTexts, ByReasonAndPlace) {
-  EXPECT_EQ(stoppedText(StopReason::kDeadline, "192.0.2.7", false, 300),
-            "Connected to 192.0.2.7 but the delivery took longer than 300 seconds. (#4.4.2)\n");
-  EXPECT_EQ(stoppedText(StopReason::kDeadline, "", false, 300),
-            "Sorry, the delivery took longer than 300 seconds. (#4.4.1)\n");
-  EXPECT_EQ(stoppedText(StopReason::kShutdown, "192.0.2.7", true, 0),
-            "Connected to 192.0.2.7 but qtls-remoted stopped during the delivery. Possible "
-            "duplicate! (#4.3.0)\n");
-  EXPECT_EQ(stoppedText(StopReason::kShutdown, "", false, 0),
-            "qtls-remoted stopped before the delivery was made. (#4.3.0)\n");
-  EXPECT_EQ(internalErrorText("bad\nthing", true),
-            "qtls-remoted: internal error during the delivery: bad?thing. Possible duplicate! "
-            "(#4.3.0)\n");
-}
-
 TEST(QmailVerdict, Rspawn13) {
   using namespace std::string_literals;
   EXPECT_EQ(qmailVerdict("r\0Kok\n\0"s), 'K');

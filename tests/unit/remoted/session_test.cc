@@ -135,6 +135,41 @@ TEST_F(SessionTest, EveryRefusalReportsTheSameBytesPipelinedOrNot) {
   }
 }
 
+// What becomes of the connection is the failure table's word for how the delivery ended:
+// QUIT (left to the intake as openConn), closed, or the cache.
+TEST_F(SessionTest, TheFailureTableSaysWhatBecomesOfTheConnection) {
+  script_.replies = {{"EHLO", "502 what"}, {"HELO", "550 not you"}};
+  Delivery d = deliver();
+  EXPECT_EQ(d.report, "ZConnected to 192.0.2.7 but my name was rejected.\nRemote host said: 550 "
+                      "not you\n\0"s);
+  EXPECT_TRUE(d.openConn);  // helo: QUIT
+  // A pipelined MAIL refused: the replies to the RCPTs and DATA are still owed: closed.
+  script_.replies = {{"MAIL", "553 no"}};
+  d = deliver();
+  EXPECT_EQ(d.report.substr(0, 1), "D");
+  EXPECT_FALSE(d.openConn);
+  // The same refusal lock-step: QUIT.
+  script_.pipelining = false;
+  d = deliver();
+  EXPECT_EQ(d.report.substr(0, 1), "D");
+  EXPECT_TRUE(d.openConn);
+  // A K after a 421 to a RCPT: QUIT, never the cache.
+  ConnCache cache(ConnCache::Options{}, nullptr);
+  cache.retire(cfg_->digest);
+  deps_.cache = &cache;
+  script_ = SmtpScript();
+  script_.rcpt = {"421 closing soon", "250 ok"};
+  d = deliver({"a@example.test", "b@example.test"});
+  EXPECT_NE(d.report.find("K192.0.2.7 accepted message."), std::string::npos);
+  EXPECT_TRUE(d.openConn);
+  EXPECT_EQ(cache.idle(), 0u);
+  // A clean K: the cache, no QUIT.
+  script_.rcpt.clear();
+  d = deliver();
+  EXPECT_FALSE(d.openConn);
+  EXPECT_EQ(cache.idle(), 1u);
+}
+
 TEST_F(SessionTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
   ConnCache cache(ConnCache::Options{}, nullptr);
   cache.retire(cfg_->digest);  // the policy in force
