@@ -19,6 +19,19 @@ const char* stopReasonName(StopReason r) {
   return "-";
 }
 
+report::Failure stopFailure(StopReason why, bool connected) {
+  switch (why) {
+    case StopReason::kDeadline:
+      return connected ? report::Failure::kDeadline : report::Failure::kDeadlineEarly;
+    case StopReason::kShimGone:
+      return connected ? report::Failure::kShimGone : report::Failure::kShimGoneEarly;
+    case StopReason::kShutdown:
+    case StopReason::kNone:  // never asked for: a stop always has its reason
+      break;
+  }
+  return connected ? report::Failure::kShutdown : report::Failure::kShutdownEarly;
+}
+
 void DeliveryControl::stop(StopReason why) {
   std::shared_ptr<SmtpConn> conn;
   {

@@ -15,6 +15,8 @@
 #include <mutex>
 #include <string>
 
+#include "report/failure_table.h"
+
 namespace qtls::remoted {
 
 class SmtpConn;
@@ -23,6 +25,8 @@ enum class StopReason { kNone, kShimGone, kDeadline, kShutdown };
 
 // Word for the log line's `stopped=` field.
 const char* stopReasonName(StopReason r);
+// The failure table's row for a delivery stopped for `why`: with a connection up or not.
+report::Failure stopFailure(StopReason why, bool connected);
 
 class DeliveryControl {
  public:

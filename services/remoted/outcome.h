@@ -6,9 +6,21 @@
 #include <string>
 #include <string_view>
 
-#include "failure_table.h"
+#include "report/failure_table.h"
 
 namespace qtls::remoted {
+
+// The failure table's names, as the daemon uses them.
+using report::Conn;
+using report::Ending;
+using report::EndingContext;
+using report::Failure;
+using report::FailureRow;
+using report::failureTable;
+using report::judge;
+using report::kByCode;
+using report::Next;
+using report::rowOf;
 
 class Report {
  public:

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "failure_table.h"
+#include "outcome.h"
 #include "plan.h"
 #include "policy/tlspolicy_table.h"
 

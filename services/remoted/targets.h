@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "control/smtproutes.h"
-#include "failure_table.h"
+#include "outcome.h"
 #include "resolver.h"
 
 namespace qtls::remoted {

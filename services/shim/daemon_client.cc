@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "report/failure_table.h"
 #include "shimproto/protocol.h"
 #include "util/netstring.h"
 
@@ -128,19 +129,15 @@ bool validReport(const std::string& out, size_t recipients) {
 
 std::string troubleReport(const char* what, const char* cause, const char* path,
                           const std::string& dotIp) {
-  std::string r = "Z";
-  if (!dotIp.empty()) r += "Connected to " + dotIp + " but connection died. ";
-  r += "qtls-remote: ";
-  r += what;
-  r += " qtls-remoted at ";
-  r += path;
-  if (cause != nullptr) {
-    r += ": ";
-    r += cause;
-  }
-  r += dotIp.empty() ? ". (#4.3.0)\n" : ", after the final dot. Possible duplicate! (#4.4.2)\n";
-  r.push_back('\0');
-  return r;
+  report::EndingContext c;
+  c.ip = dotIp;
+  c.arg = what;
+  c.err = cause ? cause : "";
+  c.path = path;
+  return report::judge(
+             dotIp.empty() ? report::Failure::kDaemonTrouble : report::Failure::kDaemonTroubleAfterDot,
+             c)
+      .record();
 }
 
 int idleTimeout() {

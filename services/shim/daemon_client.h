@@ -33,10 +33,9 @@ class AnswerParser {
 // one K, Z or D record with text, each ending in NUL.
 bool validReport(const std::string& out, size_t recipients);
 
-// "Zqtls-remote: <what> qtls-remoted at <path>[: <cause>]. (#4.3.0)\n" + NUL; once the daemon
-// said the final dot went out to `dotIp`, qmail-remote's words for a connection lost after the
-// dot: "ZConnected to <ip> but connection died. qtls-remote: <what> qtls-remoted at <path>[:
-// <cause>], after the final dot. Possible duplicate! (#4.4.2)\n" + NUL.
+// The report of a delivery the daemon failed: the failure table's `daemon_trouble` row, or,
+// once the daemon said the final dot went out to `dotIp`, `daemon_trouble_after_dot`
+// (qmail-remote's words for a connection lost after the dot: a possible duplicate).
 std::string troubleReport(const char* what, const char* cause, const char* path,
                           const std::string& dotIp = std::string());
 

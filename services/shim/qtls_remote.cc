@@ -24,9 +24,13 @@
 #include <string>
 
 #include "daemon_client.h"
+#include "report/failure_table.h"
 #include "shimproto/protocol.h"
 
 namespace {
+
+using qtls::report::Failure;
+using qtls::report::judge;
 
 const char* socketPath = "/run/qtls/remoted.sock";
 
@@ -60,26 +64,25 @@ int messageFd() {
   struct stat st;
   if (fstat(0, &st) == 0 && S_ISREG(st.st_mode)) return 0;
   int fd = memfd_create("qtls-remote-message", MFD_CLOEXEC);
-  if (fd < 0) finish(std::string("ZOut of memory. (#4.3.0)\n") + '\0');
+  if (fd < 0) finish(judge(Failure::kShimOutOfMemory).record());
   char buf[65536];
   for (;;) {
     ssize_t r = ::read(0, buf, sizeof buf);
     if (r == 0) break;
     if (r < 0) {
       if (errno == EINTR) continue;
-      finish(std::string("ZUnable to read message. (#4.3.0)\n") + '\0');
+      finish(judge(Failure::kShimReadMessage).record());
     }
     for (ssize_t off = 0; off < r;) {
       ssize_t w = ::write(fd, buf + off, static_cast<size_t>(r - off));
       if (w < 0) {
         if (errno == EINTR) continue;
-        finish(std::string("ZOut of memory. (#4.3.0)\n") + '\0');
+        finish(judge(Failure::kShimOutOfMemory).record());
       }
       off += w;
     }
   }
-  if (lseek(fd, 0, SEEK_SET) != 0)
-    finish(std::string("ZUnable to read message. (#4.3.0)\n") + '\0');
+  if (lseek(fd, 0, SEEK_SET) != 0) finish(judge(Failure::kShimReadMessage).record());
   return fd;
 }
 
@@ -93,12 +96,11 @@ int main(int argc, char** argv) {
     writeAll(1, v, sizeof v - 1);
     return 0;
   }
-  if (argc < 4) finish(std::string("DI (qmail-remote) was invoked improperly. (#5.3.5)\n") + '\0');
+  if (argc < 4) finish(judge(Failure::kShimUsage).record());
 
   const char* home = getenv("QMAILHOME");
   if (home == nullptr || *home == '\0') home = "/var/qmail";
-  if (chdir(home) == -1)
-    finish(std::string("ZUnable to switch to home directory. (#4.3.0)\n") + '\0');
+  if (chdir(home) == -1) finish(judge(Failure::kShimNoHome).record());
   const char* env = getenv("QTLS_REMOTED_SOCKET");
   if (env != nullptr && *env != '\0') socketPath = env;
 
@@ -106,9 +108,7 @@ int main(int argc, char** argv) {
 
   namespace sp = qtls::shimproto;
   std::string req = sp::buildRequest(sp::kVersion, argv + 1, static_cast<size_t>(argc - 1));
-  if (req.size() > sp::kMaxRequest)
-    finish(std::string("DToo many recipients or addresses too long for qtls-remote. (#5.3.5)\n") +
-           '\0');
+  if (req.size() > sp::kMaxRequest) finish(judge(Failure::kShimTooLarge).record());
   int sock = sp::connectDaemon(socketPath);
   if (sock < 0)
     daemonTrouble(sp::kNoConnect, errno == ENAMETOOLONG ? "socket path too long" : strerror(errno));

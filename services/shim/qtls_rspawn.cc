@@ -28,12 +28,14 @@
 #include <vector>
 
 #include "daemon_client.h"
+#include "report/failure_table.h"
 #include "shimproto/protocol.h"
 #include "shimproto/rspawn_report.h"
 
 namespace {
 
 namespace sp = qtls::shimproto;
+using qtls::report::Failure;
 
 const char* socketPath = "/run/qtls/remoted.sock";
 uid_t qmailq = 0;
@@ -95,34 +97,37 @@ void trouble(unsigned slot, const char* what, const char* cause) {
   finish(slot, sp::troubleReport(what, cause, socketPath, slots[slot].dotIp));
 }
 
+// A request refused before any delivery: the failure table's row, as qmail-send reads it.
+void refuse(unsigned slot, Failure f) { answer(slot, qtls::report::judge(f).line()); }
+
 // One request from qmail-send: the checks and texts of notqmail's spawn.c, in its order.
 void request(unsigned slot, const std::string& messid, const std::string& sender,
              const std::string& recip) {
   if (slot >= static_cast<unsigned>(concurrency))
-    return answer(slot, "ZInternal error: delnum too big. (#4.3.5)\n");
-  if (slots[slot].busy) return answer(slot, "ZInternal error: delnum in use. (#4.3.5)\n");
+    return refuse(slot, Failure::kSpawnDelnumTooBig);
+  if (slots[slot].busy) return refuse(slot, Failure::kSpawnDelnumInUse);
   for (size_t i = 0; i < messid.size(); ++i)
     if ((i == 0 || messid[i] != '/') && (messid[i] < '0' || messid[i] > '9'))
-      return answer(slot, "DInternal error: messid has nonnumerics. (#5.3.5)\n");
-  if (messid.size() > 100) return answer(slot, "DInternal error: messid too long. (#5.3.5)\n");
-  if (messid.empty()) return answer(slot, "DInternal error: messid too short. (#5.3.5)\n");
+      return refuse(slot, Failure::kSpawnMessidNonnumeric);
+  if (messid.size() > 100) return refuse(slot, Failure::kSpawnMessidTooLong);
+  if (messid.empty()) return refuse(slot, Failure::kSpawnMessidTooShort);
   const size_t at = recip.rfind('@');
   if (at == std::string::npos)
-    return answer(slot, "DSorry, address must include host name. (#5.1.3)\n");
+    return refuse(slot, Failure::kSpawnNoHost);
   const int fd = ::open(messid.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return answer(slot, "Zqmail-spawn unable to open message. (#4.3.0)\n");
+  if (fd < 0) return refuse(slot, Failure::kSpawnOpen);
   struct stat st;
   if (fstat(fd, &st) != 0) {
     ::close(fd);
-    return answer(slot, "Zqmail-spawn unable to fstat message. (#4.3.0)\n");
+    return refuse(slot, Failure::kSpawnFstat);
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return answer(slot, "ZSorry, message has wrong type. (#4.3.5)\n");
+    return refuse(slot, Failure::kSpawnWrongType);
   }
   if (st.st_uid != qmailq) {
     ::close(fd);
-    return answer(slot, "ZSorry, message has wrong owner. (#4.3.5)\n");
+    return refuse(slot, Failure::kSpawnWrongOwner);
   }
   // qmail-remote's argv, as qmail-rspawn builds it: the host after the last '@'.
   const std::string host = recip.substr(at + 1);

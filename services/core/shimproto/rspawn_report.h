@@ -1,17 +1,20 @@
 // qmail-rspawn's translation of qmail-remote's output into the report qmail-send gets (spec
 // 1.3), for a child that exited 0: the one implementation, used by qtls-rspawn to answer
 // qmail-send and by qtls-remoted to name the verdict of a report (K delivered, Z deferred, D
-// bounced). Header-only, libc and std::string only (qtls-rspawn links nothing else).
+// bounced). Header-only, libc and std::string only (qtls-rspawn links nothing else but the
+// failure table).
 #pragma once
 
 #include <string>
 #include <string_view>
 
+#include "report/failure_table.h"
+
 namespace qtls::shimproto {
 
 // "<K|Z|D><text>" as qmail-rspawn builds it from qmail-remote's output `s`.
 inline std::string rspawnReport(std::string_view s) {
-  if (s.empty()) return "Zqmail-remote produced no output.\n";
+  if (s.empty()) return report::judge(report::Failure::kSpawnNoOutput).line();
   // result: the first record starting with K, Z or D decides; none found is permanent.
   // Ranks: permanent < temporary < success.
   auto rank = [](char c) { return c == 'K' ? 2 : c == 'Z' ? 1 : 0; };

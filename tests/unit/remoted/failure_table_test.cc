@@ -1,6 +1,6 @@
 // The failure table (failure_table.h): every row, with its exact bytes, its next step, what
 // becomes of the connection, its TLS-RPT type and its metric reason; the report it makes.
-#include "failure_table.h"
+#include "report/failure_table.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include <set>
 #include <vector>
 
+#include "delivery_control.h"
 #include "metrics.h"
 #include "outcome.h"
 
@@ -222,6 +223,47 @@ std::map<Failure, std::vector<Case>> cases() {
          "Zqtls-remoted: malformed request: no recipients. (#4.3.0)\n\0"s}}},
       {Failure::kIntakeNoFd,
        {{{}, "Zqtls-remoted: no message file descriptor received. (#4.3.0)\n\0"s}}},
+      {Failure::kShimUsage, {{{}, "DI (qmail-remote) was invoked improperly. (#5.3.5)\n\0"s}}},
+      {Failure::kShimNoHome, {{{}, "ZUnable to switch to home directory. (#4.3.0)\n\0"s}}},
+      {Failure::kShimOutOfMemory, {{{}, "ZOut of memory. (#4.3.0)\n\0"s}}},
+      {Failure::kShimReadMessage, {{{}, "ZUnable to read message. (#4.3.0)\n\0"s}}},
+      {Failure::kShimTooLarge,
+       {{{}, "DToo many recipients or addresses too long for qtls-remote. (#5.3.5)\n\0"s}}},
+      {Failure::kDaemonTrouble,
+       {{with(EndingContext{}, [](auto& c) {
+           c.arg = "unable to connect to";
+           c.path = "/run/qtls/remoted.sock";
+           c.err = "No such file or directory";
+         }),
+         "Zqtls-remote: unable to connect to qtls-remoted at /run/qtls/remoted.sock: No such "
+         "file or directory. (#4.3.0)\n\0"s},
+        {with(EndingContext{}, [](auto& c) {
+           c.arg = "malformed answer from";
+           c.path = "/run/qtls/remoted.sock";
+         }),
+         "Zqtls-remote: malformed answer from qtls-remoted at /run/qtls/remoted.sock. "
+         "(#4.3.0)\n\0"s}}},
+      {Failure::kDaemonTroubleAfterDot,
+       {{with(at(), [](auto& c) {
+           c.arg = "lost contact with";
+           c.path = "/run/qtls/remoted.sock";
+           c.err = "daemon stopped or crashed";
+         }),
+         "ZConnected to 192.0.2.7 but connection died. qtls-remote: lost contact with "
+         "qtls-remoted at /run/qtls/remoted.sock: daemon stopped or crashed, after the final "
+         "dot. Possible duplicate! (#4.4.2)\n\0"s}}},
+      {Failure::kSpawnDelnumTooBig, {{{}, "ZInternal error: delnum too big. (#4.3.5)\n\0"s}}},
+      {Failure::kSpawnDelnumInUse, {{{}, "ZInternal error: delnum in use. (#4.3.5)\n\0"s}}},
+      {Failure::kSpawnMessidNonnumeric,
+       {{{}, "DInternal error: messid has nonnumerics. (#5.3.5)\n\0"s}}},
+      {Failure::kSpawnMessidTooLong, {{{}, "DInternal error: messid too long. (#5.3.5)\n\0"s}}},
+      {Failure::kSpawnMessidTooShort, {{{}, "DInternal error: messid too short. (#5.3.5)\n\0"s}}},
+      {Failure::kSpawnNoHost, {{{}, "DSorry, address must include host name. (#5.1.3)\n\0"s}}},
+      {Failure::kSpawnOpen, {{{}, "Zqmail-spawn unable to open message. (#4.3.0)\n\0"s}}},
+      {Failure::kSpawnFstat, {{{}, "Zqmail-spawn unable to fstat message. (#4.3.0)\n\0"s}}},
+      {Failure::kSpawnWrongType, {{{}, "ZSorry, message has wrong type. (#4.3.5)\n\0"s}}},
+      {Failure::kSpawnWrongOwner, {{{}, "ZSorry, message has wrong owner. (#4.3.5)\n\0"s}}},
+      {Failure::kSpawnNoOutput, {{{}, "Zqmail-remote produced no output.\n\0"s}}},
   };
 }
 

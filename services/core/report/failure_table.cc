@@ -6,13 +6,12 @@
 //   {arg!w}   the first 200 bytes, bytes outside 32..126 as '?' (an exception's text)
 //   {detail}  what put it out of step         {detail!p} a certificate's name, as {arg!p}
 //   {:err}    ": <err>", or "" without one    {n} a number   {secs} seconds, shortest form
-#include "failure_table.h"
+//   {path}    the daemon's socket
+#include "report/failure_table.h"
 
 #include <cstdio>
 
-#include "util/text.h"
-
-namespace qtls::remoted {
+namespace qtls::report {
 namespace {
 
 using F = Failure;
@@ -130,6 +129,44 @@ constexpr FailureRow kRows[] = {
    N::kStop,          C::kNone,  "",                          ""},
 {F::kIntakeNoFd,         "intake_no_fd",       'Z',      "qtls-remoted: no message file descriptor received. (#4.3.0)\n",
    N::kStop,          C::kNone,  "",                          ""},
+// qtls-remote on its own, and when the daemon fails it.
+{F::kShimUsage,          "shim_usage",         'D',      "I (qmail-remote) was invoked improperly. (#5.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kShimNoHome,         "shim_no_home",       'Z',      "Unable to switch to home directory. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kShimOutOfMemory,    "shim_out_of_memory", 'Z',      "Out of memory. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kShimReadMessage,    "shim_read_message",  'Z',      "Unable to read message. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kShimTooLarge,       "shim_too_large",     'D',      "Too many recipients or addresses too long for qtls-remote. (#5.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kDaemonTrouble,      "daemon_trouble",     'Z',      "qtls-remote: {arg} qtls-remoted at {path}{:err}. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kDaemonTroubleAfterDot, "daemon_trouble_after_dot", 'Z', "Connected to {ip} but connection died. qtls-remote: {arg} qtls-remoted at {path}{:err}, after the final dot. Possible duplicate! (#4.4.2)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+// qtls-rspawn: spawn.c's refusals, and qmail-rspawn's own.
+{F::kSpawnDelnumTooBig,  "spawn_delnum_too_big", 'Z',    "Internal error: delnum too big. (#4.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnDelnumInUse,   "spawn_delnum_in_use", 'Z',     "Internal error: delnum in use. (#4.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnMessidNonnumeric, "spawn_messid_nonnumeric", 'D', "Internal error: messid has nonnumerics. (#5.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnMessidTooLong, "spawn_messid_too_long", 'D',   "Internal error: messid too long. (#5.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnMessidTooShort, "spawn_messid_too_short", 'D', "Internal error: messid too short. (#5.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnNoHost,        "spawn_no_host",      'D',      "Sorry, address must include host name. (#5.1.3)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnOpen,          "spawn_open",         'Z',      "qmail-spawn unable to open message. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnFstat,         "spawn_fstat",        'Z',      "qmail-spawn unable to fstat message. (#4.3.0)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnWrongType,     "spawn_wrong_type",   'Z',      "Sorry, message has wrong type. (#4.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnWrongOwner,    "spawn_wrong_owner",  'Z',      "Sorry, message has wrong owner. (#4.3.5)\n",
+   N::kStop,          C::kNone,  "",                          ""},
+{F::kSpawnNoOutput,      "spawn_no_output",    'Z',      "qmail-remote produced no output.\n",
+   N::kStop,          C::kNone,  "",                          ""},
 };
 // clang-format on
 
@@ -165,7 +202,7 @@ std::string fill(std::string_view tmpl, const EndingContext& c) {
       out.append(c.ip);
     } else if (name == "said") {
       if (c.said.empty()) continue;
-      std::string said = text::cat("Remote host said: ", c.said);
+      std::string said = "Remote host said: " + std::string(c.said);
       for (char& ch : said)
         if (ch == '\0') ch = '?';  // the report is NUL-terminated
       out += said;
@@ -182,9 +219,11 @@ std::string fill(std::string_view tmpl, const EndingContext& c) {
     } else if (name == "detail!p") {
       out += shown(c.detail, 33);
     } else if (name == ":err") {
-      if (!c.err.empty()) out += text::cat(": ", c.err);
+      if (!c.err.empty()) out += ": " + std::string(c.err);
     } else if (name == "n") {
       out += std::to_string(c.n);
+    } else if (name == "path") {
+      out.append(c.path);
     } else if (name == "secs") {
       char b[32];
       std::snprintf(b, sizeof b, "%g", c.seconds);
@@ -200,10 +239,11 @@ std::span<const FailureRow> failureTable() { return kRows; }
 
 const FailureRow& rowOf(Failure f) { return kRows[static_cast<size_t>(f)]; }
 
+std::string Ending::line() const { return letter == 0 ? std::string() : letter + text; }
+
 std::string Ending::record() const {
   if (letter == 0) return "";
-  std::string out(1, letter);
-  out += text;
+  std::string out = line();
   out.push_back('\0');
   return out;
 }
@@ -227,17 +267,4 @@ Ending judge(Failure f, const EndingContext& c) {
   return e;
 }
 
-Failure stopFailure(StopReason why, bool connected) {
-  switch (why) {
-    case StopReason::kDeadline:
-      return connected ? Failure::kDeadline : Failure::kDeadlineEarly;
-    case StopReason::kShimGone:
-      return connected ? Failure::kShimGone : Failure::kShimGoneEarly;
-    case StopReason::kShutdown:
-    case StopReason::kNone:  // never asked for: a stop always has its reason
-      break;
-  }
-  return connected ? Failure::kShutdown : Failure::kShutdownEarly;
-}
-
-}  // namespace qtls::remoted
+}  // namespace qtls::report

@@ -5,7 +5,9 @@
 // becomes of the connection, the TLS-RPT result type (RFC 8460 section 4.3) and the word of
 // qtls_remote_tls_failures_total{reason}. Postfix's smtp_trouble.c is the model: the code
 // that meets a failure names it; this table alone decides what it means. The only maker of
-// report bytes in qtls-remoted (outcome.h's Report takes nothing else).
+// report bytes in qtls-remoted (outcome.h's Report takes nothing else), qtls-remote and
+// qtls-rspawn. std only: the shim programs compile failure_table.cc into themselves (they link
+// nothing from libqtls_core).
 #pragma once
 
 #include <cstdint>
@@ -13,9 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "delivery_control.h"
-
-namespace qtls::remoted {
+namespace qtls::report {
 
 enum class Failure : uint8_t {
   kNone,
@@ -74,6 +74,26 @@ enum class Failure : uint8_t {
   kIntakeTooLarge,
   kIntakeMalformed,
   kIntakeNoFd,
+  // qtls-remote (the qmail-remote drop-in) on its own, and when the daemon fails it.
+  kShimUsage,
+  kShimNoHome,
+  kShimOutOfMemory,
+  kShimReadMessage,
+  kShimTooLarge,
+  kDaemonTrouble,
+  kDaemonTroubleAfterDot,
+  // qtls-rspawn: notqmail spawn.c's refusals and qmail-rspawn's own, in qmail-send's terms.
+  kSpawnDelnumTooBig,
+  kSpawnDelnumInUse,
+  kSpawnMessidNonnumeric,
+  kSpawnMessidTooLong,
+  kSpawnMessidTooShort,
+  kSpawnNoHost,
+  kSpawnOpen,
+  kSpawnFstat,
+  kSpawnWrongType,
+  kSpawnWrongOwner,
+  kSpawnNoOutput,
   kCount
 };
 
@@ -112,6 +132,7 @@ struct EndingContext {
   std::string_view arg;     // the row's subject: a host name, a policy sentence, a CA file...
   std::string_view detail;  // the certificate's name, what put the dialogue out of step
   std::string_view err;     // the library's or the X509 error text; "" = none
+  std::string_view path;    // the daemon's socket (qtls-remote)
   long n = 0;               // seconds, a count, a uid, a tlspolicy line
   double seconds = 0;       // kBusy: the wait
 };
@@ -125,13 +146,12 @@ struct Ending {
   Conn conn = Conn::kNone;
   std::string_view tlsrpt, reason;
   bool final() const { return letter == 'K' || letter == 'Z' || letter == 'D'; }
-  // The report record: the letter, the text, NUL ("" for letter 0).
+  // The letter and the text ("" for letter 0): qmail-send's form of a spawn answer.
+  std::string line() const;
+  // The report record: the line and NUL ("" for letter 0).
   std::string record() const;
 };
 
 Ending judge(Failure f, const EndingContext& c = {});
 
-// The row for a delivery stopped from outside: with a connection up (`connected`) or not.
-Failure stopFailure(StopReason why, bool connected);
-
-}  // namespace qtls::remoted
+}  // namespace qtls::report
