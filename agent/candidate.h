@@ -1,6 +1,6 @@
-// Report-only evaluation of a fleet candidate for the inbound agent (docs/rollouts.md, "Report-only first"): what the
-// candidate policy would have done with a session that ran under the policy in force. The
-// agent's policy decides whether TLS is offered (servercert) and who may relay by client
+// Report-only evaluation of a fleet candidate for the inbound agent (docs/rollouts.md, "Report-only
+// first"): what the candidate policy would have done with a session that ran under the policy in
+// force. The agent's policy decides whether TLS is offered (servercert) and who may relay by client
 // certificate (clientca, clientcrl, tlsclients); the session is judged on those.
 #pragma once
 

@@ -265,13 +265,15 @@ int prune(FleetContext& f, Args& a) {
     for (const std::string& id : plan->records)
       std::printf("would delete rollout record %s\n", id.c_str());
   }
-  std::printf("kept: %zu bundle(s) a target, a candidate or the last %zu rollout(s) name, %zu "
-              "younger than %g s\n",
-              plan->kept, o.keepRollouts, plan->young, o.minAgeSeconds);
+  std::printf(
+      "kept: %zu bundle(s) a target, a candidate or the last %zu rollout(s) name, %zu "
+      "younger than %g s\n",
+      plan->kept, o.keepRollouts, plan->young, o.minAgeSeconds);
   if (!apply) {
-    std::printf("dry run: %zu bundle(s) and %zu rollout record(s) would be deleted; --apply "
-                "deletes them\n",
-                plan->remove.size(), plan->records.size());
+    std::printf(
+        "dry run: %zu bundle(s) and %zu rollout record(s) would be deleted; --apply "
+        "deletes them\n",
+        plan->remove.size(), plan->records.size());
     return kOk;
   }
   size_t skipped = 0;

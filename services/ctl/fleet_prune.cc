@@ -21,9 +21,7 @@ void namedBy(const v1::FleetRollout& r, std::set<std::string>* named) {
     if (!previous.empty()) named->insert(previous);
 }
 
-double startedAt(const v1::FleetRollout& r) {
-  return r.history_size() ? r.history(0).time() : 0;
-}
+double startedAt(const v1::FleetRollout& r) { return r.history_size() ? r.history(0).time() : 0; }
 
 }  // namespace
 
@@ -143,8 +141,9 @@ void pruneAfterRollout(FleetContext& f, const std::string& component, double now
                   o.keepRollouts, " rollouts name, and ", skipped ? 0 : plan->records.size(),
                   " older rollout record(s)"));
   if (skipped)
-    say(text::cat(skipped, " bundle(s) not pruned: a target or rollout changed meanwhile; "
-                           "`qtlsctl fleet prune` does it later"));
+    say(text::cat(skipped,
+                  " bundle(s) not pruned: a target or rollout changed meanwhile; "
+                  "`qtlsctl fleet prune` does it later"));
 }
 
 }  // namespace qtls::ctl

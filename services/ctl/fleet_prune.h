@@ -1,10 +1,10 @@
-// Pruning the fleet's policy bundles (docs/rollouts.md, "Pruning bundles"). A bundle is kept while a
-// node's target or candidate names it, while one of the last N rollouts names it (its policy
-// or a node's previous one, which a rollback would need), and while it is younger than the
-// minimum age (it may be about to be targeted); every other bundle is deleted, each in one
-// transaction that deletes nothing if a target, candidate or rollout changed since they were
-// read. Rollout records past the last N are deleted with it. The rollout in etcd, finished or
-// not, always counts as named.
+// Pruning the fleet's policy bundles (docs/rollouts.md, "Pruning bundles"). A bundle is kept while
+// a node's target or candidate names it, while one of the last N rollouts names it (its policy or a
+// node's previous one, which a rollback would need), and while it is younger than the minimum age
+// (it may be about to be targeted); every other bundle is deleted, each in one transaction that
+// deletes nothing if a target, candidate or rollout changed since they were read. Rollout records
+// past the last N are deleted with it. The rollout in etcd, finished or not, always counts as
+// named.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +28,10 @@ struct PrunePlan {
     uint64_t bytes = 0;
     double created = 0;
   };
-  std::vector<Bundle> remove;          // named by nothing kept, old enough
-  std::vector<std::string> records;    // finished-rollout records past the last N
-  size_t kept = 0, young = 0;          // bundles kept because named, because young
-  int64_t revision = 0;                // of the reads the plan was made from
+  std::vector<Bundle> remove;        // named by nothing kept, old enough
+  std::vector<std::string> records;  // finished-rollout records past the last N
+  size_t kept = 0, young = 0;        // bundles kept because named, because young
+  int64_t revision = 0;              // of the reads the plan was made from
 };
 
 absl::StatusOr<PrunePlan> planPrune(FleetContext& f, const std::string& component,

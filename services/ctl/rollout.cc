@@ -66,8 +66,7 @@ absl::StatusOr<v1::FleetRollout> drive(RolloutEnv& env, const std::string& compo
       return more.status();
     }
     if (!*more) {
-      if (finished(rd->r.state()))
-        pruneAfterRollout(*env.fleet, component, env.now(), env.say);
+      if (finished(rd->r.state())) pruneAfterRollout(*env.fleet, component, env.now(), env.say);
       return rd->r;
     }
   }
@@ -174,12 +173,12 @@ absl::StatusOr<v1::FleetRollout> startRollout(RolloutEnv& env, const RolloutSpec
     return s;
   }
   if (replaced)
-    if (auto s = env.fleet->etcd().put(
-            env.fleet->layout.finishedRollout(spec.component, replaced->id()),
-            fleet::toJson(*replaced));
+    if (auto s =
+            env.fleet->etcd().put(env.fleet->layout.finishedRollout(spec.component, replaced->id()),
+                                  fleet::toJson(*replaced));
         !s.ok())
-      env.say(text::cat("the finished rollout ", replaced->id(), " was not kept under history/: ",
-                        std::string(s.message())));
+      env.say(text::cat("the finished rollout ", replaced->id(),
+                        " was not kept under history/: ", std::string(s.message())));
   return rd->r;
 }
 

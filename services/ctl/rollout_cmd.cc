@@ -120,8 +120,7 @@ int status(RolloutEnv& env, const std::string& component, bool json) {
   }
   std::printf("rollout %s of %s: %s\n", r->id().c_str(), r->digest().c_str(),
               stateName(r->state()).c_str());
-  std::printf("wave %u of %d (", waveNumber(*r),
-              r->waves_size());
+  std::printf("wave %u of %d (", waveNumber(*r), r->waves_size());
   for (int i = 0; i < r->waves_size(); ++i) std::printf("%s%s", i ? "," : "", r->waves(i).c_str());
   std::printf("), %d node(s), started by %s\n", r->nodes_size(), r->created_by().c_str());
   for (const auto& g : r->gate_states())

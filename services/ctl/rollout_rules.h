@@ -21,7 +21,8 @@ namespace v1 = qtls::v1;
 // starttls_failures; `reportOnly`, for the report-only phase: would_fail, both components),
 // "NAME:MAX:PROMQL" for one's own. A query may use $nodes (regex of the
 // wave's nodes), $baseline (the nodes still on the old policy) and $window; nodes are matched
-// on the label qtls_node, which the Prometheus scrape configuration sets (docs/rollouts.md, "Gates").
+// on the label qtls_node, which the Prometheus scrape configuration sets (docs/rollouts.md,
+// "Gates").
 absl::StatusOr<v1::FleetGate> parseGate(const std::string& spec, const std::string& component,
                                         unsigned count, unsigned failureLimit,
                                         double intervalSeconds, bool reportOnly = false);

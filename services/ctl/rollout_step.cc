@@ -13,12 +13,7 @@
 namespace qtls::ctl {
 namespace {
 
-// 5 -> "5", 0.5 -> "0.5": numbers and seconds as a person writes them.
-std::string secs(double s) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%g", s);
-  return b;
-}
+std::string secs(double s) { return asWritten(s); }
 
 // Why a gate failed: its value over the maximum, or its query errors.
 std::string gateFailure(const v1::FleetGate& g, const v1::FleetGateState& st) {

@@ -14,11 +14,7 @@
 namespace qtls::ctl {
 namespace {
 
-std::string num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%g", v);
-  return b;
-}
+std::string num(double v) { return asWritten(v); }
 
 std::string shortOf(const std::string& digest) {
   return digest.empty() ? "-" : digest.substr(0, std::min<size_t>(19, digest.size()));
@@ -73,12 +69,11 @@ std::string waveState(const WatchFrame& f, uint32_t wave) {
 
 std::string gateLine(const v1::FleetGate& g, const v1::FleetGateState* st) {
   if (st == nullptr) return text::cat(pad(g.name(), 20), " not evaluated yet, max ", num(g.max()));
-  return text::cat(pad(g.name(), 20), " ",
-                   st->evaluations() ? num(st->last_value()) : std::string("no value"),
-                   st->evaluations() && st->last_value() > g.max() ? " > " : " <= ", num(g.max()),
-                   "  values ", st->evaluations(), " of ", g.count(), ", failures ",
-                   st->failures(), " of ", std::max(1u, g.failure_limit()), ", errors ",
-                   st->errors(), ", no data ", st->no_data());
+  return text::cat(
+      pad(g.name(), 20), " ", st->evaluations() ? num(st->last_value()) : std::string("no value"),
+      st->evaluations() && st->last_value() > g.max() ? " > " : " <= ", num(g.max()), "  values ",
+      st->evaluations(), " of ", g.count(), ", failures ", st->failures(), " of ",
+      std::max(1u, g.failure_limit()), ", errors ", st->errors(), ", no data ", st->no_data());
 }
 
 const v1::FleetGateState* stateOf(const v1::FleetRollout& r, const std::string& gate) {
@@ -90,8 +85,10 @@ const v1::FleetGateState* stateOf(const v1::FleetRollout& r, const std::string& 
 std::string nodeWords(const WatchNode& n, const std::string& rolloutDigest) {
   if (!n.live) return "no live status lease";
   const std::string ack = v1::FleetStatus::Ack_Name(n.status.ack());
-  return text::cat(ack, n.status.applied_digest() == rolloutDigest ? " on the new policy"
-                                                                    : " on " + shortOf(n.status.applied_digest()),
+  return text::cat(ack,
+                   n.status.applied_digest() == rolloutDigest
+                       ? " on the new policy"
+                       : " on " + shortOf(n.status.applied_digest()),
                    n.status.ack() == v1::FleetStatus::NACK ? ": " + n.status.error() : "");
 }
 
@@ -104,6 +101,12 @@ std::string stateName(v1::FleetRollout::State s) {
 }
 
 uint32_t waveNumber(const v1::FleetRollout& r) { return std::max(1u, r.wave()); }
+
+std::string asWritten(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
 
 std::vector<std::string> drawFrame(const WatchFrame& f) {
   const v1::FleetRollout& r = f.r;
@@ -119,16 +122,15 @@ std::vector<std::string> drawFrame(const WatchFrame& f) {
   auto sizes = waveSizes({r.waves().begin(), r.waves().end()}, r.nodes_size());
   for (int w = 0; w < r.waves_size(); ++w)
     out.push_back(text::cat("wave ", w + 1, " (", r.waves(w), ", ",
-                            sizes.ok() ? (*sizes)[static_cast<size_t>(w)] : 0, " node(s)): ",
-                            waveState(f, static_cast<uint32_t>(w + 1))));
+                            sizes.ok() ? (*sizes)[static_cast<size_t>(w)] : 0,
+                            " node(s)): ", waveState(f, static_cast<uint32_t>(w + 1))));
   out.push_back(text::cat(pad("NODE", 20), " ", pad("WAVE", 4), " ", pad("LEASE", 5), " ",
                           pad("ACK", 9), " ", pad("APPLIED", 19), " ", pad("TARGET", 20), " ",
                           pad("AGE", 5), " ERROR"));
   const auto waves = waveOf(r);
   for (const WatchNode& n : f.nodes) {
     auto w = waves.find(n.node);
-    const std::string ack =
-        n.live ? v1::FleetStatus::Ack_Name(n.status.ack()) : std::string("-");
+    const std::string ack = n.live ? v1::FleetStatus::Ack_Name(n.status.ack()) : std::string("-");
     std::string target = n.hasTarget ? shortOf(n.target.digest()) : "-";
     if (n.hasTarget && n.target.provisional()) target += "*";
     out.push_back(text::cat(
@@ -161,7 +163,7 @@ std::vector<std::string> frameChanges(const WatchFrame* before, const WatchFrame
   const std::string at = clock(after.now) + " ";
   if (!same || before->driver != after.driver)
     out.push_back(at + (after.driver.empty() ? std::string("nobody drives the rollout")
-                                              : "driven by " + after.driver));
+                                             : "driven by " + after.driver));
   std::map<std::string, const WatchNode*> was;
   if (same)
     for (const WatchNode& n : before->nodes) was[n.node] = &n;

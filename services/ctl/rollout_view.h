@@ -17,6 +17,9 @@ namespace v1 = qtls::v1;
 std::string stateName(v1::FleetRollout::State s);  // "rolling", "rolled-back", ...
 // The current wave, numbered from 1 as everywhere (messages, etcd, `rollout status`).
 uint32_t waveNumber(const v1::FleetRollout& r);
+// 5 -> "5", 0.5 -> "0.5", 0.0272727...: numbers and seconds as a person writes them (six
+// significant digits), in the controller's messages and the watch view.
+std::string asWritten(double v);
 
 // A node as the watcher read it.
 struct WatchNode {

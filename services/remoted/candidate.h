@@ -1,6 +1,6 @@
-// Report-only evaluation of a fleet candidate (docs/rollouts.md, "Report-only first"): what the candidate policy
-// would have done with a delivery that ran under the policy in force, judged from what the
-// session saw of the server (STARTTLS offered, the handshake, the certificate chain).
+// Report-only evaluation of a fleet candidate (docs/rollouts.md, "Report-only first"): what the
+// candidate policy would have done with a delivery that ran under the policy in force, judged from
+// what the session saw of the server (STARTTLS offered, the handshake, the certificate chain).
 #pragma once
 
 #include <string>

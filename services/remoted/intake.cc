@@ -17,8 +17,8 @@
 #include <asio/write.hpp>
 #include <cstring>
 
-#include "shimproto/protocol.h"
 #include "log/log.h"
+#include "shimproto/protocol.h"
 #include "util/netstring.h"
 #include "util/text.h"
 

@@ -9,7 +9,6 @@
 #include <asio/use_awaitable.hpp>
 #include <cstring>
 
-
 namespace qtls::remoted {
 
 IpMe IpMe::fromInterfaces(const std::vector<asio::ip::address>& exclude) {

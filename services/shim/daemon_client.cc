@@ -134,9 +134,9 @@ std::string troubleReport(const char* what, const char* cause, const char* path,
   c.arg = what;
   c.err = cause ? cause : "";
   c.path = path;
-  return report::judge(
-             dotIp.empty() ? report::Failure::kDaemonTrouble : report::Failure::kDaemonTroubleAfterDot,
-             c)
+  return report::judge(dotIp.empty() ? report::Failure::kDaemonTrouble
+                                     : report::Failure::kDaemonTroubleAfterDot,
+                       c)
       .record();
 }
 

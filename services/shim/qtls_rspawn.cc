@@ -103,8 +103,7 @@ void refuse(unsigned slot, Failure f) { answer(slot, qtls::report::judge(f).line
 // One request from qmail-send: the checks and texts of notqmail's spawn.c, in its order.
 void request(unsigned slot, const std::string& messid, const std::string& sender,
              const std::string& recip) {
-  if (slot >= static_cast<unsigned>(concurrency))
-    return refuse(slot, Failure::kSpawnDelnumTooBig);
+  if (slot >= static_cast<unsigned>(concurrency)) return refuse(slot, Failure::kSpawnDelnumTooBig);
   if (slots[slot].busy) return refuse(slot, Failure::kSpawnDelnumInUse);
   for (size_t i = 0; i < messid.size(); ++i)
     if ((i == 0 || messid[i] != '/') && (messid[i] < '0' || messid[i] > '9'))
@@ -112,8 +111,7 @@ void request(unsigned slot, const std::string& messid, const std::string& sender
   if (messid.size() > 100) return refuse(slot, Failure::kSpawnMessidTooLong);
   if (messid.empty()) return refuse(slot, Failure::kSpawnMessidTooShort);
   const size_t at = recip.rfind('@');
-  if (at == std::string::npos)
-    return refuse(slot, Failure::kSpawnNoHost);
+  if (at == std::string::npos) return refuse(slot, Failure::kSpawnNoHost);
   const int fd = ::open(messid.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return refuse(slot, Failure::kSpawnOpen);
   struct stat st;

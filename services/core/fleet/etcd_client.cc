@@ -261,8 +261,8 @@ absl::StatusOr<std::vector<std::string>> Etcd::keys(const std::string& prefix, i
 }
 
 absl::StatusOr<bool> Etcd::removeTreesIfQuiet(const std::vector<std::string>& keys,
-                                               const std::vector<std::string>& quiet,
-                                               int64_t revision) {
+                                              const std::vector<std::string>& quiet,
+                                              int64_t revision) {
   pb::TxnRequest req;
   for (const std::string& prefix : quiet) {
     auto* cmp = req.add_compare();

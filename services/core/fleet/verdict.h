@@ -1,6 +1,6 @@
 // Report-only verdicts: what a candidate policy would have done with a session that ran under
-// the policy in force (docs/rollouts.md, "Report-only first"). The failure names are RFC 8460's result
-// types; "downgrade" (the candidate would protect the session less than it was) and
+// the policy in force (docs/rollouts.md, "Report-only first"). The failure names are RFC 8460's
+// result types; "downgrade" (the candidate would protect the session less than it was) and
 // "not-evaluated" (the session never reached the point the candidate could be judged on) are
 // ours. A closed set: it labels a metric.
 #pragma once

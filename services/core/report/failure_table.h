@@ -108,9 +108,9 @@ inline constexpr char kByCode = '*';
 
 struct FailureRow {
   Failure failure;
-  std::string_view name;    // the row's name in docs/compatibility.md
-  char letter;              // K Z D r, kByCode, or 0: no record (the walk goes on)
-  std::string_view text;    // with placeholders, filled from the context (failure_table.cc)
+  std::string_view name;  // the row's name in docs/compatibility.md
+  char letter;            // K Z D r, kByCode, or 0: no record (the walk goes on)
+  std::string_view text;  // with placeholders, filled from the context (failure_table.cc)
   Next next;
   Conn conn;
   std::string_view tlsrpt;  // RFC 8460 4.3 result type; "" when not a TLS failure
@@ -123,18 +123,18 @@ const FailureRow& rowOf(Failure f);
 
 // What the row's text is filled with.
 struct EndingContext {
-  std::string_view ip;      // the server's address ("" before a connection)
-  int code = 0;             // the reply's code, when there is one
-  std::string_view said;    // the reply's text as kept (smtp::Reply::text); "" = none
-  bool afterDot = false;    // the final dot may have reached the server
-  bool owed = false;        // replies are still owed, or the server waits for a body: no QUIT
+  std::string_view ip;         // the server's address ("" before a connection)
+  int code = 0;                // the reply's code, when there is one
+  std::string_view said;       // the reply's text as kept (smtp::Reply::text); "" = none
+  bool afterDot = false;       // the final dot may have reached the server
+  bool owed = false;           // replies are still owed, or the server waits for a body: no QUIT
   bool serverClosing = false;  // a 421 came during the transaction: not for the cache
-  std::string_view arg;     // the row's subject: a host name, a policy sentence, a CA file...
-  std::string_view detail;  // the certificate's name, what put the dialogue out of step
-  std::string_view err;     // the library's or the X509 error text; "" = none
-  std::string_view path;    // the daemon's socket (qtls-remote)
-  long n = 0;               // seconds, a count, a uid, a tlspolicy line
-  double seconds = 0;       // kBusy: the wait
+  std::string_view arg;        // the row's subject: a host name, a policy sentence, a CA file...
+  std::string_view detail;     // the certificate's name, what put the dialogue out of step
+  std::string_view err;        // the library's or the X509 error text; "" = none
+  std::string_view path;       // the daemon's socket (qtls-remote)
+  long n = 0;                  // seconds, a count, a uid, a tlspolicy line
+  double seconds = 0;          // kBusy: the wait
 };
 
 // One row applied to one case.

@@ -68,8 +68,10 @@ TEST(RolloutView, DrawsWavesNodesGatesAndTheSoakLeft) {
   EXPECT_TRUE(has(lines, "wave 2 (50%, 2 node(s)): soaking, 18 s of 30 s left")) << joined(lines);
   EXPECT_TRUE(has(lines, "wave 3 (100%, 4 node(s)): waiting")) << joined(lines);
   const std::string all = joined(lines);
-  EXPECT_NE(all.find("mx2                  2    live  ACK       sha256:0123456789ab sha256:0123456789ab*"),
-            std::string::npos)
+  EXPECT_NE(
+      all.find(
+          "mx2                  2    live  ACK       sha256:0123456789ab sha256:0123456789ab*"),
+      std::string::npos)
       << all;
   EXPECT_NE(all.find("mx4                  3    live  ACK       sha256:ffff"), std::string::npos)
       << all;

@@ -6,8 +6,8 @@
 
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <vector>
 
 #include "delivery_control.h"
@@ -82,16 +82,18 @@ std::map<Failure, std::vector<Case>> cases() {
          "ZNo TLS achieved while control/tlshosts/mx.example.com.pem exists; connecting to "
          "192.0.2.7.\n\0"s}}},
       {Failure::kCaUnusable,
-       {{with(at(), [&](auto& c) {
-           c.arg = kPem;
-           c.err = "err";
-         }),
+       {{with(at(),
+              [&](auto& c) {
+                c.arg = kPem;
+                c.err = "err";
+              }),
          "ZTLS unable to load control/tlshosts/mx.example.com.pem: err; connecting to "
          "192.0.2.7.\n\0"s}}},
       {Failure::kTlsInitCtx,
        {{with(at(), [](auto& c) { c.err = "err"; }),
          "ZTLS error initializing ctx: err; connecting to 192.0.2.7.\n\0"s}}},
-      {Failure::kTlsInitSsl, {{at(), "ZTLS error initializing ssl; connecting to 192.0.2.7.\n\0"s}}},
+      {Failure::kTlsInitSsl,
+       {{at(), "ZTLS error initializing ssl; connecting to 192.0.2.7.\n\0"s}}},
       {Failure::kStarttlsRejected,
        {{with(at(454, "454 no tls\n"), [&](auto& c) { c.arg = kSentence; }),
          "ZSTARTTLS rejected while control/tlshosts/mx.example.com.pem exists; connecting to "
@@ -100,17 +102,19 @@ std::map<Failure, std::vector<Case>> cases() {
        {{with(at(), [](auto& c) { c.err = "Connection timed out"; }),
          "ZTLS connect failed: Connection timed out; connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerUntrusted,
-       {{with(at(), [&](auto& c) {
-           c.arg = kPem;
-           c.err = "unable to get local issuer certificate";
-         }),
+       {{with(at(),
+              [&](auto& c) {
+                c.arg = kPem;
+                c.err = "unable to get local issuer certificate";
+              }),
          "ZTLS unable to verify server with control/tlshosts/mx.example.com.pem: unable to get "
          "local issuer certificate; connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerExpired,
-       {{with(at(), [&](auto& c) {
-           c.arg = kPem;
-           c.err = "certificate has expired";
-         }),
+       {{with(at(),
+              [&](auto& c) {
+                c.arg = kPem;
+                c.err = "certificate has expired";
+              }),
          "ZTLS unable to verify server with control/tlshosts/mx.example.com.pem: certificate has "
          "expired; connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerNoCertificate,
@@ -118,10 +122,11 @@ std::map<Failure, std::vector<Case>> cases() {
          "ZTLS unable to verify server mx.example.com: no certificate provided; connected to "
          "192.0.2.7.\n\0"s}}},
       {Failure::kPeerPinMismatch,
-       {{with(at(), [](auto& c) {
-           c.arg = "mx.example.com";
-           c.n = 3;
-         }),
+       {{with(at(),
+              [](auto& c) {
+                c.arg = "mx.example.com";
+                c.n = 3;
+              }),
          "ZTLS unable to verify server mx.example.com: certificate matches no fingerprint of "
          "control/tlspolicy line 3; connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerNoName,
@@ -133,10 +138,11 @@ std::map<Failure, std::vector<Case>> cases() {
          "ZTLS unable to verify server mx.example.com: certificate contains no valid commonName; "
          "connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerCnMismatch,
-       {{with(at(), [](auto& c) {
-           c.arg = "mx.example.com";
-           c.detail = "other example\n";
-         }),
+       {{with(at(),
+              [](auto& c) {
+                c.arg = "mx.example.com";
+                c.detail = "other example\n";
+              }),
          "ZTLS unable to verify server mx.example.com: received certificate for "
          "other?example?; connected to 192.0.2.7.\n\0"s}}},
       {Failure::kPeerSanMismatch,
@@ -180,10 +186,11 @@ std::map<Failure, std::vector<Case>> cases() {
        {{with(at(), [](auto& c) { c.detail = "more than one reply at once"; }),
          "ZConnected to 192.0.2.7 but the reply was malformed (more than one reply at once). "
          "(#4.4.2)\n\0"s},
-        {with(at(), [](auto& c) {
-           c.detail = "DATA answered with 250, not 354";
-           c.afterDot = true;
-         }),
+        {with(at(),
+              [](auto& c) {
+                c.detail = "DATA answered with 250, not 354";
+                c.afterDot = true;
+              }),
          "ZConnected to 192.0.2.7 but the reply was malformed (DATA answered with 250, not 354). "
          "Possible duplicate! (#4.4.2)\n\0"s}}},
       {Failure::kDeadlineEarly,
@@ -198,15 +205,17 @@ std::map<Failure, std::vector<Case>> cases() {
        {{with(at(), [](auto& c) { c.afterDot = true; }),
          "ZConnected to 192.0.2.7 but qtls-remoted stopped during the delivery. Possible "
          "duplicate! (#4.3.0)\n\0"s}}},
-      {Failure::kShimGoneEarly, {{{}, "Zqtls-remote went away; delivery abandoned. (#4.3.0)\n\0"s}}},
+      {Failure::kShimGoneEarly,
+       {{{}, "Zqtls-remote went away; delivery abandoned. (#4.3.0)\n\0"s}}},
       {Failure::kShimGone,
        {{at(),
          "ZConnected to 192.0.2.7 but qtls-remote went away; delivery abandoned. (#4.3.0)\n\0"s}}},
       {Failure::kInternal,
-       {{with(at(), [](auto& c) {
-           c.arg = "bad\nthing";
-           c.afterDot = true;
-         }),
+       {{with(at(),
+              [](auto& c) {
+                c.arg = "bad\nthing";
+                c.afterDot = true;
+              }),
          "Zqtls-remoted: internal error during the delivery: bad?thing. Possible duplicate! "
          "(#4.3.0)\n\0"s},
         {with(EndingContext{}, [](auto& c) { c.arg = std::string_view("x y", 3); }),
@@ -230,25 +239,28 @@ std::map<Failure, std::vector<Case>> cases() {
       {Failure::kShimTooLarge,
        {{{}, "DToo many recipients or addresses too long for qtls-remote. (#5.3.5)\n\0"s}}},
       {Failure::kDaemonTrouble,
-       {{with(EndingContext{}, [](auto& c) {
-           c.arg = "unable to connect to";
-           c.path = "/run/qtls/remoted.sock";
-           c.err = "No such file or directory";
-         }),
+       {{with(EndingContext{},
+              [](auto& c) {
+                c.arg = "unable to connect to";
+                c.path = "/run/qtls/remoted.sock";
+                c.err = "No such file or directory";
+              }),
          "Zqtls-remote: unable to connect to qtls-remoted at /run/qtls/remoted.sock: No such "
          "file or directory. (#4.3.0)\n\0"s},
-        {with(EndingContext{}, [](auto& c) {
-           c.arg = "malformed answer from";
-           c.path = "/run/qtls/remoted.sock";
-         }),
+        {with(EndingContext{},
+              [](auto& c) {
+                c.arg = "malformed answer from";
+                c.path = "/run/qtls/remoted.sock";
+              }),
          "Zqtls-remote: malformed answer from qtls-remoted at /run/qtls/remoted.sock. "
          "(#4.3.0)\n\0"s}}},
       {Failure::kDaemonTroubleAfterDot,
-       {{with(at(), [](auto& c) {
-           c.arg = "lost contact with";
-           c.path = "/run/qtls/remoted.sock";
-           c.err = "daemon stopped or crashed";
-         }),
+       {{with(at(),
+              [](auto& c) {
+                c.arg = "lost contact with";
+                c.path = "/run/qtls/remoted.sock";
+                c.err = "daemon stopped or crashed";
+              }),
          "ZConnected to 192.0.2.7 but connection died. qtls-remote: lost contact with "
          "qtls-remoted at /run/qtls/remoted.sock: daemon stopped or crashed, after the final "
          "dot. Possible duplicate! (#4.4.2)\n\0"s}}},
@@ -304,9 +316,9 @@ TEST(FailureTable, WhereTheWalkGoesAndWhatBecomesOfTheConnection) {
   EXPECT_EQ(judge(Failure::kMailRefused, with(at(550), [](auto& c) { c.owed = true; })).conn,
             Conn::kClose);
   // A 421 during the transaction: a K goes to QUIT, not to the cache.
-  EXPECT_EQ(judge(Failure::kDotAccepted, with(at(250), [](auto& c) { c.serverClosing = true; }))
-                .conn,
-            Conn::kQuit);
+  EXPECT_EQ(
+      judge(Failure::kDotAccepted, with(at(250), [](auto& c) { c.serverClosing = true; })).conn,
+      Conn::kQuit);
 }
 
 TEST(FailureTable, ReasonsAreTheMetricsLabelSetAndTlsRowsHaveATlsrptType) {

@@ -140,8 +140,9 @@ TEST_F(SessionTest, EveryRefusalReportsTheSameBytesPipelinedOrNot) {
 TEST_F(SessionTest, TheFailureTableSaysWhatBecomesOfTheConnection) {
   script_.replies = {{"EHLO", "502 what"}, {"HELO", "550 not you"}};
   Delivery d = deliver();
-  EXPECT_EQ(d.report, "ZConnected to 192.0.2.7 but my name was rejected.\nRemote host said: 550 "
-                      "not you\n\0"s);
+  EXPECT_EQ(d.report,
+            "ZConnected to 192.0.2.7 but my name was rejected.\nRemote host said: 550 "
+            "not you\n\0"s);
   EXPECT_TRUE(d.openConn);  // helo: QUIT
   // A pipelined MAIL refused: the replies to the RCPTs and DATA are still owed: closed.
   script_.replies = {{"MAIL", "553 no"}};
