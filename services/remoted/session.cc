@@ -166,89 +166,99 @@ void Session::settle(ConnCache::Entry entry) {
   }
 }
 
+// The one walk over the targets, in the order targets.cc gave them: each address is tried,
+// and the failure table's `next` for how that try ended says whether the walk goes on. What
+// may send a delivery to the next address (tcpto, a refused connect; DANE and MTA-STS checks to
+// come) is a row of the table, not a branch here.
 asio::awaitable<void> Session::run(const TargetList& targets) {
   for (const auto& t : targets.targets) {
     if (control_.stopped()) break;
-    const std::string address = t.address.to_string();
-    const std::string relay =
-        text::cat(t.fqdn.empty() ? "-" : t.fqdn, "[", address, "]:", targets.port);
-    std::string why;
-    if (deps_.deadHosts && deps_.deadHosts->skip(t.address, &why)) {
-      log::info(text::cat("remote connect relay=", relay, " skipped: ", why, " (tcpto)"));
-      continue;
-    }
-    const TlsPlan plan = makePlan(cfg_, req_.host, t);
-    key_ = connectionKey(cfg_, plan, t, targets.port);
-    ConnLimits::Slot slot;
-    if (deps_.limits) {
-      slot = co_await deps_.limits->acquire(address, control_);
-      if (!slot) {
-        if (control_.stopped()) break;
-        EndingContext c;
-        c.ip = address;
-        c.seconds = std::chrono::duration<double>(deps_.limits->options().wait).count();
-        end(Failure::kBusy, c);
-        co_return;
-      }
-    }
-    auto created = std::chrono::steady_clock::now();
-    unsigned transactions = 0;
-    Ended ended = Ended::kDeadReused;
-    // An idle connection first; one found dead sends the delivery to the next, then to a new
-    // connection, with nothing reported.
-    while (deps_.cache && ended == Ended::kDeadReused) {
-      auto e = deps_.cache->take(key_);
-      if (!e) break;
-      conn_ = e->conn;
-      control_.attach(conn_);
-      facts_ = e->facts;
-      facts_.policySource = std::string(policy::sourceName(plan.decision.source));
-      created = e->created;
-      transactions = e->transactions;
-      reused_ = true;
-      ended = co_await onConn(conn_, reuse());
-      if (ended == Ended::kDeadReused) {
-        if (metrics_) metrics_->connCache.with({"dead"}).add(1);
-        log::info(text::cat("remote relay=", facts_.relay,
-                            " cached connection found dead; trying a new one"));
-        SmtpConn::closeFromOutside(conn_);
-        conn_.reset();
-        reused_ = false;
-        facts_ = ConnFacts();
-      }
-    }
-    if (ended == Ended::kDeadReused) {
-      if (control_.stopped()) break;
-      auto conn = std::make_shared<SmtpConn>(asio::make_strand(deps_.pool));
-      control_.attach(conn);
-      asio::ip::tcp::endpoint ep(t.address, static_cast<unsigned short>(targets.port));
-      std::error_code ec = co_await onConn(
-          conn, deps_.connector
-                    ? deps_.connector(*conn, ep, std::chrono::seconds(cfg_.timeoutConnect))
-                    : conn->connect(ep, std::chrono::seconds(cfg_.timeoutConnect)));
-      if (ec) {
-        log::info(text::cat("remote connect relay=", relay, " error=", log::value(ec.message())));
-        if (deps_.deadHosts && ec == std::errc::timed_out) deps_.deadHosts->timedOut(t.address);
-        continue;
-      }
-      if (deps_.deadHosts) deps_.deadHosts->connected(t.address);
-      conn_ = conn;
-      conn_->setTimeout(std::chrono::seconds(cfg_.timeoutRemote));
-      created = std::chrono::steady_clock::now();
-      facts_ = ConnFacts();
-      facts_.ip = address;
-      facts_.relay = relay;
-      facts_.levelRequested = std::string(policy::levelName(plan.decision.level));
-      facts_.policySource = std::string(policy::sourceName(plan.decision.source));
-      // qmail never tries another MX once a TCP connection is up, whatever happens later.
-      ended = co_await onConn(conn_, fresh(t, plan, targets.port));
-    }
-    settle(ConnCache::Entry{conn_, facts_, cfg_.digest, address, created, {}, transactions + 1});
-    co_return;
+    if (co_await tryAddress(t, targets.port) == Next::kStop) co_return;
   }
   EndingContext c;
   c.n = control_.limitSeconds;
   end(control_.stopped() ? stopFailure(control_.reason(), false) : Failure::kNoConnection, c);
+}
+
+// One address: tcpto's word, a connection slot, an idle connection from the cache (one found
+// dead sends the delivery to the next one, then to a new connection, with nothing reported),
+// else a new connection; the dialogue; then the connection's fate. A stop met on the way
+// returns kNextAddress: the walk sees it and reports it.
+asio::awaitable<Next> Session::tryAddress(const Target& t, unsigned port) {
+  const std::string address = t.address.to_string();
+  const std::string relay = text::cat(t.fqdn.empty() ? "-" : t.fqdn, "[", address, "]:", port);
+  std::string why;
+  if (deps_.deadHosts && deps_.deadHosts->skip(t.address, &why)) {
+    log::info(text::cat("remote connect relay=", relay, " skipped: ", why, " (tcpto)"));
+    co_return rowOf(Failure::kTcptoSkipped).next;
+  }
+  const TlsPlan plan = makePlan(cfg_, req_.host, t);
+  key_ = connectionKey(cfg_, plan, t, port);
+  ConnLimits::Slot slot;
+  if (deps_.limits) {
+    slot = co_await deps_.limits->acquire(address, control_);
+    if (!slot) {
+      if (control_.stopped()) co_return Next::kNextAddress;
+      EndingContext c;
+      c.ip = address;
+      c.seconds = std::chrono::duration<double>(deps_.limits->options().wait).count();
+      end(Failure::kBusy, c);
+      co_return rowOf(Failure::kBusy).next;
+    }
+  }
+  auto created = std::chrono::steady_clock::now();
+  unsigned transactions = 0;
+  Ended ended = Ended::kDeadReused;
+  while (deps_.cache && ended == Ended::kDeadReused) {
+    auto e = deps_.cache->take(key_);
+    if (!e) break;
+    conn_ = e->conn;
+    control_.attach(conn_);
+    facts_ = e->facts;
+    facts_.policySource = std::string(policy::sourceName(plan.decision.source));
+    created = e->created;
+    transactions = e->transactions;
+    reused_ = true;
+    ended = co_await onConn(conn_, reuse());
+    if (ended == Ended::kDeadReused) {  // the table's reused_dead: the same address, anew
+      if (metrics_) metrics_->connCache.with({"dead"}).add(1);
+      log::info(text::cat("remote relay=", facts_.relay,
+                          " cached connection found dead; trying a new one"));
+      SmtpConn::closeFromOutside(conn_);
+      conn_.reset();
+      reused_ = false;
+      facts_ = ConnFacts();
+    }
+  }
+  if (ended == Ended::kDeadReused) {
+    if (control_.stopped()) co_return Next::kNextAddress;
+    auto conn = std::make_shared<SmtpConn>(asio::make_strand(deps_.pool));
+    control_.attach(conn);
+    asio::ip::tcp::endpoint ep(t.address, static_cast<unsigned short>(port));
+    std::error_code ec = co_await onConn(
+        conn, deps_.connector
+                  ? deps_.connector(*conn, ep, std::chrono::seconds(cfg_.timeoutConnect))
+                  : conn->connect(ep, std::chrono::seconds(cfg_.timeoutConnect)));
+    if (ec) {
+      log::info(text::cat("remote connect relay=", relay, " error=", log::value(ec.message())));
+      if (deps_.deadHosts && ec == std::errc::timed_out) deps_.deadHosts->timedOut(t.address);
+      co_return rowOf(Failure::kConnectFailed).next;
+    }
+    if (deps_.deadHosts) deps_.deadHosts->connected(t.address);
+    conn_ = conn;
+    conn_->setTimeout(std::chrono::seconds(cfg_.timeoutRemote));
+    created = std::chrono::steady_clock::now();
+    facts_ = ConnFacts();
+    facts_.ip = address;
+    facts_.relay = relay;
+    facts_.levelRequested = std::string(policy::levelName(plan.decision.level));
+    facts_.policySource = std::string(policy::sourceName(plan.decision.source));
+    ended = co_await onConn(conn_, fresh(t, plan, port));
+  }
+  settle(ConnCache::Entry{conn_, facts_, cfg_.digest, address, created, {}, transactions + 1});
+  // Every ending on a connection stops the walk: qmail never tries another MX once a TCP
+  // connection is up, whatever happens later.
+  co_return rowOf(report_.final().failure).next;
 }
 
 }  // namespace qtls::remoted

@@ -54,6 +54,7 @@ class Session {
     kReported,    // the report is final; settle() says what becomes of the connection
     kDeadReused,  // a reused connection was dead before MAIL was accepted: nothing reported
   };
+  asio::awaitable<Next> tryAddress(const Target& t, unsigned port);
   asio::awaitable<Ended> fresh(const Target& t, const TlsPlan& plan, unsigned port);
   asio::awaitable<Ended> reuse();
   asio::awaitable<bool> establish(const Target& t, const TlsPlan& plan, unsigned port);

@@ -18,7 +18,7 @@ namespace qtls::testing {
 
 struct SmtpScript {
   bool pipelining = true;
-  std::map<std::string, std::string> replies;  // by verb: MAIL, DATA, DOT, EHLO, HELO
+  std::map<std::string, std::string> replies;  // by verb: GREETING, MAIL, DATA, DOT, EHLO, HELO
   std::vector<std::string> rcpt;               // reply to the n-th RCPT of a transaction
   // From the n-th transaction (1 = the first) on, MAIL gets this reply ("" = never).
   int mailOverrideFrom = 0;
@@ -61,7 +61,7 @@ class FakeSmtpServer {
     (void)::send(fd_, line.data(), line.size(), MSG_NOSIGNAL);
   }
   void serve() {
-    send("220 fake.test ESMTP");
+    send(reply("GREETING", "220 fake.test ESMTP"));
     std::string buf;
     int transaction = 0, rcptN = 0;
     bool inData = false;

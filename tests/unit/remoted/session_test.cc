@@ -268,6 +268,50 @@ TEST_F(SessionTest, OverTheConnectionCapTheDeliveryIsDeferred) {
   EXPECT_EQ(deliver().report.substr(0, 3), std::string("r\0K", 3));
 }
 
+// The walk over the addresses: a refused connect and a host tcpto calls dead send the delivery
+// to the next address; once a connection is up, whatever it ends in stops the walk.
+TEST_F(SessionTest, TheWalkGoesOnOnlyWhereTheTableSaysNext) {
+  Target second = targets_.targets[0];
+  second.address = asio::ip::make_address("192.0.2.8");
+  Target third = targets_.targets[0];
+  third.address = asio::ip::make_address("192.0.2.9");
+  targets_.targets = {targets_.targets[0], second, third};
+  std::vector<std::string> tried;
+  deps_.connector = [&](SmtpConn& c, const asio::ip::tcp::endpoint& ep,
+                        std::chrono::seconds) -> asio::awaitable<std::error_code> {
+    tried.push_back(ep.address().to_string());
+    if (ep.address().to_string() == "192.0.2.7")
+      co_return std::make_error_code(std::errc::connection_refused);
+    int sv[2];
+    ::socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    servers_.push_back(std::make_unique<FakeSmtpServer>(sv[1], script_));
+    co_return c.adopt(sv[0]);
+  };
+  // 192.0.2.7 refuses: on to 192.0.2.8, which greets with 554: deferred, 192.0.2.9 untried.
+  script_.replies = {{"GREETING", "554 go away"}};
+  Delivery d = deliver();
+  EXPECT_EQ(tried, (std::vector<std::string>{"192.0.2.7", "192.0.2.8"}));
+  EXPECT_EQ(d.report.substr(0, 27), "ZConnected to 192.0.2.8 but");
+  // tcpto calls 192.0.2.8 dead: skipped without a connect.
+  DeadHosts dead(nullptr, std::chrono::seconds(3840));
+  auto now = DeadHosts::Clock::now();
+  dead.setNow([&] { return now; });
+  dead.timedOut(second.address);
+  now += std::chrono::seconds(121);
+  dead.timedOut(second.address);
+  deps_.deadHosts = &dead;
+  script_.replies.clear();
+  tried.clear();
+  d = deliver();
+  EXPECT_EQ(tried, (std::vector<std::string>{"192.0.2.7", "192.0.2.9"}));
+  EXPECT_EQ(d.report.substr(0, 3), std::string("r\0K", 3));
+  // None takes a connection: the walk's own ending.
+  targets_.targets = {targets_.targets[0]};
+  tried.clear();
+  EXPECT_EQ(deliver().report,
+            "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0"s);
+}
+
 TEST(DeadHosts, QmailTcptoRules) {
   DeadHosts d(nullptr, std::chrono::seconds(3840));
   auto now = DeadHosts::Clock::now();
