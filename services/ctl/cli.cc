@@ -8,7 +8,31 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/status/status.h"
+
 namespace qtls::ctl {
+
+int exitForCode(int canonicalCode) {
+  switch (static_cast<absl::StatusCode>(canonicalCode)) {
+    case absl::StatusCode::kOk:
+      return kOk;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kUnreachable;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+      return kInvalid;
+    case absl::StatusCode::kAborted:
+      return kConflict;
+    case absl::StatusCode::kFailedPrecondition:
+      return kRefused;
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+      return kDenied;
+    default:
+      return kOther;
+  }
+}
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -25,6 +25,10 @@ enum Exit {
   kRolloutAborted = 13,
 };
 
+// The exit code for a canonical status code (gRPC's and absl's codes are the same numbers):
+// the one table, for a daemon's answer and for etcd's alike (docs/admin-api.md, "qtlsctl").
+int exitForCode(int canonicalCode);
+
 // Prints the message and the usage text, exits kUsage.
 [[noreturn]] void usage(const std::string& msg);
 

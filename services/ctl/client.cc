@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/status/status.h"
 #include "admin/policy_store.h"
 
 namespace qtls::ctl {
@@ -40,27 +41,15 @@ std::string codeName(grpc::StatusCode c) {
   }
 }
 
-int exitFor(const grpc::Status& s) {
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return kOk;
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return kUnreachable;
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::NOT_FOUND:
-      return kInvalid;
-    case grpc::StatusCode::ABORTED:
-      return kConflict;
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return kRefused;
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return kDenied;
-    default:
-      return kOther;
-  }
-}
+// gRPC's status codes are the canonical ones absl's are: one table serves both.
+static_assert(static_cast<int>(grpc::StatusCode::UNAVAILABLE) ==
+                  static_cast<int>(absl::StatusCode::kUnavailable) &&
+              static_cast<int>(grpc::StatusCode::UNAUTHENTICATED) ==
+                  static_cast<int>(absl::StatusCode::kUnauthenticated) &&
+              static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION) ==
+                  static_cast<int>(absl::StatusCode::kFailedPrecondition));
+
+int exitFor(const grpc::Status& s) { return exitForCode(static_cast<int>(s.error_code())); }
 
 int fail(const Options& o, const grpc::Status& s) {
   std::fprintf(stderr, "qtlsctl: %s: %s: %s\n", o.target.c_str(), codeName(s.error_code()).c_str(),

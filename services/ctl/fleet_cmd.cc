@@ -20,26 +20,7 @@
 namespace qtls::ctl {
 namespace v1 = qtls::v1;
 
-int exitFor(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-      return kOk;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return kUnreachable;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-      return kInvalid;
-    case absl::StatusCode::kAborted:
-      return kConflict;
-    case absl::StatusCode::kPermissionDenied:
-      return kDenied;
-    case absl::StatusCode::kFailedPrecondition:
-      return kRefused;
-    default:
-      return kOther;
-  }
-}
+int exitFor(const absl::Status& s) { return exitForCode(static_cast<int>(s.code())); }
 
 int failed(const absl::Status& s) {
   std::fprintf(stderr, "qtlsctl: %s\n", std::string(s.message()).c_str());
