@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "log/log.h"
+#include "util/host_port.h"
 #include "util/text.h"
 
 namespace qtls::agent {
@@ -56,18 +57,12 @@ Listeners::Listeners(asio::io_context& io, ConnectionLimits limits, ParamsFn par
     : io_(io), limits_(limits), params_(std::move(params)), registry_(registry) {}
 
 absl::Status Listeners::bind(const ListenerSpec& spec) {
-  size_t colon = spec.address.rfind(':');
-  if (colon == std::string::npos)
-    return absl::InvalidArgumentError(
-        text::cat("listener ", spec.address, ": expected ADDRESS:PORT"));
-  std::string host = spec.address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
+  auto hp = text::parseHostPort(spec.address, "listener");
+  if (!hp.ok()) return hp.status();
   std::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
+  auto addr = asio::ip::make_address(hp->host, ec);
   if (ec) return absl::InvalidArgumentError(text::cat("listener ", spec.address, ": bad address"));
-  int port = std::atoi(spec.address.c_str() + colon + 1);
-  asio::ip::tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  asio::ip::tcp::endpoint ep(addr, static_cast<unsigned short>(hp->port));
   auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
   acc->open(ep.protocol(), ec);
   if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);

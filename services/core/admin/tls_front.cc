@@ -22,6 +22,7 @@
 
 #include "log/log.h"
 #include "tls/errors.h"
+#include "util/host_port.h"
 #include "util/text.h"
 
 namespace qtls::admin {
@@ -182,13 +183,10 @@ TlsFront::~TlsFront() {
 }
 
 absl::StatusOr<std::string> TlsFront::listen(const std::string& hostPort) {
-  const size_t colon = hostPort.rfind(':');
-  if (colon == std::string::npos || colon + 1 == hostPort.size())
-    return absl::InvalidArgumentError(text::cat("--admin-listen ", hostPort, ": want HOST:PORT"));
-  std::string host = hostPort.substr(0, colon);
-  const std::string port = hostPort.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
+  auto hp = text::parseHostPort(hostPort, "--admin-listen");
+  if (!hp.ok()) return hp.status();
+  const std::string& host = hp->host;
+  const std::string port = std::to_string(hp->port);
   struct addrinfo hints {};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;

@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include "log/log.h"
+#include "util/host_port.h"
 #include "util/text.h"
 
 namespace qtls::stats {
@@ -12,13 +13,10 @@ HttpEndpoint::HttpEndpoint(Registry& registry) : registry_(registry) {}
 HttpEndpoint::~HttpEndpoint() { stop(); }
 
 absl::StatusOr<std::string> HttpEndpoint::start(const std::string& listen) {
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos)
-    return absl::InvalidArgumentError(
-        text::cat("metrics listener \"", listen, "\": expected HOST:PORT"));
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  int port = std::atoi(listen.c_str() + colon + 1);
+  auto hp = text::parseHostPort(listen, "metrics listener");
+  if (!hp.ok()) return hp.status();
+  const std::string& host = hp->host;
+  const int port = static_cast<int>(hp->port);
   server_ = std::make_unique<httplib::Server>();
   // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, with which a second daemon
   // on the same address starts silently and scrapes alternate between the two.
@@ -35,7 +33,7 @@ absl::StatusOr<std::string> HttpEndpoint::start(const std::string& listen) {
     return absl::UnavailableError(
         text::cat("metrics listener ", listen, ": cannot bind (address in use or not local)"));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  return text::cat(listen.substr(0, colon), ":", bound);
+  return text::cat(listen.substr(0, listen.rfind(':')), ":", bound);  // as given, the port bound
 }
 
 absl::Status HttpEndpoint::serve(const std::string& listen) {
