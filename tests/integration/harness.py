@@ -19,6 +19,7 @@ import certs  # noqa: E402
 BUILD = os.environ.get("QTLS_BUILD_DIR",
                        os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SHIM = os.path.join(BUILD, "services", "shim", "qtls-remote")
+RSPAWN_TRANSLATE = os.path.join(BUILD, "tests", "rspawn_translate")
 REMOTED = os.path.join(BUILD, "services", "remoted", "qtls-remoted")
 
 
@@ -61,38 +62,18 @@ def check_sanitizer_report(log):
 
 
 def rspawn(out, status):
-    """qmail-rspawn's report() (spec 1.3): what qmail-send finally sees."""
+    """qmail-rspawn's report() (spec 1.3): what qmail-send finally sees. For a child that
+    exited 0, the translation itself is qtls's own (shimproto/rspawn_report.h, which
+    qtls-rspawn answers with), run through tests/tools/rspawn_translate; the other exit
+    statuses are qmail-rspawn's fixed texts."""
     if status < 0:
         return b"Zqmail-remote crashed.\n"
     if status == 111:
         return b"ZUnable to run qmail-remote.\n"
     if status != 0:
         return b"DUnable to run qmail-remote.\n"
-    if not out:
-        return b"Zqmail-remote produced no output.\n"
-    records, pos = [], 0
-    while True:
-        nul = out.find(b"\0", pos)
-        if nul < 0:
-            break
-        records.append(out[pos:nul])
-        pos = nul + 1
-    rank = {"D": 0, "Z": 1, "K": 2}
-    result = "D"
-    for r in records:
-        if r[:1] in (b"K", b"Z", b"D"):
-            result = r[:1].decode()
-            break
-    final = result
-    if out[:1] == b"s":
-        final = "Z"
-    if out[:1] == b"h":
-        final = "D"
-    first = records[0][1:] if records else b""
-    text = final.encode() + first
-    if rank[result] <= rank[final] and len(records) > 1 and records[1][:1] in (b"K", b"Z", b"D"):
-        text += records[1][1:]
-    return text
+    return subprocess.run([RSPAWN_TRANSLATE], input=out, stdout=subprocess.PIPE, check=True,
+                          timeout=30).stdout
 
 
 class QmailHome:

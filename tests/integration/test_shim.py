@@ -189,7 +189,8 @@ class ShimTest(RemoteTestCase):
 
 
 class RspawnTranslationTest(unittest.TestCase):
-    """Our model of qmail-rspawn, checked against spec 1.3's table."""
+    """qtls's qmail-rspawn translation (shimproto/rspawn_report.h, run through
+    tests/tools/rspawn_translate), checked against spec 1.3's table."""
 
     def test_table(self):
         k = b"K192.0.2.7 accepted message.\nRemote host said: 250 ok\n"
