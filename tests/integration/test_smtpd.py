@@ -39,7 +39,9 @@ class SwaksTest(SmtpdTestCase):
         # After STARTTLS the remembered HELO is forgotten (RFC 3207); swaks greets again.
         self.assertRegex(msg.decode(), received_re(
             "client.test", "127.0.0.1", r"ESMTPS \(TLS_AES_256_GCM_SHA384 encrypted\)"))
-        self.assertIn("tls=TLSv1.3/TLS_AES_256_GCM_SHA384", self.agent.read_log())
+        # The session's log line is written as it ends, after swaks has its 221: wait for it.
+        wait_for(lambda: "tls=TLSv1.3/TLS_AES_256_GCM_SHA384" in self.agent.read_log(),
+                 what="the session's log line")
 
     def test_implicit_tls(self):
         self.start()

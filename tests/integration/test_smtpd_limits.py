@@ -214,8 +214,9 @@ class ConnectionLimitTest(SmtpdTestCase):
         self.assertEqual(evicted[0], "421 mx.agent.test closing an idle connection: too many "
                                      "connections (#4.3.2)")
         stop.set()
+        # The evicted session's log line follows its 421: wait for it.
+        wait_for(lambda: "end=evicted" in self.agent.read_log(), what="the eviction's log line")
         log = self.agent.read_log()
-        self.assertIn("end=evicted", log)
         # The refusals before that are summarised, not one warning line each.
         self.assertLessEqual(log.count("refused client="), 2, log)
 
