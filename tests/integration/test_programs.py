@@ -105,6 +105,9 @@ class ProgramsTest(unittest.TestCase):
         self.assertEqual(self.complete("qtlsctl rollout start --component "), ["remote", "smtpd"])
         self.assertEqual(self.complete("qtlsctl --target unix:///x shim "),
                          ["install", "uninstall", "--help"])
+        self.assertEqual(self.complete("qtlsctl fleet a"), ["adopt"])
+        self.assertEqual(self.complete("qtlsctl fleet p"), ["prune"])
+        self.assertEqual(self.complete("qtlsctl rollout w"), ["watch"])
         # Every command of the usage text can be completed.
         usage = subprocess.run([PROGRAMS["qtlsctl"], "--help"], capture_output=True,
                                text=True).stdout
