@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "admin/policy_store.h"
+#include "util/grpc_channel.h"
 
 namespace qtls::ctl {
 namespace v1 = qtls::v1;
@@ -66,7 +67,7 @@ uint64_t number(const std::string& flag, const std::string& v) {
 Client::Client(const Options& o) : o_(o) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   std::string addr = o.target;
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments args = qtls::grpcutil::clientChannelArguments();
   // A whole policy is one message, up to 64 MiB (docs/admin-api.md, "Limits").
   args.SetMaxReceiveMessageSize(qtls::admin::PolicyStore::kMaxMessageBytes);
   args.SetMaxSendMessageSize(qtls::admin::PolicyStore::kMaxMessageBytes);

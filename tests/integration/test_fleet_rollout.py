@@ -195,9 +195,11 @@ class FleetRolloutTest(FleetNodesTestCase):
         # The nodes keep what they had: node1 the new policy, node2 the old one.
         self.assertEqual(self.applied(), {"node1": new, "node2": old})
         self.etcd.start()
-        self.assertEqual(driver.wait(90), 0)
+        rc = driver.wait(90)
         log.seek(0)
-        self.assertIn("the rollout waits", log.read())
+        out = log.read()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("the rollout waits", out)
         self.assertEqual(self.state()["state"], "DONE")
         self.assertEqual(set(self.applied().values()), {new})
 

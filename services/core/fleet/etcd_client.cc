@@ -7,6 +7,7 @@
 
 #include "control/control_files.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
+#include "util/grpc_channel.h"
 #include "util/text.h"
 
 namespace qtls::fleet {
@@ -186,7 +187,7 @@ absl::StatusOr<std::unique_ptr<Etcd>> Etcd::connect(const EtcdOptions& o) {
     ssl.pem_private_key = o.keyPem;
     creds = grpc::SslCredentials(ssl);
   }
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments args = grpcutil::clientChannelArguments();
   args.SetMaxReceiveMessageSize(80 << 20);  // a 64 MiB bundle in one Range
   // Reconnect quickly after etcd comes back; our own loop backs off with jitter.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
