@@ -220,43 +220,41 @@ int main(int argc, char** argv) {
   AgentMetrics metrics(registry);
   admin::SessionHub sessions;
   // The policy store owns generations: every load of the control files goes through it.
-  admin::PolicyStore policy(
-      admin::smtpdSchema(
-          [&](const std::string& copy) -> absl::StatusOr<admin::Compiled> {
-            auto cfg = loadSmtpdConfig(copy, cipherVariants);
-            if (!cfg.ok()) return cfg.status();
-            (*cfg)->rebase(home);
-            return admin::Compiled(*cfg);
-          },
-          [](const admin::Compiled& compiled) -> absl::Status {
-            // qmail-smtpd relays for everyone without rcpthosts; a remote change must not.
-            if (!static_cast<const SmtpdConfig*>(compiled.get())->haveRcpthosts)
-              return absl::InvalidArgumentError(
-                  "rcpthosts: a policy without control/rcpthosts would make qtls-smtpd an open "
-                  "relay; refused");
-            return absl::OkStatus();
-          }),
-      home, adminFlags.stateDir,
-      [&](uint64_t gen, const std::string& digest, const admin::Items&, admin::Compiled compiled) {
-        auto before = store.current();
-        if (auto s = store.publish(std::static_pointer_cast<SmtpdConfig>(compiled), gen, digest);
-            !s.ok())
-          return s;
-        auto cfg = store.current();
-        if (before && before->tlsFor("") && !cfg->tlsFor(""))
-          log::warn(text::cat("policy: generation ", gen,
-                              " has no servercert.pem: STARTTLS is no longer offered, a client "
-                              "that asks for it gets 454, and clients that require TLS will "
-                              "defer their mail"));
-        metrics.config.inForce(gen, digest);
-        const auto* t = cfg->tlsFor("");
-        const long long notAfter = t ? tls::certificateNotAfter(t->defaultCtx.get()) : -1;
-        if (notAfter < 0)
-          metrics.certExpiry.remove({"servercert"});
-        else
-          metrics.certExpiry.with({"servercert"}).set(static_cast<double>(notAfter));
-        return absl::OkStatus();
-      });
+  auto loadSmtpd = [&](const std::string& copy) -> absl::StatusOr<std::shared_ptr<SmtpdConfig>> {
+    auto cfg = loadSmtpdConfig(copy, cipherVariants);
+    if (cfg.ok()) (*cfg)->rebase(home);
+    return cfg;
+  };
+  // qmail-smtpd relays for everyone without rcpthosts; a remote change must not.
+  auto noOpenRelay = [](const SmtpdConfig& cfg) -> absl::Status {
+    if (!cfg.haveRcpthosts)
+      return absl::InvalidArgumentError(
+          "rcpthosts: a policy without control/rcpthosts would make qtls-smtpd an open "
+          "relay; refused");
+    return absl::OkStatus();
+  };
+  auto activateSmtpd = [&](uint64_t gen, const std::string& digest, const admin::Items&,
+                           std::shared_ptr<SmtpdConfig> cfg) {
+    auto before = store.current();
+    if (auto s = store.publish(std::move(cfg), gen, digest); !s.ok()) return s;
+    auto now = store.current();
+    if (before && before->tlsFor("") && !now->tlsFor(""))
+      log::warn(text::cat("policy: generation ", gen,
+                          " has no servercert.pem: STARTTLS is no longer offered, a client "
+                          "that asks for it gets 454, and clients that require TLS will "
+                          "defer their mail"));
+    metrics.config.inForce(gen, digest);
+    const auto* t = now->tlsFor("");
+    const long long notAfter = t ? tls::certificateNotAfter(t->defaultCtx.get()) : -1;
+    if (notAfter < 0)
+      metrics.certExpiry.remove({"servercert"});
+    else
+      metrics.certExpiry.with({"servercert"}).set(static_cast<double>(notAfter));
+    return absl::OkStatus();
+  };
+  admin::PolicyStore policy(admin::smtpdSchema(), home, adminFlags.stateDir,
+                            std::make_unique<admin::TypedCompiler<SmtpdConfig>>(
+                                loadSmtpd, activateSmtpd, noOpenRelay, &candidate));
   fleet::FleetNode* fleetNode = nullptr;  // set below with --fleet-etcd
   policy.setObserver([&](const std::string& op, bool applied) {
     metrics.config.change(op, applied);
@@ -267,7 +265,6 @@ int main(int argc, char** argv) {
       fleet::openAsServiceUser(user, adminFlags.stateDir, fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
-  if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
 
   asio::io_context io;
   daemon::Runner runner(io);  // before anything is published: see daemon/serve.h

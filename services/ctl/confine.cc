@@ -118,9 +118,9 @@ int confine(Args& a) {
   }
   admin::Schema schema;
   if (daemon == "qtls-remoted" || daemon == "remoted")
-    schema = admin::remotedSchema(nullptr);
+    schema = admin::remotedSchema();
   else if (daemon == "qtls-smtpd" || daemon == "smtpd")
-    schema = admin::smtpdSchema(nullptr);
+    schema = admin::smtpdSchema();
   else
     usage("confine: --daemon qtls-remoted or qtls-smtpd");
   if (dir.empty() || dir[0] != '/') usage("confine: --policy-dir needs an absolute path");

@@ -41,8 +41,7 @@ const char* env(const char* name) {
 // The files of DIR that `component`'s policy owns, read as `policy apply --from` reads them.
 std::map<std::string, std::string> readPolicyDir(const std::string& dir,
                                                  const std::string& component) {
-  admin::Schema schema =
-      component == "remote" ? admin::remotedSchema(nullptr) : admin::smtpdSchema(nullptr);
+  admin::Schema schema = component == "remote" ? admin::remotedSchema() : admin::smtpdSchema();
   v1::GetPolicyResponse owned;
   owned.set_daemon(schema.daemon);
   for (const admin::Rule& r : schema.rules) owned.add_owned_patterns(r.pattern());

@@ -219,39 +219,37 @@ int main(int argc, char** argv) {
   tls::ClientSessionCache tlsSessions;
   SmtpConn::setQuickAck(connFlags.quickAck);
   // The policy store owns generations: every load of the control files goes through it.
-  admin::PolicyStore policy(
-      admin::remotedSchema([&](const std::string& copy) -> absl::StatusOr<admin::Compiled> {
-        auto cfg = loadRemoteConfig(copy);
-        if (!cfg.ok()) return cfg.status();
-        (*cfg)->rebase(home);
-        return admin::Compiled(*cfg);
-      }),
-      home, adminFlags.stateDir,
-      [&](uint64_t gen, const std::string& digest, const admin::Items& items,
-          admin::Compiled compiled) {
-        if (auto s = store.publish(std::static_pointer_cast<RemoteConfig>(compiled), gen, digest);
-            !s.ok())
-          return s;
-        metrics.config.inForce(gen, digest);
-        connCache.retire(digest);  // idle connections made under another policy get QUIT
-        long long soonest = -1;
-        std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once
-        for (const auto& [path, content] : items) {
-          if (path.rfind("tlshosts/", 0) != 0 || !seen.insert(content).second) continue;
-          long long t = tls::earliestNotAfter(content);
-          if (t >= 0 && (soonest < 0 || t < soonest)) soonest = t;
-        }
-        auto expiry = [&](const char* cert, long long notAfter) {
-          if (notAfter < 0)
-            metrics.certExpiry.remove({cert});
-          else
-            metrics.certExpiry.with({cert}).set(static_cast<double>(notAfter));
-        };
-        expiry("tlshosts_ca", soonest);
-        auto cc = items.find("clientcert.pem");
-        expiry("clientcert", cc == items.end() ? -1 : tls::earliestNotAfter(cc->second));
-        return absl::OkStatus();
-      });
+  auto loadRemote = [&](const std::string& copy) -> absl::StatusOr<std::shared_ptr<RemoteConfig>> {
+    auto cfg = loadRemoteConfig(copy);
+    if (cfg.ok()) (*cfg)->rebase(home);
+    return cfg;
+  };
+  auto activateRemote = [&](uint64_t gen, const std::string& digest, const admin::Items& items,
+                            std::shared_ptr<RemoteConfig> cfg) {
+    if (auto s = store.publish(std::move(cfg), gen, digest); !s.ok()) return s;
+    metrics.config.inForce(gen, digest);
+    connCache.retire(digest);  // idle connections made under another policy get QUIT
+    long long soonest = -1;
+    std::set<std::string_view> seen;  // a bundle named for many hosts is parsed once
+    for (const auto& [path, content] : items) {
+      if (path.rfind("tlshosts/", 0) != 0 || !seen.insert(content).second) continue;
+      long long t = tls::earliestNotAfter(content);
+      if (t >= 0 && (soonest < 0 || t < soonest)) soonest = t;
+    }
+    auto expiry = [&](const char* cert, long long notAfter) {
+      if (notAfter < 0)
+        metrics.certExpiry.remove({cert});
+      else
+        metrics.certExpiry.with({cert}).set(static_cast<double>(notAfter));
+    };
+    expiry("tlshosts_ca", soonest);
+    auto cc = items.find("clientcert.pem");
+    expiry("clientcert", cc == items.end() ? -1 : tls::earliestNotAfter(cc->second));
+    return absl::OkStatus();
+  };
+  admin::PolicyStore policy(admin::remotedSchema(), home, adminFlags.stateDir,
+                            std::make_unique<admin::TypedCompiler<RemoteConfig>>(
+                                loadRemote, activateRemote, nullptr, &candidate));
   fleet::FleetNode* fleetNode = nullptr;  // set below with --fleet-etcd
   policy.setObserver([&](const std::string& op, bool applied) {
     metrics.config.change(op, applied);
@@ -262,7 +260,6 @@ int main(int argc, char** argv) {
       fleet::openAsServiceUser(user, adminFlags.stateDir, fleetFlags, policy, metrics.config);
   if (!node.ok()) die(std::string(node.status().message()));
   fleetNode = node->get();
-  if (fleetNode) fleetNode->setCandidateSink(fleet::candidateInto(candidate));
   // The io_context before the resolver: at shutdown the resolver goes first, and the answers it
   // still owes are posted to a live io_context, whose destructor then drops them.
   asio::io_context io;

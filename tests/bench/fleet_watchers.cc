@@ -107,10 +107,8 @@ int main(int argc, char** argv) {
     const std::string home = dir + "/n" + std::to_string(i);
     fs::create_directories(home + "/control");
     std::ofstream(home + "/control/me") << "n" << i << ".bench\n";
-    stores.push_back(
-        std::make_unique<admin::PolicyStore>(admin::remotedSchema(nullptr), home, home + "/state",
-                                             [](uint64_t, const std::string&, const admin::Items&,
-                                                admin::Compiled) { return absl::OkStatus(); }));
+    stores.push_back(std::make_unique<admin::PolicyStore>(admin::remotedSchema(), home,
+                                                          home + "/state", nullptr));
     if (auto s = stores.back()->open(); !s.ok()) die(std::string(s.message()));
     fleet::NodeOptions o;
     o.etcd = *opts;

@@ -34,6 +34,16 @@ namespace qtls::admin {
 using namespace internal;
 namespace fs = std::filesystem;
 
+namespace {
+
+// Puts a compiled generation in force; a store without a compiler has nothing to activate.
+absl::Status activate(CompiledPolicy* compiled, uint64_t gen, const std::string& digest,
+                      const Items& items) {
+  return compiled ? compiled->activate(gen, digest, items) : absl::OkStatus();
+}
+
+}  // namespace
+
 std::string describe(const std::vector<Change>& changes) {
   std::string what;
   for (const Change& c : changes)
@@ -53,12 +63,13 @@ void crashPoint(const char* point) {
   }
 }
 
-PolicyStore::PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate)
+PolicyStore::PolicyStore(Schema schema, std::string home, std::string stateDir,
+                         std::unique_ptr<PolicyCompiler> compiler)
     : schema_(std::move(schema)),
       home_(std::move(home)),
       control_(home_ + "/control"),
       state_(std::move(stateDir)),
-      activate_(std::move(activate)) {}
+      compiler_(std::move(compiler)) {}
 
 PolicyStore::~PolicyStore() {
   if (lockFd_ >= 0) ::close(lockFd_);  // releases the flock
@@ -154,7 +165,7 @@ absl::Status PolicyStore::open() {
             "control files changed while the daemon was down");
     }
   }
-  if (auto s = activate_(gen, digest, *disk, *compiled); !s.ok()) return s;
+  if (auto s = activate(compiled->get(), gen, digest, *disk); !s.ok()) return s;
   cur_ = Snapshot{gen, digest, std::move(*disk)};
   return absl::OkStatus();
 }
@@ -167,10 +178,12 @@ absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
   const std::string digest = digestOf(*disk);
   auto compiled = compile(*disk, false);
   if (digest == cur_.digest)  // only files outside the policy (smtproutes, me) changed
-    return compiled.ok() ? activate_(cur_.generation, digest, *disk, *compiled) : compiled.status();
+    return compiled.ok() ? activate(compiled->get(), cur_.generation, digest, *disk)
+                         : compiled.status();
   const uint64_t gen = cur_.generation + 1;
   std::vector<Change> changes = diff(cur_.items, *disk);
-  absl::Status s = compiled.ok() ? activate_(gen, digest, *disk, *compiled) : compiled.status();
+  absl::Status s =
+      compiled.ok() ? activate(compiled->get(), gen, digest, *disk) : compiled.status();
   if (!s.ok()) {
     audit(caller, "hand-edit", "refused", cur_.generation, cur_.generation, digest, changes,
           std::string(s.message()));
@@ -345,7 +358,7 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   // Applied means serving. The loader accepted this content on a private copy, so only the
   // machine can fail it here (disk, permissions): the files are generation `gen`, the daemon
   // still serves the one before, and nothing else changes until a restart loads `gen`.
-  if (auto s = activate_(gen, r.digestAfter, next, *compiled); !s.ok())
+  if (auto s = activate(compiled->get(), gen, r.digestAfter, next); !s.ok())
     return broken(absl::InternalError(text::cat("generation ", gen,
                                                 " was written but could not "
                                                 "be loaded: ",
@@ -357,7 +370,11 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   return r;
 }
 
-absl::StatusOr<Compiled> PolicyStore::preview(const Items& items) const {
+void PolicyStore::withdrawCandidate() {
+  if (compiler_) compiler_->withdrawCandidate();
+}
+
+absl::StatusOr<std::unique_ptr<CompiledPolicy>> PolicyStore::preview(const Items& items) const {
   std::lock_guard<std::mutex> lock(mu_);  // compile() uses the one private copy
   caChecked_.clear();
   size_t total = 0;

@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "admin/policy_compiler.h"
 
 namespace qtls::admin {
 
@@ -71,25 +72,13 @@ struct Rule {
   std::string pattern() const { return directory() ? path + "*" + suffix : path; }
 };
 
-// A daemon's configuration compiled from one generation: what its activation publishes.
-using Compiled = std::shared_ptr<void>;
-
+// The files a daemon's policy owns.
 struct Schema {
   std::string daemon;  // "qtls-remoted"
   std::vector<Rule> rules;
-  // Loads the daemon's whole configuration from `home` (home/control/...): a private copy of
-  // control/ holding exactly the generation's policy files. What it returns is what serves,
-  // so a delivery never sees files other than the generation's.
-  std::function<absl::StatusOr<Compiled>(const std::string& home)> compile;
-  // Conditions only a change through the API must meet (hand edits follow qmail's rules).
-  std::function<absl::Status(const Compiled&)> checkChange;
 };
-Schema remotedSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
-                     std::function<absl::Status(const Compiled&)> checkChange = nullptr);
-Schema smtpdSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
-                   std::function<absl::Status(const Compiled&)> checkChange = nullptr);
-
-using Items = std::map<std::string, std::string>;  // path under control/ -> contents
+Schema remotedSchema();
+Schema smtpdSchema();
 
 struct Change {
   enum class Op { kAdded, kRemoved, kModified };
@@ -127,11 +116,10 @@ struct Snapshot {
 
 class PolicyStore {
  public:
-  // `activate(generation, digest, items, compiled)` swaps the daemon's configuration compiled
-  // from `items` in, labelled with that generation and digest; on error the old must stay.
-  using Activate = std::function<absl::Status(uint64_t generation, const std::string& digest,
-                                              const Items& items, Compiled compiled)>;
-  PolicyStore(Schema schema, std::string home, std::string stateDir, Activate activate);
+  // `compiler` loads each generation with the daemon's own loader and puts it in force; without
+  // one (qtlsctl, tests of the files alone) the store checks the files and activates nothing.
+  PolicyStore(Schema schema, std::string home, std::string stateDir,
+              std::unique_ptr<PolicyCompiler> compiler);
   ~PolicyStore();
   PolicyStore(const PolicyStore&) = delete;
   PolicyStore& operator=(const PolicyStore&) = delete;
@@ -173,7 +161,10 @@ class PolicyStore {
   // A whole policy judged without applying it (a fleet candidate, evaluated report-only): each
   // file checked as ApplyPolicy checks it, then the whole loaded by the daemon's own loader.
   // Nothing is written, audited or activated. Errors: INVALID_ARGUMENT naming the file.
-  absl::StatusOr<Compiled> preview(const Items& items) const;
+  // Null without a compiler.
+  absl::StatusOr<std::unique_ptr<CompiledPolicy>> preview(const Items& items) const;
+  // The fleet's candidate went or cannot be used: the daemon evaluates none.
+  void withdrawCandidate();
 
   // Generations whose content is still on disk, oldest first.
   std::vector<uint64_t> history() const;
@@ -194,7 +185,7 @@ class PolicyStore {
   absl::StatusOr<Items> readDisk() const;
   absl::Status validateItem(const std::string& path, const std::string& content) const;
   // The whole candidate, loaded by the daemon's own loader from a private copy of control/.
-  absl::StatusOr<Compiled> compile(const Items& items, bool viaApi) const;
+  absl::StatusOr<std::unique_ptr<CompiledPolicy>> compile(const Items& items, bool viaApi) const;
   absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected,
                                       const std::string& expectedDigest, bool dryRun,
                                       const std::string& op, const std::string& reason,
@@ -216,7 +207,7 @@ class PolicyStore {
 
   Schema schema_;
   std::string home_, control_, state_;
-  Activate activate_;
+  std::unique_ptr<PolicyCompiler> compiler_;
   std::function<void(const std::string&, bool)> observer_;
   mutable std::mutex mu_;  // one change at a time; guards cur_
   Snapshot cur_;

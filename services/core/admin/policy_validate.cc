@@ -85,8 +85,7 @@ const char* kindWord(ItemKind k) {
 
 std::string kindName(ItemKind k) { return kindWord(k); }
 
-Schema remotedSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
-                     std::function<absl::Status(const Compiled&)> checkChange) {
+Schema remotedSchema() {
   return Schema{"qtls-remoted",
                 {
                     {ItemKind::kTlshostsExhaustive, "tlshosts/exhaustivelist", "", Content::kAny},
@@ -95,13 +94,10 @@ Schema remotedSchema(std::function<absl::StatusOr<Compiled>(const std::string&)>
                     {ItemKind::kTlspolicy, "tlspolicy", "", Content::kText},
                     {ItemKind::kClientCert, "clientcert.pem", "", Content::kCertAndKey},
                     {ItemKind::kClientCiphers, "tlsclientciphers", "", Content::kText},
-                },
-                std::move(compile),
-                std::move(checkChange)};
+                }};
 }
 
-Schema smtpdSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> compile,
-                   std::function<absl::Status(const Compiled&)> checkChange) {
+Schema smtpdSchema() {
   return Schema{"qtls-smtpd",
                 {
                     {ItemKind::kServerCert, "servercert.pem", "", Content::kCertAndKey},
@@ -111,9 +107,7 @@ Schema smtpdSchema(std::function<absl::StatusOr<Compiled>(const std::string&)> c
                     {ItemKind::kServerCiphers, "tlsserverciphers", "", Content::kText},
                     {ItemKind::kRelayClients, "relayclients", "", Content::kText},
                     {ItemKind::kRcpthosts, "rcpthosts", "", Content::kHostList},
-                },
-                std::move(compile),
-                std::move(checkChange)};
+                }};
 }
 
 std::string PolicyStore::redactKeys(const std::string& pem, bool* redacted) {
@@ -263,8 +257,9 @@ absl::Status PolicyStore::validateItem(const std::string& path, const std::strin
   return absl::OkStatus();
 }
 
-absl::StatusOr<Compiled> PolicyStore::compile(const Items& items, bool viaApi) const {
-  if (!schema_.compile) return Compiled();
+absl::StatusOr<std::unique_ptr<CompiledPolicy>> PolicyStore::compile(const Items& items,
+                                                                     bool viaApi) const {
+  if (!compiler_) return nullptr;
   // A private copy of control/ with the candidate in place, loaded by the daemon's own loader.
   const std::string home = state_ + "/check";
   std::error_code ec;
@@ -314,9 +309,9 @@ absl::StatusOr<Compiled> PolicyStore::compile(const Items& items, bool viaApi) c
     fs::create_directories(dirOf(copy + "/" + path), ec);
     if (auto w = writeAtomic(copy + "/" + path, content, 0600, false); !w.ok()) return w;
   }
-  absl::StatusOr<Compiled> compiled = schema_.compile(home);
+  auto compiled = compiler_->compile(home);
   absl::Status s = compiled.status();
-  if (s.ok() && viaApi && schema_.checkChange) s = schema_.checkChange(*compiled);
+  if (s.ok() && viaApi) s = (*compiled)->checkChange();
   if (!s.ok()) {
     // Name files by their place in control/, not in the private copy: relative to control/
     // for an API caller, the full path for the log of a start or reload.

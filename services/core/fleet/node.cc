@@ -218,14 +218,15 @@ absl::Status FleetNode::onCandidate(Etcd& etcd, const std::optional<KeyValue>& k
     if (state_.candidateDigest == c.digest() && state_.candidateError == error)
       return absl::OkStatus();
   }
-  admin::Compiled compiled;
+  std::unique_ptr<admin::CompiledPolicy> compiled;
   if (error.empty() && !c.digest().empty()) {
     auto items = getBundle(etcd, layout_, o_.component, c.digest());
     if (!items.ok() && absl::IsUnavailable(items.status())) return items.status();
-    auto built =
-        items.ok() ? store_.preview(*items) : absl::StatusOr<admin::Compiled>(items.status());
+    auto built = items.ok()
+                     ? store_.preview(*items)
+                     : absl::StatusOr<std::unique_ptr<admin::CompiledPolicy>>(items.status());
     if (built.ok())
-      compiled = *built;
+      compiled = std::move(*built);
     else
       error = std::string(built.status().message());
   }
@@ -234,7 +235,11 @@ absl::Status FleetNode::onCandidate(Etcd& etcd, const std::optional<KeyValue>& k
                         " not evaluated: ", error));
   else if (!c.digest().empty())
     log::info(text::cat("fleet: evaluating candidate ", c.digest(), " report-only"));
-  if (candidateSink_) candidateSink_(compiled ? c.digest() : std::string(), compiled);
+  // Report-only: the candidate is judged beside the policy in force, or there is none.
+  if (compiled)
+    compiled->offerAsCandidate(c.digest());
+  else
+    store_.withdrawCandidate();
   {
     std::lock_guard<std::mutex> lock(mu_);
     state_.candidateDigest = c.digest();

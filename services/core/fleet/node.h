@@ -60,12 +60,6 @@ class FleetNode {
   // The store changed the policy (any caller): the status is written again, with drift.
   void policyChanged();
 
-  // Report-only: receives each candidate, compiled by the daemon's loader without being
-  // applied, and (digest "", nullptr) when it is withdrawn or cannot be used. Set before
-  // start().
-  using CandidateSink = std::function<void(const std::string& digest, admin::Compiled compiled)>;
-  void setCandidateSink(CandidateSink f) { candidateSink_ = std::move(f); }
-
   NodeState state() const;
   // Called (from the node's thread) whenever state() changes.
   void setObserver(std::function<void(const NodeState&)> f) { observer_ = std::move(f); }
@@ -83,7 +77,6 @@ class FleetNode {
   Layout layout_;
   admin::PolicyStore& store_;
   std::function<void(const NodeState&)> observer_;
-  CandidateSink candidateSink_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
@@ -95,17 +88,5 @@ class FleetNode {
   int64_t lease_ = 0;
   std::thread thread_;
 };
-
-// A candidate sink that publishes each candidate in `slot` (the daemon's configuration type T)
-// under its digest, and empties it when the candidate goes.
-template <typename T>
-FleetNode::CandidateSink candidateInto(SnapshotStore<T>& slot) {
-  return [&slot](const std::string& digest, admin::Compiled compiled) {
-    if (!compiled)
-      slot.clear();
-    else
-      slot.publish(std::static_pointer_cast<T>(compiled), 0, digest).IgnoreError();
-  };
-}
 
 }  // namespace qtls::fleet

@@ -29,9 +29,8 @@ class AdminServerTest : public ::testing::Test {
     fs::create_directories(root_ + "/qmail/control");
     std::ofstream(root_ + "/qmail/control/tlspolicy") << "example.com encrypt\n";
     std::ofstream(root_ + "/qmail/control/me") << "mx.example.org\n";
-    store_ = std::make_unique<PolicyStore>(
-        remotedSchema(compileRemote), root_ + "/qmail", root_ + "/state",
-        [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); });
+    store_ = std::make_unique<PolicyStore>(remotedSchema(), root_ + "/qmail", root_ + "/state",
+                                           remoteCompiler());
     ASSERT_TRUE(store_->open().ok());
     deliveries_ = &registry_.counter("qtls_test_deliveries_total", "test", {"result"});
     deliveries_->with({"success"}).add(3);
@@ -285,9 +284,7 @@ class AdminServerStart : public ::testing::Test {
     char tmpl[] = "/tmp/qtls-admin-XXXXXX";
     return std::string(mkdtemp(tmpl));
   }();
-  PolicyStore store_{
-      remotedSchema(nullptr), root_, root_ + "/state",
-      [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); }};
+  PolicyStore store_{remotedSchema(), root_, root_ + "/state", nullptr};
   stats::Registry registry_;
   SessionHub hub_;
   AdminServer server_{store_, registry_, hub_, nullptr};

@@ -18,11 +18,15 @@ namespace qtls::admin {
 
 namespace fs = std::filesystem;
 
-// The remote daemon's loader, as qtls-remoted gives it to its store.
-inline absl::StatusOr<Compiled> compileRemote(const std::string& home) {
-  auto cfg = remoted::loadRemoteConfig(home);
-  if (!cfg.ok()) return cfg.status();
-  return Compiled(*cfg);
+// The remote daemon's loader, as qtls-remoted gives it to its store, and an activation that
+// calls `activated` (or nothing).
+inline std::unique_ptr<PolicyCompiler> remoteCompiler(
+    std::function<absl::Status(uint64_t generation)> activated = nullptr) {
+  return std::make_unique<TypedCompiler<remoted::RemoteConfig>>(
+      remoted::loadRemoteConfig, [activated](uint64_t gen, const std::string&, const Items&,
+                                             std::shared_ptr<remoted::RemoteConfig>) {
+        return activated ? activated(gen) : absl::OkStatus();
+      });
 }
 
 inline std::string slurp(const std::string& path) {
@@ -59,12 +63,11 @@ class PolicyStoreTest : public ::testing::Test {
   }
 
   std::unique_ptr<PolicyStore> open() {
-    auto s = std::make_unique<PolicyStore>(
-        remotedSchema(compileRemote), home_, state_,
-        [this](uint64_t gen, const std::string&, const Items&, Compiled) {
-          activated_ = gen;
-          return activateResult_;
-        });
+    auto s = std::make_unique<PolicyStore>(remotedSchema(), home_, state_,
+                                           remoteCompiler([this](uint64_t gen) {
+                                             activated_ = gen;
+                                             return activateResult_;
+                                           }));
     auto st = s->open();
     EXPECT_TRUE(st.ok()) << st.message();
     return s;

@@ -277,9 +277,7 @@ TEST_F(PolicyStoreTest, CrashAtAnyStepLeavesOldOrNewPolicyWhole) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       setenv("QTLS_CRASH_POINT", p.name, 1);
-      auto store = std::make_unique<PolicyStore>(
-          remotedSchema(compileRemote), home_, state_,
-          [](uint64_t, const std::string&, const Items&, Compiled) { return absl::OkStatus(); });
+      auto store = std::make_unique<PolicyStore>(remotedSchema(), home_, state_, remoteCompiler());
       if (!store->open().ok()) _exit(3);
       ChangeRequest r;
       r.expectedGeneration = 1;
