@@ -59,7 +59,7 @@ class Session {
   asio::awaitable<Ended> reuse();
   asio::awaitable<bool> establish(const Target& t, const TlsPlan& plan, unsigned port);
   asio::awaitable<Ended> transaction();
-  asio::awaitable<Ended> pipelined();
+  std::string commandLine(size_t i) const;  // MAIL, RCPT i, or DATA
   asio::awaitable<Ended> afterRecipients(bool anyAccepted, SmtpConn::ReadResult& dataReply);
   bool recipientReply(size_t i, const smtp::Reply& r);
   asio::awaitable<bool> greeting(bool implicit);

@@ -1,9 +1,11 @@
 // One transaction on an established connection (spec 2.8-2.10): MAIL, RCPT for each
-// recipient, DATA, the body and the final dot; lock-step, or pipelined (RFC 2920) when the
-// server offers PIPELINING: MAIL, every RCPT and DATA in one write, the replies matched in
-// order. The report is the same byte for byte either way.
+// recipient, DATA, the body and the final dot. The commands before the body go in batches:
+// all in one write when the server offers PIPELINING (RFC 2920), one at a time otherwise, so
+// lock-step is a pipeline whose batch holds one command; the replies are matched in order and
+// judged by the same code either way, so the report is the same byte for byte.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "session.h"
@@ -31,93 +33,81 @@ bool Session::recipientReply(size_t i, const smtp::Reply& r) {
   return r.code < 400;
 }
 
-asio::awaitable<Session::Ended> Session::transaction() {
-  rcptCodes_.assign(req_.recipients.size(), 0);
-  if (facts_.pipelining) co_return co_await pipelined();
-  SmtpConn::ReadResult rr;
-  // MAIL. On a reused connection, a connection found dead here (it talked while idle, an I/O
-  // error, a malformed reply, 421) is not reported: the delivery goes on a new one.
-  if (conn_->unread() > 0) {
-    if (deadReused(nullptr)) co_return Ended::kDeadReused;
-    outOfStep("a reply before the command was sent");
-    co_return Ended::kReported;
-  }
-  if (auto ec = co_await conn_->write(mailLine(req_))) {
-    if (deadReused(nullptr)) co_return Ended::kDeadReused;
-    died();
-    co_return Ended::kReported;
-  }
-  rr = co_await conn_->readReply();
-  if (rr.ok() && conn_->buffered() > 0) rr.protocolError = "more than one reply at once";
-  if (deadReused(&rr)) co_return Ended::kDeadReused;
-  if (!rr.ok()) {
-    died(&rr);
-    co_return Ended::kReported;
-  }
-  if (rr.reply.code >= 400) {
-    end(Failure::kMailRefused, context(&rr.reply));
-    co_return Ended::kReported;
-  }
-  bool anyAccepted = false;
-  for (size_t i = 0; i < req_.recipients.size(); ++i) {
-    if (!co_await command(rcptLine(req_.recipients[i]), rr)) co_return Ended::kReported;
-    if (recipientReply(i, rr.reply)) anyAccepted = true;
-  }
-  if (!anyAccepted) {
-    end(Failure::kNoRecipients, context());
-    co_return Ended::kReported;
-  }
-  // The last moment at which nothing can be queued yet: nobody waits for this delivery.
-  if (!control_.stillWanted()) {
-    died();
-    co_return Ended::kReported;
-  }
-  if (!co_await command("DATA\r\n", rr)) co_return Ended::kReported;
-  co_return co_await afterRecipients(true, rr);
+std::string Session::commandLine(size_t i) const {
+  if (i == 0) return mailLine(req_);
+  if (i <= req_.recipients.size()) return rcptLine(req_.recipients[i - 1]);
+  return "DATA\r\n";
 }
 
-asio::awaitable<Session::Ended> Session::pipelined() {
-  std::string batch = mailLine(req_);
-  for (const std::string& r : req_.recipients) batch += rcptLine(r);
-  batch += "DATA\r\n";
-  // DATA leaves with the rest: this is the last moment nothing can be queued yet (the body
-  // goes only after 354, and the final dot only after stillWanted() again).
-  if (!control_.stillWanted()) {
-    died();
-    co_return Ended::kReported;
-  }
-  if (conn_->unread() > 0) {
-    if (deadReused(nullptr)) co_return Ended::kDeadReused;
-    outOfStep("a reply before the command was sent");
-    co_return Ended::kReported;
-  }
-  if (auto ec = co_await conn_->write(batch)) {
-    if (deadReused(nullptr)) co_return Ended::kDeadReused;
-    died();
-    co_return Ended::kReported;
-  }
-  SmtpConn::ReadResult rr;
-  rr = co_await conn_->readReply();  // MAIL's; the others may be in the buffer already
-  if (deadReused(&rr)) co_return Ended::kDeadReused;
-  if (!rr.ok()) {
-    died(&rr);
-    co_return Ended::kReported;
-  }
-  if (rr.reply.code >= 400) {
-    // The replies to the RCPTs and DATA are still on their way: not a connection to QUIT on.
-    EndingContext c = context(&rr.reply);
-    c.owed = true;
-    end(Failure::kMailRefused, c);
-    co_return Ended::kReported;
-  }
+asio::awaitable<Session::Ended> Session::transaction() {
+  const size_t n = req_.recipients.size();
+  const size_t total = n + 2;  // MAIL, the RCPTs, DATA
+  const size_t batch = facts_.pipelining ? total : 1;
+  rcptCodes_.assign(n, 0);
   bool anyAccepted = false;
-  for (size_t i = 0; i < req_.recipients.size(); ++i) {
-    if (!co_await reply(rr, true)) co_return Ended::kReported;
-    if (recipientReply(i, rr.reply)) anyAccepted = true;
+  SmtpConn::ReadResult rr;
+  // `next` is the command whose reply comes next; [next, sent) are on their way.
+  for (size_t next = 0, sent = 0; next < total; ++next) {
+    // On a reused connection, one found dead before MAIL was answered (it talked while idle, an
+    // I/O error, a malformed reply, 421) is not reported: the delivery goes on a new one.
+    const bool first = next == 0;
+    if (next == sent) {
+      const size_t upTo = std::min(total, sent + batch);
+      if (upTo == total) {  // DATA goes in this batch
+        // Lock-step: no recipient accepted, so no DATA.
+        if (next > 0 && !anyAccepted) {
+          end(Failure::kNoRecipients, context());
+          co_return Ended::kReported;
+        }
+        // The last moment at which nothing can be queued yet: the body goes only after 354,
+        // and the final dot only after stillWanted() again.
+        if (!control_.stillWanted()) {
+          died();
+          co_return Ended::kReported;
+        }
+      }
+      // A reply that came before its command answers nothing we said: every later reply
+      // would be taken for the wrong command.
+      if (conn_->unread() > 0) {
+        if (first && deadReused(nullptr)) co_return Ended::kDeadReused;
+        outOfStep("a reply before the command was sent");
+        co_return Ended::kReported;
+      }
+      std::string lines;
+      for (size_t i = sent; i < upTo; ++i) lines += commandLine(i);
+      if (auto ec = co_await conn_->write(lines)) {
+        if (first && deadReused(nullptr)) co_return Ended::kDeadReused;
+        died();
+        co_return Ended::kReported;
+      }
+      sent = upTo;
+    }
+    // Replies still owed after this one may already be buffered; past the last, none may be
+    // (e.g. an injected extra 250 to RCPT).
+    const bool owed = sent > next + 1;
+    rr = co_await conn_->readReply();
+    if (rr.ok() && !owed && conn_->buffered() > 0) rr.protocolError = "more than one reply at once";
+    if (first && deadReused(&rr)) co_return Ended::kDeadReused;
+    if (!rr.ok()) {
+      died(&rr);
+      co_return Ended::kReported;
+    }
+    if (first) {
+      if (rr.reply.code >= 400) {
+        // Pipelined, the replies to the RCPTs and DATA are still on their way: not a
+        // connection to QUIT on.
+        EndingContext c = context(&rr.reply);
+        c.owed = owed;
+        end(Failure::kMailRefused, c);
+        co_return Ended::kReported;
+      }
+    } else if (next <= n) {
+      if (recipientReply(next - 1, rr.reply)) anyAccepted = true;
+    } else {
+      co_return co_await afterRecipients(anyAccepted, rr);
+    }
   }
-  // DATA's reply is the last one owed: nothing may follow it.
-  if (!co_await reply(rr)) co_return Ended::kReported;
-  co_return co_await afterRecipients(anyAccepted, rr);
+  co_return Ended::kReported;  // not reached: DATA's reply returns above
 }
 
 // From DATA's reply to the final one.
