@@ -6,18 +6,15 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <mutex>
 #include <set>
 
+#include "admin/listeners.h"
+#include "admin/proto_convert.h"
 #include "admin/tls_front.h"
-#include "control/control_files.h"
 #include "grpc/health/v1/health.pb.h"
 #include "log/log.h"
 #include "qtls/v1/metrics.grpc.pb.h"
@@ -25,148 +22,6 @@
 #include "util/text.h"
 
 namespace qtls::admin {
-namespace {
-
-grpc::Status toGrpc(const absl::Status& s) {
-  grpc::StatusCode c = grpc::StatusCode::INTERNAL;
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-      return grpc::Status::OK;
-    case absl::StatusCode::kInvalidArgument:
-      c = grpc::StatusCode::INVALID_ARGUMENT;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-      c = grpc::StatusCode::FAILED_PRECONDITION;
-      break;
-    case absl::StatusCode::kAborted:  // compare-and-swap conflict: read again, then retry
-      c = grpc::StatusCode::ABORTED;
-      break;
-    case absl::StatusCode::kNotFound:
-      c = grpc::StatusCode::NOT_FOUND;
-      break;
-    case absl::StatusCode::kPermissionDenied:
-      c = grpc::StatusCode::PERMISSION_DENIED;
-      break;
-    case absl::StatusCode::kUnavailable:  // the store's disk trouble: not "try elsewhere"
-      c = grpc::StatusCode::INTERNAL;
-      break;
-    case absl::StatusCode::kDataLoss:
-      c = grpc::StatusCode::DATA_LOSS;
-      break;
-    default:
-      break;
-  }
-  return grpc::Status(c, std::string(s.message()));
-}
-
-// proto3 strings must be UTF-8 or the peer's parser refuses the whole message; HELO names,
-// remote replies and hand-made file names are not. Invalid bytes become \xNN.
-std::string utf8(const std::string& in) {
-  std::string out;
-  out.reserve(in.size());
-  size_t i = 0;
-  while (i < in.size()) {
-    const unsigned char c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= in.size();
-    for (size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
-    if (ok && len == 2) ok = c >= 0xC2;  // no overlong forms
-    if (ok && len == 3) {
-      const unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // no overlong, surrogates
-    }
-    if (ok && len == 4) {
-      const unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
-      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-    }
-    if (ok) {
-      out.append(in, i, len);
-      i += len;
-    } else {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-      ++i;
-    }
-  }
-  return out;
-}
-
-v1::ItemChange::Op opOf(Change::Op op) {
-  switch (op) {
-    case Change::Op::kAdded:
-      return v1::ItemChange::OP_ADDED;
-    case Change::Op::kRemoved:
-      return v1::ItemChange::OP_REMOVED;
-    case Change::Op::kModified:
-      return v1::ItemChange::OP_MODIFIED;
-  }
-  return v1::ItemChange::OP_UNSPECIFIED;
-}
-
-void fillResult(const ChangeResult& r, v1::PolicyChangeResult* out) {
-  out->set_applied(r.applied);
-  out->set_generation_before(r.generationBefore);
-  out->set_generation_after(r.generationAfter);
-  out->set_digest_before(r.digestBefore);
-  out->set_digest_after(r.digestAfter);
-  for (const Change& c : r.changes) {
-    v1::ItemChange* ic = out->add_changes();
-    ic->set_path(utf8(c.path));
-    ic->set_op(opOf(c.op));
-    ic->set_kind(static_cast<v1::ItemKind>(c.kind));
-    ic->set_old_sha256(c.oldSha256);
-    ic->set_new_sha256(c.newSha256);
-    ic->set_diff(utf8(c.diff));
-  }
-}
-
-std::string unixPath(const std::string& listen) {
-  std::string p = listen.substr(5);
-  if (p.rfind("//", 0) == 0) p = p.substr(2);
-  return p;
-}
-
-bool socketInUse(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  struct sockaddr_un sa {};
-  sa.sun_family = AF_UNIX;
-  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
-  bool used = ::connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) == 0;
-  ::close(fd);
-  return used;
-}
-
-absl::StatusOr<std::string> readWhole(const std::string& path, const char* flag) {
-  auto c = control::readFile(path);
-  if (!c.ok())
-    return absl::InvalidArgumentError(text::cat(flag, ": ", std::string(c.status().message())));
-  if (!*c) return absl::InvalidArgumentError(text::cat(flag, ": ", path, " does not exist"));
-  return std::move(**c);
-}
-
-}  // namespace
-
-absl::StatusOr<AllowList> loadAllowList(const std::string& path) {
-  auto lines = control::readList(path);
-  if (!lines.ok()) return lines.status();
-  if (!*lines) return absl::InvalidArgumentError(text::cat(path, " does not exist"));
-  AllowList out;
-  int n = 0;
-  for (const std::string& l : **lines) {
-    ++n;
-    std::vector<std::string_view> f = text::splitAny(l, " \t");
-    if (f.size() != 2 || (f[1] != "read" && f[1] != "write"))
-      return absl::InvalidArgumentError(
-          text::cat(path, " line ", n, ": expected \"<identity> read|write\", got \"", l, "\""));
-    out[std::string(f[0])] = f[1] == "write";
-  }
-  if (out.empty()) return absl::InvalidArgumentError(text::cat(path, " lists no identity"));
-  return out;
-}
 
 class AdminServer::Impl final : public v1::PolicyService::Service,
                                 public v1::TlsMetricsService::Service {
@@ -413,48 +268,17 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
   std::vector<std::string> tcp;  // addresses bound by the TLS front
   for (const std::string& l : o.listen) {
     if (l.rfind("unix:", 0) == 0) {
-      const std::string path = unixPath(l);
-      if (path.empty() || path[0] != '/')
-        return absl::InvalidArgumentError(
-            text::cat("--admin-listen ", l, ": a Unix socket needs an absolute path"));
-      struct stat st;
-      const std::string dir = path.substr(0, path.rfind('/'));
-      if (::stat(dir.empty() ? "/" : dir.c_str(), &st) != 0)
-        return absl::InvalidArgumentError(
-            text::cat("--admin-listen ", l, ": directory ", dir, ": ", std::strerror(errno)));
-      if (::lstat(path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-          return absl::InvalidArgumentError(
-              text::cat("--admin-listen ", l, ": ", path, " exists and is not a socket"));
-        if (socketInUse(path))
-          return absl::FailedPreconditionError(
-              text::cat("--admin-listen ", l, ": another process is serving on ", path));
-        ::unlink(path.c_str());  // left over from an earlier run
-      }
-      builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
-      unixSockets_.push_back(path);
+      auto path = prepareUnixSocket(l);
+      if (!path.ok()) return path.status();
+      builder.AddListeningPort("unix:" + *path, grpc::InsecureServerCredentials());
+      unixSockets_.push_back(*path);
       continue;
     }
     // TCP: mutual TLS or nothing, done by our front (tls_front.h).
-    if (o.certFile.empty() || o.keyFile.empty() || o.clientCaFile.empty() || o.clientsFile.empty())
-      return absl::InvalidArgumentError(text::cat(
-          "refusing to serve the admin API on TCP ", l,
-          " without mutual TLS: give --admin-cert, --admin-key, --admin-client-ca and "
-          "--admin-clients (or use a Unix socket: --admin-listen unix:/run/qtls/admin.sock)"));
     if (!front_) {
-      auto cert = readWhole(o.certFile, "--admin-cert");
-      if (!cert.ok()) return cert.status();
-      auto key = readWhole(o.keyFile, "--admin-key");
-      if (!key.ok()) return key.status();
-      auto ca = readWhole(o.clientCaFile, "--admin-client-ca");
-      if (!ca.ok()) return ca.status();
-      auto allow = loadAllowList(o.clientsFile);
-      if (!allow.ok())
-        return absl::InvalidArgumentError(
-            text::cat("--admin-clients: ", std::string(allow.status().message())));
-      auto ctx = TlsFront::makeContext(*cert, *key, *ca);
-      if (!ctx.ok()) return ctx.status();
-      front_ = std::make_unique<TlsFront>(std::move(*ctx), *allow);
+      auto front = makeTlsFront(o, l);
+      if (!front.ok()) return front.status();
+      front_ = std::move(*front);
     }
     auto bound = front_->listen(l);
     if (!bound.ok()) return bound.status();
@@ -475,20 +299,9 @@ absl::StatusOr<std::vector<std::string>> AdminServer::Impl::start(const AdminOpt
     return absl::UnavailableError(text::cat("cannot start the admin gRPC server on ",
                                             text::cat(o.listen.size(), " listener(s)"),
                                             " (address in use, or a bad address)"));
+  if (auto s = openToGroup(unixSockets_, o.socketGroup, gid); !s.ok()) return s;
   std::vector<std::string> where;
-  for (const std::string& path : unixSockets_) {
-    if (!o.socketGroup.empty()) {
-      if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
-        return absl::InternalError(text::cat("cannot give ", path, " to group ", o.socketGroup,
-                                             ": ", std::strerror(errno)));
-      // Group access only for a group the operator named: the daemon's own group may be
-      // shared with other qmail daemons (nofiles), which must not change TLS policy.
-      if (::chmod(path.c_str(), 0660) != 0)
-        return absl::InternalError(
-            text::cat("cannot open ", path, " to its group: ", std::strerror(errno)));
-    }
-    where.push_back("unix:" + path);
-  }
+  for (const std::string& path : unixSockets_) where.push_back("unix:" + path);
   if (front_) {
     auto refused = [this](const TlsPeer& peer, const std::string& method, const std::string& why) {
       std::string ids;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "admin/listeners.h"
 #include "admin/policy_store.h"
 #include "admin/session_events.h"
 #include "stats/metrics.h"
@@ -41,10 +42,6 @@ struct AdminOptions {
   std::string clientCaFile;         // TCP: CA that issued the clients' certificates
   std::string clientsFile;          // TCP: "<identity> read|write" lines
 };
-
-// Identity (certificate CN or DNS/e-mail SAN) -> may write.
-using AllowList = std::map<std::string, bool>;
-absl::StatusOr<AllowList> loadAllowList(const std::string& path);
 
 // Fills the answer from the daemon's configuration in force; returns an empty string, or an
 // INVALID_ARGUMENT message.
