@@ -21,9 +21,10 @@ PROGRAMS = {
 MAN = os.path.join(REPO, "docs", "man")
 SRC = os.path.join(REPO, "services")
 FLAG_SOURCES = {
-    "qtls-remoted": ["remoted/main.cc", "remoted/conn_flags.h", "core/admin/admin_flags.h",
-                     "core/fleet/fleet_flags.h"],
-    "qtls-smtpd": ["../agent/main.cc", "core/admin/admin_flags.h", "core/fleet/fleet_flags.h"],
+    "qtls-remoted": ["remoted/remoted_flags.cc", "remoted/conn_flags.h", "core/daemon/skeleton.cc",
+                     "core/admin/admin_flags.h", "core/fleet/fleet_flags.h"],
+    "qtls-smtpd": ["../agent/smtpd_flags.cc", "core/daemon/skeleton.cc", "core/admin/admin_flags.h",
+                   "core/fleet/fleet_flags.h"],
     "qtlsctl": ["ctl/*.cc"],
     "qtls-remote": ["shim/qtls_remote.cc"],
     "qtls-rspawn": ["shim/qtls_rspawn.cc"],
