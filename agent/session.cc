@@ -277,7 +277,7 @@ asio::awaitable<bool> Session::starttls() {
   co_return true;
 }
 
-asio::awaitable<void> Session::run() {
+void Session::identifyPeer() {
   std::error_code ec, lec;
   const auto ep = stream_.socket().remote_endpoint(ec);
   const auto local = stream_.socket().local_endpoint(lec);
@@ -293,6 +293,35 @@ asio::awaitable<void> Session::run() {
         relayClient_ = true;
         relayUsed_ = "relayclient";
       }
+}
+
+asio::awaitable<bool> Session::endsOn(Line st) {
+  if (st == Line::kEof || st == Line::kError) {
+    if (st == Line::kEof) stream_.keepSessionResumable();
+    logSession("eof");
+    co_return true;
+  }
+  if (st == Line::kTimeout) {
+    reply("451 timeout (#4.4.2)");
+    stream_.clearTimedOut();
+    co_await flush();
+    if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
+    logSession("timeout");
+    co_return true;
+  }
+  if (st == Line::kClosing) {
+    reply(closingReply());
+    co_await flush();
+    const bool evicted = closeHow_ == Close::kEvict;
+    if (p_.metrics) p_.metrics->closedByLimit.with({evicted ? "evicted" : "shutdown"}).add(1);
+    logSession(evicted ? "evicted" : "shutdown");
+    co_return true;
+  }
+  co_return false;
+}
+
+asio::awaitable<void> Session::run() {
+  identifyPeer();
   if (p_.implicitTls) {
     bool up = cfg_.tlsFor(p_.listenerCiphers) != nullptr;
     if (up) up = co_await handshake();
@@ -305,27 +334,7 @@ asio::awaitable<void> Session::run() {
   std::string line;
   for (;;) {
     Line st = co_await readLine(line);
-    if (st == Line::kEof || st == Line::kError) {
-      if (st == Line::kEof) stream_.keepSessionResumable();
-      logSession("eof");
-      break;
-    }
-    if (st == Line::kTimeout) {
-      reply("451 timeout (#4.4.2)");
-      stream_.clearTimedOut();
-      co_await flush();
-      if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
-      logSession("timeout");
-      break;
-    }
-    if (st == Line::kClosing) {
-      reply(closingReply());
-      co_await flush();
-      const bool evicted = closeHow_ == Close::kEvict;
-      if (p_.metrics) p_.metrics->closedByLimit.with({evicted ? "evicted" : "shutdown"}).add(1);
-      logSession(evicted ? "evicted" : "shutdown");
-      break;
-    }
+    if (co_await endsOn(st)) break;
     if (st == Line::kTooLong) {
       reply("500 command line too long (#5.5.2)");
       continue;
@@ -342,57 +351,62 @@ asio::awaitable<void> Session::run() {
       logSession("junk-commands");
       break;
     }
-    if (verb == "helo") {
-      helo_ = std::string(arg);
-      resetTransaction();
-      reply(text::cat("250 ", cfg_.greeting));
-    } else if (verb == "ehlo") {
-      ehlo(arg);
-    } else if (verb == "mail") {
-      mail(arg);
-    } else if (verb == "rcpt") {
-      rcpt(arg);
-    } else if (verb == "data") {
-      if (!co_await data()) break;
-    } else if (verb == "rset") {
-      resetTransaction();
-      reply("250 flushed");
-    } else if (verb == "noop") {
-      reply("250 ok");
-    } else if (verb == "vrfy") {
-      reply("252 send some mail, i'll try my best");
-    } else if (verb == "help") {
-      reply("214 qtls-smtpd: qmail-smtpd with TLS; see its docs/inbound.md");
-    } else if (verb == "quit") {
-      reply(text::cat("221 ", cfg_.greeting));
-      co_await flush();
-      if (stream_.tls()) {
-        // close_notify goes out at once; waiting for the client's own is bounded, since many
-        // clients simply close the connection after 221.
-        armFor(std::chrono::seconds(1));
-        ec = co_await stream_.shutdownTls();
-        disarm();
-      }
-      logSession("quit");
-      break;
-    } else if (verb == "starttls") {
-      // Whatever the client pipelined after STARTTLS was sent in plain text: it is discarded,
-      // never executed (CVE-2011-0411 class), also when STARTTLS is refused, as qmail-tls does.
-      injected_ += reader_.buffer().size();
-      reader_.buffer().clear();
-      if (!arg.empty())
-        reply("501 Syntax error (no parameters allowed) (#5.5.4)");
-      else if (stream_.tls())
-        reply("502 unimplemented (#5.5.1)");
-      else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr)
-        reply("454 TLS missing certificate (#4.3.0)");
-      else if (!co_await starttls())
-        break;
-    } else {
-      reply("502 unimplemented (#5.5.1)");
-    }
+    if (!co_await command(verb, arg)) break;
   }
   stream_.close();
+}
+
+asio::awaitable<bool> Session::command(const std::string& verb, std::string_view arg) {
+  if (verb == "helo") {
+    helo_ = std::string(arg);
+    resetTransaction();
+    reply(text::cat("250 ", cfg_.greeting));
+  } else if (verb == "ehlo") {
+    ehlo(arg);
+  } else if (verb == "mail") {
+    mail(arg);
+  } else if (verb == "rcpt") {
+    rcpt(arg);
+  } else if (verb == "data") {
+    co_return co_await data();
+  } else if (verb == "rset") {
+    resetTransaction();
+    reply("250 flushed");
+  } else if (verb == "noop") {
+    reply("250 ok");
+  } else if (verb == "vrfy") {
+    reply("252 send some mail, i'll try my best");
+  } else if (verb == "help") {
+    reply("214 qtls-smtpd: qmail-smtpd with TLS; see its docs/inbound.md");
+  } else if (verb == "quit") {
+    reply(text::cat("221 ", cfg_.greeting));
+    co_await flush();
+    if (stream_.tls()) {
+      // close_notify goes out at once; waiting for the client's own is bounded, since many
+      // clients simply close the connection after 221.
+      armFor(std::chrono::seconds(1));
+      (void)co_await stream_.shutdownTls();
+      disarm();
+    }
+    logSession("quit");
+    co_return false;
+  } else if (verb == "starttls") {
+    // Whatever the client pipelined after STARTTLS was sent in plain text: it is discarded,
+    // never executed (CVE-2011-0411 class), also when STARTTLS is refused, as qmail-tls does.
+    injected_ += reader_.buffer().size();
+    reader_.buffer().clear();
+    if (!arg.empty())
+      reply("501 Syntax error (no parameters allowed) (#5.5.4)");
+    else if (stream_.tls())
+      reply("502 unimplemented (#5.5.1)");
+    else if (cfg_.tlsFor(p_.listenerCiphers) == nullptr)
+      reply("454 TLS missing certificate (#4.3.0)");
+    else
+      co_return co_await starttls();
+  } else {
+    reply("502 unimplemented (#5.5.1)");
+  }
+  co_return true;
 }
 
 asio::awaitable<void> runSession(asio::ip::tcp::socket socket, SessionParams params) {

@@ -47,9 +47,32 @@ asio::awaitable<bool> Session::data() {
   bool feeding = co_await job->write(
       receivedLine("unknown", helo_, remoteIp_, cfg_.localName, protocol(), std::time(nullptr)));
   DataReader reader(messageLimit());
-  std::string end;  // why the session ends early, if it does
-  // However slowly it comes, DATA must average dataMinRate after a grace period.
   inData_ = true;
+  const std::string end = co_await receiveMessage(*job, reader, feeding);
+  inData_ = false;
+  deadline_ = Clock::time_point::max();
+  if (!end.empty()) {
+    co_await job->abort();
+    co_await flush();
+    logSession(end);
+    co_return false;
+  }
+  const std::string result = co_await finishMessage(*job, reader);
+  if (p_.metrics)
+    p_.metrics->messages
+        .with({result[0] == '2'   ? "accepted"
+               : result[0] == '4' ? "temporary"
+                                  : "permanent"})
+        .add(1);
+  resetTransaction();
+  progress();
+  reply(result);
+  co_return true;
+}
+
+asio::awaitable<std::string> Session::receiveMessage(QueueJob& job, DataReader& reader,
+                                                     bool& feeding) {
+  // However slowly it comes, DATA must average dataMinRate after a grace period.
   const Clock::time_point dataStart = Clock::now();
   size_t received = 0;
   // Progress for eviction: the bytes since the last mark came at least at the rate floor.
@@ -64,23 +87,18 @@ asio::awaitable<bool> Session::data() {
     if (reader.overflow() || reader.hops() >= 100) feeding = false;
     if (!feeding && received > 2 * messageLimit() + (1 << 20)) {
       reply("552 sorry, that message size exceeds my databytes limit (#5.3.4)");
-      end = "overflow";
-      break;
+      co_return "overflow";
     }
     if (reader.pending() >= 65536 || reader.state() != DataReader::State::kMore) {
       std::string chunk = reader.take();
-      if (feeding) feeding = co_await job->write(chunk);
+      if (feeding) feeding = co_await job.write(chunk);
     }
-    if (reader.state() == DataReader::State::kDone) break;
+    if (reader.state() == DataReader::State::kDone) co_return "";
     if (reader.state() == DataReader::State::kBareLf) {
       reply("451 See http://pobox.com/~djb/docs/smtplf.html.");
-      end = "bare-lf";
-      break;
+      co_return "bare-lf";
     }
-    if (!co_await flush()) {
-      end = "eof-in-data";
-      break;
-    }
+    if (!co_await flush()) co_return "eof-in-data";
     char buf[65536];
     std::error_code ec;
     deadline_ = dataStart + p_.limits.dataGrace +
@@ -88,25 +106,7 @@ asio::awaitable<bool> Session::data() {
     setWaiting(true);
     size_t n = co_await readSome(buf, sizeof buf, ec);
     setWaiting(false);
-    if (stream_.timedOut()) {
-      reply("451 timeout (#4.4.2)");
-      if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
-      end = "timeout-in-data";
-      break;
-    }
-    if (closing_ && closeHow_ != Close::kWhenIdle && ec == asio::error::operation_aborted) {
-      // The drain ran out, or this session was evicted for trickling its message below the
-      // rate floor while the table was full: the message is not queued, the client retries.
-      const bool evicted = closeHow_ == Close::kEvict;
-      reply(closingReply());
-      if (p_.metrics) p_.metrics->closedByLimit.with({evicted ? "evicted" : "shutdown"}).add(1);
-      end = evicted ? "evicted-in-data" : "shutdown-in-data";
-      break;
-    }
-    if (ec) {  // client gone in the middle of DATA
-      end = "eof-in-data";
-      break;
-    }
+    if (std::string end = dataReadEnded(ec); !end.empty()) co_return end;
     received += n;
     in.append(buf, n);
     const auto now = Clock::now();
@@ -118,36 +118,38 @@ asio::awaitable<bool> Session::data() {
       markBytes = received;
     }
   }
-  inData_ = false;
-  deadline_ = Clock::time_point::max();
-  if (!end.empty()) {
-    co_await job->abort();
-    co_await flush();
-    logSession(end);
-    co_return false;
+}
+
+std::string Session::dataReadEnded(const std::error_code& ec) {
+  if (stream_.timedOut()) {
+    reply("451 timeout (#4.4.2)");
+    if (p_.metrics) p_.metrics->closedByLimit.with({"timeout"}).add(1);
+    return "timeout-in-data";
   }
-  std::string result;
+  if (closing_ && closeHow_ != Close::kWhenIdle && ec == asio::error::operation_aborted) {
+    // The drain ran out, or this session was evicted for trickling its message below the
+    // rate floor while the table was full: the message is not queued, the client retries.
+    const bool evicted = closeHow_ == Close::kEvict;
+    reply(closingReply());
+    if (p_.metrics) p_.metrics->closedByLimit.with({evicted ? "evicted" : "shutdown"}).add(1);
+    return evicted ? "evicted-in-data" : "shutdown-in-data";
+  }
+  if (ec) return "eof-in-data";  // client gone in the middle of DATA
+  return "";
+}
+
+asio::awaitable<std::string> Session::finishMessage(QueueJob& job, const DataReader& reader) {
   if (reader.hops() >= 100) {
-    co_await job->abort();
-    result = "554 too many hops, this message is looping (#5.4.6)";
-  } else if (reader.overflow()) {
-    co_await job->abort();
-    result = "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
-  } else {
-    QueueResult q = co_await job->commit(envelopeBytes(sender_, rcpts_));
-    result = queueReply(q, std::time(nullptr));
-    if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
+    co_await job.abort();
+    co_return "554 too many hops, this message is looping (#5.4.6)";
   }
-  if (p_.metrics)
-    p_.metrics->messages
-        .with({result[0] == '2'   ? "accepted"
-               : result[0] == '4' ? "temporary"
-                                  : "permanent"})
-        .add(1);
-  resetTransaction();
-  progress();
-  reply(result);
-  co_return true;
+  if (reader.overflow()) {
+    co_await job.abort();
+    co_return "552 sorry, that message size exceeds my databytes limit (#5.3.4)";
+  }
+  QueueResult q = co_await job.commit(envelopeBytes(sender_, rcpts_));
+  if (q.started && !q.crashed && q.exitCode == 0 && !q.writeError) ++accepted_;
+  co_return queueReply(q, std::time(nullptr));
 }
 
 }  // namespace qtls::agent

@@ -18,6 +18,8 @@
 
 namespace qtls::agent {
 
+class QueueJob;
+
 class Session : public SessionControl, public std::enable_shared_from_this<Session> {
  public:
   using Clock = std::chrono::steady_clock;
@@ -59,10 +61,23 @@ class Session : public SessionControl, public std::enable_shared_from_this<Sessi
   size_t messageLimit() const;
   std::string closingReply() const;
 
+  void identifyPeer();  // addresses, TCP_NODELAY, control/relayclients
+  // After reading a command line: true when the session ends there (EOF, timeout, closing),
+  // its reply sent and its line logged.
+  asio::awaitable<bool> endsOn(Line st);
+  // One command; false: close the session.
+  asio::awaitable<bool> command(const std::string& verb, std::string_view arg);
   void ehlo(std::string_view arg);
   void mail(std::string_view arg);
   void rcpt(std::string_view arg);
-  asio::awaitable<bool> data();      // false: close the session
+  asio::awaitable<bool> data();  // false: close the session
+  // The message to the final dot, fed to qmail-queue while `feeding`; "" at the dot, else why
+  // the session ends (the reply, if any, is sent).
+  asio::awaitable<std::string> receiveMessage(QueueJob& job, DataReader& reader, bool& feeding);
+  // After a read in DATA: why the session ends (timeout, drain, eviction, EOF), or "".
+  std::string dataReadEnded(const std::error_code& ec);
+  // The reply to the final dot: refused (hops, size) or qmail-queue's verdict.
+  asio::awaitable<std::string> finishMessage(QueueJob& job, const DataReader& reader);
   asio::awaitable<bool> starttls();  // after the checks: 220, handshake, state reset
   // What tcpserver and qmail-smtpd would have put in qmail-queue's environment.
   std::vector<std::string> queueEnvironment() const;

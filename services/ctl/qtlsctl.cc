@@ -95,8 +95,11 @@ namespace qtls::ctl {
 
 using namespace qtls::ctl;
 
-int main(int argc, char** argv) {
-  Options o;
+namespace {
+
+// The options before the command; returns the index of the command word. --help and
+// --version answer and exit.
+int readOptions(int argc, char** argv, Options& o) {
   const char* env = std::getenv("QTLS_TARGET");
   o.target = env ? env : "unix:///run/qtls/remoted-admin.sock";
   int i = 1;
@@ -122,15 +125,45 @@ int main(int argc, char** argv) {
       o.timeout = static_cast<int>(number(a, value(a)));
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsageText, stdout);
-      return kOk;
+      std::exit(kOk);
     } else if (a == "--version") {
       std::printf("qtlsctl %s\n", QTLS_VERSION);
-      return kOk;
+      std::exit(kOk);
     } else if (a.rfind("--", 0) == 0)
       usage("unknown option " + a);
     else
       break;
   }
+  return i;
+}
+
+// "help COMMAND" and "COMMAND ... --help": that command's part of the usage text. False when
+// the words ask for no help.
+bool help(const std::vector<std::string>& words) {
+  const std::string& cmd = words[0];
+  std::string helpFor;
+  if (cmd == "help") {
+    if (words.size() < 2) {
+      std::fputs(kUsageText, stdout);
+      return true;
+    }
+    helpFor = words[1];
+  } else {
+    for (const std::string& w : words)
+      if (w == "--help" || w == "-h") helpFor = cmd;
+  }
+  if (helpFor.empty()) return false;
+  const std::string h = commandHelp(helpFor);
+  if (h.empty()) usage("no command " + helpFor);
+  std::printf("usage: qtlsctl [options] ...\n%s", h.c_str());
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  const int i = readOptions(argc, argv, o);
   if (i >= argc) usage("no command");
   std::vector<std::string> words(argv + i, argv + argc);
   Args rest;
@@ -139,24 +172,7 @@ int main(int argc, char** argv) {
     return std::ref(rest);
   };
   const std::string& cmd = words[0];
-  // "help COMMAND" and "COMMAND ... --help": that command's part of the usage text.
-  std::string helpFor;
-  if (cmd == "help") {
-    if (words.size() < 2) {
-      std::fputs(kUsageText, stdout);
-      return kOk;
-    }
-    helpFor = words[1];
-  } else {
-    for (const std::string& w : words)
-      if (w == "--help" || w == "-h") helpFor = cmd;
-  }
-  if (!helpFor.empty()) {
-    const std::string h = commandHelp(helpFor);
-    if (h.empty()) usage("no command " + helpFor);
-    std::printf("usage: qtlsctl [options] ...\n%s", h.c_str());
-    return kOk;
-  }
+  if (help(words)) return kOk;
   if (cmd == "confine") return confine(after(1));  // local files; no daemon involved
   if (cmd == "shim") return shimCommand(after(1));
   if (cmd == "fleet") return fleetCommand(after(1), o, false);  // etcd (adopt: and daemons)

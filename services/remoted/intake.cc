@@ -167,47 +167,37 @@ asio::awaitable<void> Intake::acceptLoop() {
   }
 }
 
-asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
-  // The counter is shared, not a member reference: if the drain at shutdown times out, the
-  // io_context destroys this frame after the Intake is gone.
-  std::shared_ptr<std::atomic<int>> active = active_;
-  ++*active;
-  struct Done {
-    std::shared_ptr<std::atomic<int>> a;
-    ~Done() { --*a; }
-  } done{active};
-  std::error_code ec;
-  auto answer = [&](const std::string& report) -> asio::awaitable<std::error_code> {
-    std::error_code wec;
-    co_await asio::async_write(sock, asio::buffer(frame(proto::kReport, report)),
-                               asio::redirect_error(use_awaitable, wec));
-    co_return wec;
-  };
-
-  struct ucred cred;
-  socklen_t len = sizeof cred;
-  if (getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
-  // A refused or surplus client's request is read and thrown away (never buffered), so that
-  // the answer reaches it; only an allowed client's request is kept.
-  std::string refusal;
+std::string Intake::refusalFor(const struct ucred& cred, int active) const {
   if (!allowed_.count(cred.uid)) {
     log::warn(text::cat("intake: refused uid=", cred.uid, " pid=", cred.pid,
                         ": not in the allow-list (--allow-user)"));
     EndingContext c;
     c.n = static_cast<long>(cred.uid);
-    refusal = judge(Failure::kIntakeUid, c).record();
-  } else if (*active > maxDeliveries_) {
+    return judge(Failure::kIntakeUid, c).record();
+  }
+  if (active > maxDeliveries_) {
     log::warn(text::cat("intake: ", maxDeliveries_, " deliveries in progress, deferring one"));
     EndingContext c;
     c.n = static_cast<long>(maxDeliveries_);
-    refusal = judge(Failure::kIntakeBusy, c).record();
+    return judge(Failure::kIntakeBusy, c).record();
   }
+  return "";
+}
 
-  // The request: the first bytes carry the message fd; read everything up to EOF, within 30 s.
-  // The watchdog's handler checks a shared flag before touching the socket: a handler already
-  // queued when cancel() runs would otherwise close it mid-delivery, or after this frame ended.
-  Fd msg;
-  std::string data;
+asio::awaitable<std::error_code> Intake::answer(Socket& sock, const std::string& report) {
+  std::error_code wec;
+  co_await asio::async_write(sock, asio::buffer(frame(proto::kReport, report)),
+                             asio::redirect_error(use_awaitable, wec));
+  co_return wec;
+}
+
+// The request: the first bytes carry the message fd; everything up to EOF, within 30 s. A
+// refused client's request is read and thrown away (never buffered), so that the answer
+// reaches it. The watchdog's handler checks a shared flag before touching the socket: a
+// handler already queued when cancel() runs would otherwise close it mid-delivery, or after
+// this frame ended.
+asio::awaitable<Intake::Read> Intake::readRequest(Socket& sock, bool discard, std::string& data,
+                                                  int& msgFd) {
   auto reading = std::make_shared<bool>(true);
   struct Stop {
     std::shared_ptr<bool> r;
@@ -220,50 +210,62 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     sock.close(ignored);
   });
   for (;;) {
+    std::error_code ec;
     co_await sock.async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
-    if (ec) co_return;
-    ssize_t n = receiveChunk(sock.native_handle(), data, msg.fd);
+    if (ec) co_return Read::kGone;
+    ssize_t n = receiveChunk(sock.native_handle(), data, msgFd);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n < 0) co_return;
+    if (n < 0) co_return Read::kGone;
     if (n == 0) break;
-    if (!refusal.empty()) data.clear();
-    if (data.size() > proto::kMaxRequest) {
-      *reading = false;
-      co_await answer(judge(Failure::kIntakeTooLarge).record());
-      co_return;
-    }
+    if (discard) data.clear();
+    if (data.size() > proto::kMaxRequest) co_return Read::kTooLarge;
   }
   *reading = false;
   deadline.cancel();
-  if (!refusal.empty()) {
-    co_await answer(refusal);
-    co_return;
-  }
+  co_return Read::kWhole;
+}
 
-  DeliveryRequest req;
-  std::string why;
-  struct stat st;
-  if (!parseRequest(data, req, why)) {
-    log::warn(text::cat("intake: malformed request from uid=", cred.uid, ": ", why));
-    EndingContext c;
-    c.arg = why;
-    co_await answer(judge(Failure::kIntakeMalformed, c).record());
-    co_return;
+// While the delivery runs: a keepalive frame every 10 s, and the shim's end of the socket
+// watched. The moment it hangs up (killed, or its own timeout gave up), the delivery is
+// stopped: nobody would receive the report, and qmail will retry the message.
+asio::awaitable<void> Intake::watchShim(Socket& sock, DeliveryControl& control) {
+  asio::steady_timer t(sock.get_executor());
+  for (;;) {
+    t.expires_after(std::chrono::seconds(proto::kKeepaliveSeconds));
+    std::error_code tec, wec;
+    auto first = co_await (
+        t.async_wait(asio::redirect_error(use_awaitable, tec)) ||
+        sock.async_wait(asio::socket_base::wait_error, asio::redirect_error(use_awaitable, wec)));
+    // The loser of the race is cancelled; both are when the delivery is over.
+    if (first.index() == 1) {
+      if (wec == asio::error::operation_aborted) co_return;
+      // A wait is a hint, not a verdict: asio can complete it for a readiness event that
+      // belonged to an earlier socket (seen under load, with the shim alive and waiting),
+      // and taking that as a hang-up would drop a delivered message's report. poll() says
+      // whether this socket has really hung up.
+      if (control.shimAlive()) continue;
+      break;  // hang-up or error on the shim's socket
+    }
+    if (tec) co_return;
+    co_await asio::async_write(sock, asio::buffer(frame(proto::kKeepalive, "")),
+                               asio::redirect_error(use_awaitable, wec));
+    if (wec) break;
   }
-  if (msg.fd < 0 || fstat(msg.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    co_await answer(judge(Failure::kIntakeNoFd).record());
-    co_return;
-  }
-  req.messageFd = msg.fd;
+  control.stop(StopReason::kShimGone);
+  // The delivery ends promptly now; this waits to be cancelled by its end.
+  t.expires_at(asio::steady_timer::time_point::max());
+  std::error_code ignored;
+  co_await t.async_wait(asio::redirect_error(use_awaitable, ignored));
+}
 
-  DeliveryDeps deps = deps_();
+// The shim's view of the delivery: the hang-up check, and the notice that the final dot goes.
+std::shared_ptr<DeliveryControl> Intake::controlFor(Socket& sock) {
   auto control = std::make_shared<DeliveryControl>();
   const int fd = sock.native_handle();
-  auto shimAlive = [fd] {
+  control->shimAlive = [fd] {
     struct pollfd p = {fd, 0, 0};  // POLLHUP and POLLERR are always reported
     return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)) == 0;
   };
-  control->shimAlive = shimAlive;
   control->dotGoing = [fd](const std::string& ip) {
     // From the connection's strand, beside the keepalive writer: one small send is one
     // record on a Unix stream socket, so frames never interleave. A full buffer (the front end
@@ -271,6 +273,55 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     const std::string f = frame(proto::kDotSent, ip);
     (void)!::send(fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   };
+  return control;
+}
+
+asio::awaitable<void> Intake::serve(Socket sock) {
+  // The counter is shared, not a member reference: if the drain at shutdown times out, the
+  // io_context destroys this frame after the Intake is gone.
+  std::shared_ptr<std::atomic<int>> active = active_;
+  ++*active;
+  struct Done {
+    std::shared_ptr<std::atomic<int>> a;
+    ~Done() { --*a; }
+  } done{active};
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
+  const std::string refusal = refusalFor(cred, *active);
+  Fd msg;
+  std::string data;
+  const Read read = co_await readRequest(sock, !refusal.empty(), data, msg.fd);
+  if (read == Read::kGone) co_return;
+  if (read == Read::kTooLarge) {
+    co_await answer(sock, judge(Failure::kIntakeTooLarge).record());
+    co_return;
+  }
+  if (!refusal.empty()) {
+    co_await answer(sock, refusal);
+    co_return;
+  }
+  DeliveryRequest req;
+  std::string why;
+  struct stat st;
+  if (!parseRequest(data, req, why)) {
+    log::warn(text::cat("intake: malformed request from uid=", cred.uid, ": ", why));
+    EndingContext c;
+    c.arg = why;
+    co_await answer(sock, judge(Failure::kIntakeMalformed, c).record());
+    co_return;
+  }
+  if (msg.fd < 0 || fstat(msg.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    co_await answer(sock, judge(Failure::kIntakeNoFd).record());
+    co_return;
+  }
+  req.messageFd = msg.fd;
+  co_await run(std::move(sock), req);
+}
+
+asio::awaitable<void> Intake::run(Socket sock, const DeliveryRequest& req) {
+  DeliveryDeps deps = deps_();
+  std::shared_ptr<DeliveryControl> control = controlFor(sock);
   struct Registered {
     std::shared_ptr<Running> running;
     DeliveryControl* key;
@@ -283,42 +334,9 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     std::lock_guard<std::mutex> lock(running_->mu);
     running_->controls[control.get()] = {control, sock.get_executor()};
   }
-
-  // While the delivery runs: a keepalive frame every 10 s, and the shim's end of the socket
-  // watched. The moment it hangs up (killed, or its own timeout gave up), the delivery is
-  // stopped: nobody would receive the report, and qmail will retry the message.
-  auto watchShim = [&]() -> asio::awaitable<void> {
-    asio::steady_timer t(sock.get_executor());
-    for (;;) {
-      t.expires_after(std::chrono::seconds(proto::kKeepaliveSeconds));
-      std::error_code tec, wec;
-      auto first = co_await (
-          t.async_wait(asio::redirect_error(use_awaitable, tec)) ||
-          sock.async_wait(asio::socket_base::wait_error, asio::redirect_error(use_awaitable, wec)));
-      // The loser of the race is cancelled; both are when the delivery is over.
-      if (first.index() == 1) {
-        if (wec == asio::error::operation_aborted) co_return;
-        // A wait is a hint, not a verdict: asio can complete it for a readiness event that
-        // belonged to an earlier socket (seen under load, with the shim alive and waiting),
-        // and taking that as a hang-up would drop a delivered message's report. poll() says
-        // whether this socket has really hung up.
-        if (shimAlive()) continue;
-        break;  // hang-up or error on the shim's socket
-      }
-      if (tec) co_return;
-      co_await asio::async_write(sock, asio::buffer(frame(proto::kKeepalive, "")),
-                                 asio::redirect_error(use_awaitable, wec));
-      if (wec) break;
-    }
-    control->stop(StopReason::kShimGone);
-    // The delivery ends promptly now; this waits to be cancelled by its end.
-    t.expires_at(asio::steady_timer::time_point::max());
-    std::error_code ignored;
-    co_await t.async_wait(asio::redirect_error(use_awaitable, ignored));
-  };
   // deliver() never throws, so this ends when the delivery does; watchShim is then cancelled.
   std::variant<DeliveryResult, std::monostate> r =
-      co_await (deliver(deps, req, control) || watchShim());
+      co_await (deliver(deps, req, control) || watchShim(sock, *control));
   if (r.index() != 0) co_return;
   DeliveryResult& result = std::get<0>(r);
   const char verdict = qmailVerdict(result.report.bytes());
@@ -330,7 +348,7 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
     log::info(result.logLine);
     co_return;
   }
-  if (auto wec = co_await answer(result.report.bytes())) {
+  if (auto wec = co_await answer(sock, result.report.bytes())) {
     // Gone after the delivery ended: qmail retries what the server may already have.
     log::warn(text::cat("intake: shim for domain=", log::value(req.host),
                         " went away before its answer (", wec.message(), "); status=", verdict,
@@ -343,6 +361,7 @@ asio::awaitable<void> Intake::serve(asio::local::stream_protocol::socket sock) {
                         stopReasonName(control->reason()), ")",
                         result.possibleDuplicate ? ": possible duplicate" : ""));
   log::info(result.logLine);
+  std::error_code ec;
   sock.close(ec);  // the shim has its answer; QUIT below must not keep it waiting
   if (result.openConn) co_await onConn(result.openConn, result.openConn->quit());
 }

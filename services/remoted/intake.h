@@ -3,6 +3,7 @@
 // delivery while sending keepalive frames, and answers with the report frame.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <asio/io_context.hpp>
@@ -35,8 +36,21 @@ class Intake {
   void cutOff();
 
  private:
+  using Socket = asio::local::stream_protocol::socket;
+  enum class Read { kWhole, kGone, kTooLarge };
+
   asio::awaitable<void> acceptLoop();
-  asio::awaitable<void> serve(asio::local::stream_protocol::socket sock);
+  // One shim connection: who it is, its request, then run().
+  asio::awaitable<void> serve(Socket sock);
+  // The delivery, the shim watched meanwhile, the answer, and the connection's QUIT.
+  asio::awaitable<void> run(Socket sock, const DeliveryRequest& req);
+  // "" when the peer may deliver now, else its answer (uid not allowed, too many deliveries).
+  std::string refusalFor(const struct ucred& cred, int active) const;
+  static asio::awaitable<Read> readRequest(Socket& sock, bool discard, std::string& data,
+                                           int& msgFd);
+  static asio::awaitable<std::error_code> answer(Socket& sock, const std::string& report);
+  static asio::awaitable<void> watchShim(Socket& sock, DeliveryControl& control);
+  static std::shared_ptr<DeliveryControl> controlFor(Socket& sock);
 
   // The deliveries in progress, for cutOff(). Shared: a frame destroyed after the Intake
   // (shutdown) still deregisters safely.

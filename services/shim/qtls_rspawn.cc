@@ -214,14 +214,9 @@ int envNumber(const char* name, int dflt, int lo, int hi) {
   return n < lo ? lo : n > hi ? hi : n;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  // By hand only: qmail-start runs it without arguments.
-  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-    const char v[] = "qtls-rspawn " QTLS_VERSION "\n";
-    return ::write(1, v, sizeof v - 1) == static_cast<ssize_t>(sizeof v - 1) ? 0 : 111;
-  }
+// What qmail-start's environment and the queue give: the queue's directory, the daemon's
+// socket, qmailq's uid, the concurrency (announced to qmail-send first), the idle timeout.
+void setUp() {
   signal(SIGPIPE, SIG_IGN);
   const char* home = getenv("QMAILHOME");
   if (home == nullptr || *home == '\0') home = "/var/qmail";
@@ -243,7 +238,17 @@ int main(int argc, char** argv) {
   }
   fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
   toSend.push_back(static_cast<char>(concurrency));
+}
 
+}  // namespace
+
+int main(int argc, char** argv) {
+  // By hand only: qmail-start runs it without arguments.
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    const char v[] = "qtls-rspawn " QTLS_VERSION "\n";
+    return ::write(1, v, sizeof v - 1) == static_cast<ssize_t>(sizeof v - 1) ? 0 : 111;
+  }
+  setUp();
   std::string in;
   bool eof = false;
   std::vector<struct pollfd> fds;

@@ -86,6 +86,31 @@ std::string PolicyStore::digestOf(const Items& items) {
   return "sha256:" + sha256Hex(all);
 }
 
+// A change that reached its commit point (state/pending) before a crash: its files written
+// and its generation made the one in force.
+absl::Status PolicyStore::finishInterrupted() {
+  auto pending = control::readLine(state_ + "/pending");
+  if (!pending.ok()) return pending.status();
+  if (!*pending) return absl::OkStatus();
+  const uint64_t gen = std::strtoull((*pending)->c_str(), nullptr, 10);
+  auto snap = control::readFile(snapshotPath(state_, gen));
+  if (!snap.ok()) return snap.status();
+  if (!*snap)
+    return absl::DataLossError(
+        text::cat(state_, "/pending names generation ", gen, " but its snapshot is missing"));
+  auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
+  if (!items.ok()) return items.status();
+  if (auto s = writeControl(*items); !s.ok()) return s;
+  if (auto s = writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(*items), "\n"), 0600);
+      !s.ok())
+    return s;
+  ::unlink((state_ + "/pending").c_str());
+  if (auto s = fsyncDir(state_); !s.ok()) return s;
+  log::warn(text::cat("policy: finished the change to generation ", gen,
+                      " that was interrupted by a crash"));
+  return absl::OkStatus();
+}
+
 absl::Status PolicyStore::open() {
   std::lock_guard<std::mutex> lock(mu_);
   std::error_code ec;
@@ -110,27 +135,7 @@ absl::Status PolicyStore::open() {
                         "root's and run `qtlsctl confine` (docs/operations.md)"));
 
   // 1. Finish a change that reached its commit point.
-  auto pending = control::readLine(state_ + "/pending");
-  if (!pending.ok()) return pending.status();
-  if (*pending) {
-    const uint64_t gen = std::strtoull((*pending)->c_str(), nullptr, 10);
-    auto snap = control::readFile(snapshotPath(state_, gen));
-    if (!snap.ok()) return snap.status();
-    if (!*snap)
-      return absl::DataLossError(
-          text::cat(state_, "/pending names generation ", gen, " but its snapshot is missing"));
-    auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
-    if (!items.ok()) return items.status();
-    if (auto s = writeControl(*items); !s.ok()) return s;
-    if (auto s =
-            writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(*items), "\n"), 0600);
-        !s.ok())
-      return s;
-    ::unlink((state_ + "/pending").c_str());
-    if (auto s = fsyncDir(state_); !s.ok()) return s;
-    log::warn(text::cat("policy: finished the change to generation ", gen,
-                        " that was interrupted by a crash"));
-  }
+  if (auto s = finishInterrupted(); !s.ok()) return s;
 
   // 2. The generation in force, and hand edits made while the daemon was down.
   auto current = control::readLine(state_ + "/current");

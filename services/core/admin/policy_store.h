@@ -183,7 +183,11 @@ class PolicyStore {
 
  private:
   absl::StatusOr<Items> readDisk() const;
+  absl::Status finishInterrupted();  // at open(): roll a committed change forward
   absl::Status validateItem(const std::string& path, const std::string& content) const;
+  // What is wrong with a file's content for its kind (a CA bundle without a certificate, a
+  // key that matches no certificate...), or "".
+  std::string contentProblem(const Rule& rule, const std::string& content) const;
   // The whole candidate, loaded by the daemon's own loader from a private copy of control/.
   absl::StatusOr<std::unique_ptr<CompiledPolicy>> compile(const Items& items, bool viaApi) const;
   absl::StatusOr<ChangeResult> commit(const Items& next, uint64_t expected,
