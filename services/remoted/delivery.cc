@@ -60,7 +60,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     if (f.tlsVersion != "-")
       deps.metrics->tlsSessions
           .with({f.levelRequested, f.tlsVersion, f.cipher, f.resumed ? "yes" : "no",
-                 session.reused_ ? "yes" : "no"})
+                 session.reused() ? "yes" : "no"})
           .add(1);
     if (!failure.empty()) deps.metrics->tlsFailures.with({f.levelRequested, failure}).add(1);
   }
@@ -76,7 +76,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
                 " rcpts=", log::value(recipientResults(req, session.rcptCodes_)),
                 " relay=", f.relay.empty() ? "-" : log::value(f.relay), " policy=", f.policySource,
                 " level=", f.levelRequested, "/", f.levelAchieved, " tls=", f.tlsVersion, "/",
-                f.cipher, " verify=", f.verify, " reused=", session.reused_ ? "yes" : "no",
+                f.cipher, " verify=", f.verify, " reused=", session.reused() ? "yes" : "no",
                 " resumed=", f.resumed ? "yes" : "no", " status=", std::string(1, verdict),
                 control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
                 out.possibleDuplicate ? " possible_duplicate=yes" : "", candidate, " delay=", delay,
@@ -94,7 +94,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     e.cipher = f.cipher;
     e.verify = f.verify;
     e.resumed = f.resumed;
-    e.connectionReused = session.reused_;
+    e.connectionReused = session.reused();
     e.failureReason = failure.empty() ? "none" : failure;
     e.outcome = std::string(1, verdict);
     e.detail = result;
@@ -204,7 +204,7 @@ asio::awaitable<DeliveryResult> deliverUnguarded(const DeliveryDeps& deps,
     log::error(text::cat("delivery domain=", log::value(req.host),
                          ": exception: ", log::value(internalError)));
   }
-  out.possibleDuplicate = session.afterDot_ && !session.dotAnswered_;
+  out.possibleDuplicate = session.possibleDuplicate();
   try {  // the report stands whatever happens to its record
     record(deps, req, session, *control,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), out);

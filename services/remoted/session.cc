@@ -45,7 +45,7 @@ void Session::failed(std::string_view what) {
 }
 
 bool Session::deadReused(const SmtpConn::ReadResult* rr) {
-  if (!reused_ || control_.stopped()) return false;
+  if (origin_ != Origin::kCache || control_.stopped()) return false;
   return rr == nullptr || !rr->ok() || rr->reply.code == 421;
 }
 
@@ -139,6 +139,7 @@ asio::awaitable<bool> Session::establish(const Target& t, const TlsPlan& plan, u
 
 asio::awaitable<Session::Ended> Session::fresh(const Target& t, const TlsPlan& plan,
                                                unsigned port) {
+  stage_ = Stage::kOpening;
   if (!co_await establish(t, plan, port)) co_return Ended::kReported;
   co_return co_await transaction();
 }
@@ -218,7 +219,7 @@ asio::awaitable<Next> Session::tryAddress(const Target& t, unsigned port) {
     facts_.policySource = std::string(policy::sourceName(plan.decision.source));
     created = e->created;
     transactions = e->transactions;
-    reused_ = true;
+    origin_ = Origin::kCache;
     ended = co_await onConn(conn_, reuse());
     if (ended == Ended::kDeadReused) {  // the table's reused_dead: the same address, anew
       if (metrics_) metrics_->connCache.with({"dead"}).add(1);
@@ -226,7 +227,8 @@ asio::awaitable<Next> Session::tryAddress(const Target& t, unsigned port) {
                           " cached connection found dead; trying a new one"));
       SmtpConn::closeFromOutside(conn_);
       conn_.reset();
-      reused_ = false;
+      origin_ = Origin::kNew;
+      stage_ = Stage::kConnecting;
       facts_ = ConnFacts();
     }
   }

@@ -41,12 +41,24 @@ class Session {
   // After an exception escaped run(): the report, and the connection dropped.
   void failed(std::string_view what);
 
+  // How far the dialogue on the current connection got; entered in this order.
+  enum class Stage {
+    kConnecting,   // no connection yet
+    kOpening,      // greeting, EHLO or HELO, STARTTLS and the peer check
+    kTransaction,  // MAIL, the RCPTs, DATA
+    kBody,         // the message going, the final dot not yet
+    kDotSent,      // the final dot may have reached the server
+    kDotAnswered,  // and the server's reply to it was read
+  };
+  // Where the connection came from.
+  enum class Origin { kNew, kCache };
+
   // What the session saw, for the log line and the session stream.
   ConnFacts facts_;
-  bool reused_ = false;         // the transaction ran on a connection from the cache
-  bool afterDot_ = false;       // the final dot may have reached the server
-  bool dotAnswered_ = false;    // and the server's reply to it was read
   std::vector<int> rcptCodes_;  // reply code to each RCPT, in order (0: not reached)
+  bool reused() const { return origin_ == Origin::kCache; }
+  // The dot may have been delivered without the server's word: qmail may send it again.
+  bool possibleDuplicate() const { return stage_ == Stage::kDotSent; }
 
  private:
   // How a try on one connection ended.
@@ -86,7 +98,7 @@ class Session {
       c.code = r->code;
       c.said = r->text;
     }
-    c.afterDot = afterDot_;
+    c.afterDot = stage_ >= Stage::kDotSent;
     c.serverClosing = closing_;
     return c;
   }
@@ -103,7 +115,9 @@ class Session {
   Report& report_;
   RemoteMetrics* metrics_;
   std::shared_ptr<SmtpConn> conn_;
-  std::string key_;       // connectionKey() of conn_
+  std::string key_;  // connectionKey() of conn_
+  Stage stage_ = Stage::kConnecting;
+  Origin origin_ = Origin::kNew;
   bool closing_ = false;  // the server said 421 during the transaction: not to be reused
 };
 

@@ -44,6 +44,7 @@ asio::awaitable<Session::Ended> Session::transaction() {
   const size_t total = n + 2;  // MAIL, the RCPTs, DATA
   const size_t batch = facts_.pipelining ? total : 1;
   rcptCodes_.assign(n, 0);
+  stage_ = Stage::kTransaction;
   bool anyAccepted = false;
   SmtpConn::ReadResult rr;
   // `next` is the command whose reply comes next; [next, sent) are on their way.
@@ -133,7 +134,7 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
   }
   if (!co_await sendBody()) co_return Ended::kReported;
   if (!co_await reply(rr)) co_return Ended::kReported;
-  dotAnswered_ = true;
+  stage_ = Stage::kDotAnswered;
   // K only for a 2xx to the final dot: qmail took any code below 400, which would turn a 1xx or
   // a stray 354 into a false delivery (docs/compatibility.md).
   if (rr.reply.code < 200 || rr.reply.code >= 300) {
@@ -146,6 +147,7 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
 
 // The body: read from the queued file, encode, and send; the final chunk carries ".\r\n".
 asio::awaitable<bool> Session::sendBody() {
+  stage_ = Stage::kBody;
   smtp::BodyEncoder enc;
   off_t offset = ::lseek(req_.messageFd, 0, SEEK_CUR);
   if (offset < 0) offset = 0;
@@ -169,7 +171,7 @@ asio::awaitable<bool> Session::sendBody() {
         co_return false;
       }
       if (control_.dotGoing) control_.dotGoing(facts_.ip);
-      afterDot_ = true;
+      stage_ = Stage::kDotSent;
     } else {
       offset += n;
       enc.feed(std::string_view(in.data(), static_cast<size_t>(n)), outbuf);

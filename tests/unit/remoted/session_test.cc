@@ -75,7 +75,7 @@ class SessionTest : public ::testing::Test {
     asio::co_spawn(asio::make_strand(io_), s.run(targets_), asio::detached);
     io_.restart();
     io_.run();
-    return Delivery{out.report.bytes(), s.reused_, out.openConn};
+    return Delivery{out.report.bytes(), s.reused(), out.openConn};
   }
   // Runs what was spawned meanwhile (QUITs of retired connections).
   void settle() {
