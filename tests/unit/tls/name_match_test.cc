@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "test_cert.h"
 #include "tls/ssl_ptr.h"
 
 namespace qtls::tls {
@@ -39,27 +40,6 @@ TEST(MatchWanted, PolicyWildcards) {
   EXPECT_FALSE(matchWanted("a*.example.com", "*.example.com"));
   EXPECT_TRUE(matchWanted("mx.example.com", "mx.example.com"));
   EXPECT_FALSE(matchWanted("*.example.com", "example.com"));
-}
-
-X509Ptr makeCert(const char* cn, std::vector<std::string> dnsSans,
-                 std::vector<std::string> otherSans = {}) {
-  X509Ptr cert(X509_new());
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("qtls test"), -1, -1, 0);
-  if (cn)
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn),
-                               -1, -1, 0);
-  std::string san;
-  for (const auto& d : dnsSans) san += (san.empty() ? "DNS:" : ",DNS:") + d;
-  for (const auto& o : otherSans) san += (san.empty() ? "" : ",") + o;
-  if (!san.empty()) {
-    X509_EXTENSION* ext =
-        X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, const_cast<char*>(san.c_str()));
-    X509_add_ext(cert.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  return cert;
 }
 
 TEST(CheckCertificateName, SanWinsAndCnIsIgnoredWhenSanPresent) {
