@@ -86,30 +86,31 @@ bool sendRequest(int sock, const std::string& req, int fd) {
 }
 
 AnswerParser::Result AnswerParser::next(std::string& buf, std::string& payload) {
-  // Netstring length: up to 7 digits, then ':'.
-  size_t len = 0, i = 0;
-  for (;; ++i) {
-    if (i == buf.size()) return Result::kMore;
-    const char c = buf[i];
-    if (c == ':' && i > 0) break;
-    if (c < '0' || c > '9' || i >= 7) return Result::kMalformed;
-    len = len * 10 + static_cast<size_t>(c - '0');
+  std::string_view in(buf);
+  std::string frame;
+  switch (text::takeNetstring(in, frame, 7, kMaxAnswerFrame)) {
+    case text::NetstringRead::kIncomplete:
+      return Result::kMore;
+    case text::NetstringRead::kMalformed:
+      return Result::kMalformed;
+    case text::NetstringRead::kComplete:
+      break;
   }
-  if (len == 0 || len > kMaxAnswerFrame) return Result::kMalformed;
-  const size_t start = i + 1;
-  if (buf.size() < start + len + 1) return Result::kMore;
-  if (buf[start + len] != ',') return Result::kMalformed;
-  const char type = buf[start];
-  if (type == kKeepalive && len == 1) {
-    buf.erase(0, start + len + 1);
-    return Result::kKeepalive;
-  }
-  if (type != kReport && type != kDotSent) return Result::kMalformed;
-  if (type == kDotSent && strspn(buf.c_str() + start + 1, "0123456789abcdefABCDEF.:") != len - 1)
-    return Result::kMalformed;  // an address, nothing else, goes into a report
-  payload.assign(buf, start + 1, len - 1);
-  buf.erase(0, start + len + 1);
-  return type == kReport ? Result::kReport : Result::kDotSent;
+  if (frame.empty()) return Result::kMalformed;
+  const char type = frame[0];
+  Result r;
+  if (type == kKeepalive && frame.size() == 1)
+    r = Result::kKeepalive;
+  else if (type == kReport)
+    r = Result::kReport;
+  else if (type == kDotSent &&
+           strspn(frame.c_str() + 1, "0123456789abcdefABCDEF.:") == frame.size() - 1)
+    r = Result::kDotSent;  // an address, nothing else, goes into a report
+  else
+    return Result::kMalformed;
+  if (r != Result::kKeepalive) payload.assign(frame, 1, std::string::npos);
+  buf.erase(0, buf.size() - in.size());
+  return r;
 }
 
 bool validReport(const std::string& out, size_t recipients) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,20 +17,33 @@ inline void appendNetstring(std::string& out, std::string_view s) {
   out.push_back(',');
 }
 
-// Takes one netstring off the front of `in` into `out`. False (and `in` unchanged) when `in`
-// does not start with a complete one, or its length has more than `maxDigits` digits.
-inline bool readNetstring(std::string_view& in, std::string& out, size_t maxDigits = 10) {
-  const size_t colon = in.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon > maxDigits) return false;
-  size_t len = 0;
-  for (size_t i = 0; i < colon; ++i) {
-    if (in[i] < '0' || in[i] > '9') return false;
-    len = len * 10 + static_cast<size_t>(in[i] - '0');
+enum class NetstringRead { kComplete, kIncomplete, kMalformed };
+
+// Takes one netstring off the front of `in` into `out` (`in` unchanged unless kComplete).
+// kIncomplete: more bytes could complete it; kMalformed: none could (a non-digit in the
+// length, more than `maxDigits` digits, a length over `maxLength`, no ',' after the bytes).
+inline NetstringRead takeNetstring(std::string_view& in, std::string& out, size_t maxDigits = 10,
+                                   size_t maxLength = SIZE_MAX) {
+  size_t len = 0, i = 0;
+  for (;; ++i) {
+    if (i == in.size()) return NetstringRead::kIncomplete;
+    const char c = in[i];
+    if (c == ':' && i > 0) break;
+    if (c < '0' || c > '9' || i >= maxDigits) return NetstringRead::kMalformed;
+    len = len * 10 + static_cast<size_t>(c - '0');
   }
-  if (in.size() - colon - 1 <= len || in[colon + 1 + len] != ',') return false;
-  out.assign(in.substr(colon + 1, len));
-  in.remove_prefix(colon + 1 + len + 1);
-  return true;
+  if (len > maxLength) return NetstringRead::kMalformed;
+  const size_t start = i + 1;
+  if (in.size() - start <= len) return NetstringRead::kIncomplete;
+  if (in[start + len] != ',') return NetstringRead::kMalformed;
+  out.assign(in.substr(start, len));
+  in.remove_prefix(start + len + 1);
+  return NetstringRead::kComplete;
+}
+
+// A complete netstring taken off the front of `in`; false (and `in` unchanged) otherwise.
+inline bool readNetstring(std::string_view& in, std::string& out, size_t maxDigits = 10) {
+  return takeNetstring(in, out, maxDigits) == NetstringRead::kComplete;
 }
 
 }  // namespace qtls::text
