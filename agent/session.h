@@ -10,7 +10,7 @@
 #include <string>
 #include <utility>
 
-#include "admin/session_events.h"
+#include "admin/event_hub.h"
 #include "metrics.h"
 #include "smtp_input.h"
 #include "smtpd_config.h"
@@ -42,7 +42,7 @@ struct SessionParams {
   std::string listenerCiphers;          // per-listener cipher override, "" = tlsserverciphers
   std::string listener;                 // label for the log
   AgentMetrics* metrics = nullptr;      // may be null
-  admin::SessionHub* events = nullptr;  // may be null
+  admin::EventHub* events = nullptr;    // may be null
   SessionRegistry* registry = nullptr;  // may be null; sessions register to be stopped
 };
 

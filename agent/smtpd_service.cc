@@ -44,7 +44,7 @@ daemon::DaemonParts SmtpdState::parts() {
              std::shared_ptr<SmtpdConfig> cfg) { return activate(gen, digest, cfg); },
       noOpenRelay, &candidate);
   p.registry = &registry;
-  p.sessions = &sessions;
+  p.events = &events;
   p.configMetrics = &metrics.config;
   p.resolve = [this](const v1::ResolvePolicyRequest& req, v1::ResolvePolicyResponse* out) {
     return resolvePolicy(*store.current(), req, out);
@@ -84,7 +84,7 @@ SmtpdService::SmtpdService(asio::io_context& io, SmtpdState& state)
             p.qmailQueue = st_.flags.queue;
             p.limits = st_.flags.sessionLimits;
             p.metrics = &st_.metrics;
-            p.events = &st_.sessions;
+            p.events = &st_.events;
             return p;
           },
           state.sessionRegistry) {}

@@ -8,7 +8,7 @@
 #include <set>
 #include <string>
 
-#include "admin/session_events.h"
+#include "admin/event_hub.h"
 #include "daemon/skeleton.h"
 #include "listener.h"
 #include "metrics.h"
@@ -34,7 +34,7 @@ struct SmtpdState {
   SessionRegistry sessionRegistry;
   stats::Registry registry;
   AgentMetrics metrics{registry};
-  admin::SessionHub sessions;
+  admin::EventHub events;  // WatchSessions
 
  private:
   absl::Status activate(uint64_t gen, const std::string& digest, std::shared_ptr<SmtpdConfig> cfg);

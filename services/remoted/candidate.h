@@ -1,6 +1,6 @@
 // Report-only evaluation of a fleet candidate (docs/rollouts.md, "Report-only first"): what the
 // candidate policy would have done with a delivery that ran under the policy in force, judged from
-// what the session saw of the server (STARTTLS offered, the handshake, the certificate chain).
+// what the dialogue saw of the server (STARTTLS offered, the handshake, the certificate chain).
 #pragma once
 
 #include <string>
@@ -13,7 +13,7 @@
 
 namespace qtls::remoted {
 
-// What one session saw of the server it talked to; filled in by the session as it goes.
+// What one dialogue saw of the server it talked to; filled in by the dialogue as it goes.
 struct Observed {
   bool reached = false;  // the server answered EHLO (or, on port 465, the handshake began)
   Target target;

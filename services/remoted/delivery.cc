@@ -1,5 +1,5 @@
-// A delivery from request to report: targets, the SMTP session, the deadline, and the record
-// of what happened (metrics, the log line, the session stream).
+// A delivery from request to report: targets, the SMTP dialogue, the deadline, and the record
+// of what happened (metrics, the log line, the admin event stream).
 #include "delivery.h"
 
 #include <sys/stat.h>
@@ -15,8 +15,8 @@
 #include <cstdio>
 #include <exception>
 
+#include "dialogue.h"
 #include "log/log.h"
-#include "session.h"
 #include "util/text.h"
 
 namespace qtls::remoted {
@@ -36,16 +36,16 @@ std::string recipientResults(const DeliveryRequest& req, const std::vector<int>&
   return out;
 }
 
-void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session& session,
+void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Dialogue& dialogue,
             const DeliveryControl& control, double secs, DeliveryResult& out) {
   const char verdict = qmailVerdict(out.report.bytes());
-  const ConnFacts& f = session.facts_;
+  const ConnFacts& f = dialogue.facts_;
   // The TLS failure that ended the delivery, a word of qtls_remote_tls_failures_total's set.
   const std::string failure(out.report.final().reason);
   std::string candidate;  // " candidate=<verdict>" when one is evaluated
   fleet::Verdict judged = fleet::Verdict::kNotEvaluated;
   if (deps.candidate) {
-    judged = judgeCandidate(*deps.candidate, req.host, session.facts_.seen);
+    judged = judgeCandidate(*deps.candidate, req.host, dialogue.facts_.seen);
     candidate = text::cat(" candidate=", fleet::verdictName(judged));
     if (deps.metrics) deps.metrics->config.judged(judged);
   }
@@ -60,7 +60,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     if (f.tlsVersion != "-")
       deps.metrics->tlsSessions
           .with({f.levelRequested, f.tlsVersion, f.cipher, f.resumed ? "yes" : "no",
-                 session.reused() ? "yes" : "no"})
+                 dialogue.reused() ? "yes" : "no"})
           .add(1);
     if (!failure.empty()) deps.metrics->tlsFailures.with({f.levelRequested, failure}).add(1);
   }
@@ -73,10 +73,10 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
   out.logLine =
       text::cat("delivery id=", id, " gen=", deps.config->generation,
                 " digest=", deps.config->digest, " domain=", log::value(req.host),
-                " rcpts=", log::value(recipientResults(req, session.rcptCodes_)),
+                " rcpts=", log::value(recipientResults(req, dialogue.rcptCodes_)),
                 " relay=", f.relay.empty() ? "-" : log::value(f.relay), " policy=", f.policySource,
                 " level=", f.levelRequested, "/", f.levelAchieved, " tls=", f.tlsVersion, "/",
-                f.cipher, " verify=", f.verify, " reused=", session.reused() ? "yes" : "no",
+                f.cipher, " verify=", f.verify, " reused=", dialogue.reused() ? "yes" : "no",
                 " resumed=", f.resumed ? "yes" : "no", " status=", std::string(1, verdict),
                 control.stopped() ? text::cat(" stopped=", stopReasonName(control.reason())) : "",
                 out.possibleDuplicate ? " possible_duplicate=yes" : "", candidate, " delay=", delay,
@@ -94,7 +94,7 @@ void record(const DeliveryDeps& deps, const DeliveryRequest& req, const Session&
     e.cipher = f.cipher;
     e.verify = f.verify;
     e.resumed = f.resumed;
-    e.connectionReused = session.reused();
+    e.connectionReused = dialogue.reused();
     e.failureReason = failure.empty() ? "none" : failure;
     e.outcome = std::string(1, verdict);
     e.detail = result;
@@ -181,7 +181,7 @@ asio::awaitable<DeliveryResult> deliverUnguarded(const DeliveryDeps& deps,
     if (auto c = weak.lock()) c->stop(StopReason::kDeadline);
   });
 
-  Session session(deps, req, *control, out);
+  Dialogue dialogue(deps, req, *control, out);
   auto work = [&]() -> asio::awaitable<void> {
     std::optional<TargetList> targets = co_await lookUp(deps, req, *control);
     EndingContext c;
@@ -192,21 +192,21 @@ asio::awaitable<DeliveryResult> deliverUnguarded(const DeliveryDeps& deps,
       c.arg = targets->failName;
       out.report.add(judge(targets->fail, c));
     } else {
-      co_await session.run(*targets);
+      co_await dialogue.run(*targets);
     }
   };
   const std::string internalError = co_await exceptionFrom(work());
   deadline.cancel();
   control->finish();
   if (!internalError.empty()) {
-    session.failed(internalError);
+    dialogue.failed(internalError);
     out.openConn.reset();
     log::error(text::cat("delivery domain=", log::value(req.host),
                          ": exception: ", log::value(internalError)));
   }
-  out.possibleDuplicate = session.possibleDuplicate();
+  out.possibleDuplicate = dialogue.possibleDuplicate();
   try {  // the report stands whatever happens to its record
-    record(deps, req, session, *control,
+    record(deps, req, dialogue, *control,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), out);
   } catch (const std::exception& e) {
     log::error(
@@ -227,7 +227,7 @@ asio::awaitable<DeliveryResult> deliver(const DeliveryDeps& deps, const Delivery
   } catch (...) {
     what = "unknown exception";
   }
-  // Only before the session started (it is guarded itself): nothing was sent.
+  // Only before the dialogue started (it is guarded itself): nothing was sent.
   control->finish();
   log::error(text::cat("delivery domain=", log::value(req.host), ": exception: ", what));
   DeliveryResult out;

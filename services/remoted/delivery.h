@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "admin/session_events.h"
+#include "admin/event_hub.h"
 #include "delivery_control.h"
 #include "metrics.h"
 #include "outcome.h"
@@ -43,9 +43,9 @@ struct DeliveryDeps {
   Resolver* resolver = nullptr;
   std::shared_ptr<const IpMe> ipme;
   unsigned mxPort = 25;
-  long maxDeliverySeconds = 3600;       // cap of the per-delivery deadline
-  RemoteMetrics* metrics = nullptr;     // may be null (tests)
-  admin::SessionHub* events = nullptr;  // may be null
+  long maxDeliverySeconds = 3600;     // cap of the per-delivery deadline
+  RemoteMetrics* metrics = nullptr;   // may be null (tests)
+  admin::EventHub* events = nullptr;  // may be null
   // Where each connection gets its own strand: the io_context's executor.
   asio::any_io_executor pool;
   // Connection reuse, TLS resumption, dead hosts, connection caps (docs/operations.md); each

@@ -1,7 +1,7 @@
 // The outbound delivery over its connection: which connection (cached or new), its
 // establishment (greeting, EHLO/HELO; the TLS steps are in session_tls.cc) and what happens
 // to it afterwards. The transaction, MAIL to the final dot, is in transaction.cc.
-#include "session.h"
+#include "dialogue.h"
 
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
@@ -17,7 +17,7 @@
 
 namespace qtls::remoted {
 
-void Session::died(const SmtpConn::ReadResult* rr) {
+void Dialogue::died(const SmtpConn::ReadResult* rr) {
   if (control_.stopped()) {
     EndingContext c = context();
     c.n = control_.limitSeconds;
@@ -31,25 +31,25 @@ void Session::died(const SmtpConn::ReadResult* rr) {
   end(Failure::kDied, context());
 }
 
-void Session::outOfStep(std::string_view what) {
+void Dialogue::outOfStep(std::string_view what) {
   EndingContext c = context();
   c.detail = what;
   end(Failure::kMalformed, c);
 }
 
-void Session::failed(std::string_view what) {
+void Dialogue::failed(std::string_view what) {
   if (conn_) SmtpConn::closeFromOutside(conn_);
   EndingContext c = context();
   c.arg = what;
   end(Failure::kInternal, c);
 }
 
-bool Session::deadReused(const SmtpConn::ReadResult* rr) {
+bool Dialogue::deadReused(const SmtpConn::ReadResult* rr) {
   if (origin_ != Origin::kCache || control_.stopped()) return false;
   return rr == nullptr || !rr->ok() || rr->reply.code == 421;
 }
 
-asio::awaitable<bool> Session::reply(SmtpConn::ReadResult& rr, bool extraAllowed) {
+asio::awaitable<bool> Dialogue::reply(SmtpConn::ReadResult& rr, bool extraAllowed) {
   rr = co_await conn_->readReply();
   if (rr.ok() && !extraAllowed && conn_->buffered() > 0)
     rr.protocolError = "more than one reply at once";  // e.g. an injected extra 250 to RCPT
@@ -60,8 +60,8 @@ asio::awaitable<bool> Session::reply(SmtpConn::ReadResult& rr, bool extraAllowed
   co_return true;
 }
 
-asio::awaitable<bool> Session::command(std::string_view line, SmtpConn::ReadResult& rr,
-                                       bool extraAllowed) {
+asio::awaitable<bool> Dialogue::command(std::string_view line, SmtpConn::ReadResult& rr,
+                                        bool extraAllowed) {
   // A reply that came before its command answers nothing we said: every later reply would be
   // taken for the wrong command.
   if (conn_->unread() > 0) {
@@ -75,7 +75,7 @@ asio::awaitable<bool> Session::command(std::string_view line, SmtpConn::ReadResu
   co_return co_await reply(rr, extraAllowed);
 }
 
-asio::awaitable<bool> Session::greeting(bool implicit) {
+asio::awaitable<bool> Dialogue::greeting(bool implicit) {
   SmtpConn::ReadResult rr;
   if (!co_await reply(rr)) co_return false;
   if (rr.reply.code != 220) {
@@ -87,7 +87,7 @@ asio::awaitable<bool> Session::greeting(bool implicit) {
 
 // Greeting, EHLO, STARTTLS and the checks, EHLO again (or HELO): the connection is ready for
 // transactions. Returns false when the report is final.
-asio::awaitable<bool> Session::establish(const Target& t, const TlsPlan& plan, unsigned port) {
+asio::awaitable<bool> Dialogue::establish(const Target& t, const TlsPlan& plan, unsigned port) {
   SmtpConn::ReadResult rr;
   const bool implicit = port == 465;
   int code = 0;
@@ -137,19 +137,19 @@ asio::awaitable<bool> Session::establish(const Target& t, const TlsPlan& plan, u
   co_return true;
 }
 
-asio::awaitable<Session::Ended> Session::fresh(const Target& t, const TlsPlan& plan,
-                                               unsigned port) {
+asio::awaitable<Dialogue::Ended> Dialogue::fresh(const Target& t, const TlsPlan& plan,
+                                                 unsigned port) {
   stage_ = Stage::kOpening;
   if (!co_await establish(t, plan, port)) co_return Ended::kReported;
   co_return co_await transaction();
 }
 
-asio::awaitable<Session::Ended> Session::reuse() { co_return co_await transaction(); }
+asio::awaitable<Dialogue::Ended> Dialogue::reuse() { co_return co_await transaction(); }
 
 // What becomes of the connection once the delivery ended on it: what the failure table said of
 // that ending (failure_table.h), unless the delivery was stopped (then it is closed). The
 // cache may still decline it (ConnCache::put QUITs it then).
-void Session::settle(ConnCache::Entry entry) {
+void Dialogue::settle(ConnCache::Entry entry) {
   Conn fate = report_.final().conn;
   if (control_.stopped()) fate = Conn::kClose;
   if (fate == Conn::kCache && !(deps_.cache && deps_.cache->enabled())) fate = Conn::kQuit;
@@ -171,7 +171,7 @@ void Session::settle(ConnCache::Entry entry) {
 // and the failure table's `next` for how that try ended says whether the walk goes on. What
 // may send a delivery to the next address (tcpto, a refused connect; DANE and MTA-STS checks to
 // come) is a row of the table, not a branch here.
-asio::awaitable<void> Session::run(const TargetList& targets) {
+asio::awaitable<void> Dialogue::run(const TargetList& targets) {
   for (const auto& t : targets.targets) {
     if (control_.stopped()) break;
     if (co_await tryAddress(t, targets.port) == Next::kStop) co_return;
@@ -185,7 +185,7 @@ asio::awaitable<void> Session::run(const TargetList& targets) {
 // dead sends the delivery to the next one, then to a new connection, with nothing reported),
 // else a new connection; the dialogue; then the connection's fate. A stop met on the way
 // returns kNextAddress: the walk sees it and reports it.
-asio::awaitable<Next> Session::tryAddress(const Target& t, unsigned port) {
+asio::awaitable<Next> Dialogue::tryAddress(const Target& t, unsigned port) {
   const std::string address = t.address.to_string();
   const std::string relay = text::cat(t.fqdn.empty() ? "-" : t.fqdn, "[", address, "]:", port);
   std::string why;

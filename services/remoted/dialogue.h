@@ -1,8 +1,8 @@
 // One delivery's SMTP dialogue (spec 2.6-2.10) with qmail-tls semantics (spec 3): for each
 // target in order, a connection (an idle one from the cache, else a new one: connect,
 // greeting, EHLO, STARTTLS, verification), then one transaction on it (MAIL to the final
-// dot, pipelined when the server offers it), and the report. What the session saw stays
-// readable afterwards for the log line, metrics and the session stream.
+// dot, pipelined when the server offers it), and the report. What the dialogue saw stays
+// readable afterwards for the log line, metrics and the admin event stream.
 //
 // The connection's work runs on the connection's own strand (smtp_conn.h: onConn), so that a
 // connection can serve one delivery after another; the delivery awaits it.
@@ -25,10 +25,10 @@
 
 namespace qtls::remoted {
 
-class Session {
+class Dialogue {
  public:
-  Session(const DeliveryDeps& deps, const DeliveryRequest& req, DeliveryControl& control,
-          DeliveryResult& out)
+  Dialogue(const DeliveryDeps& deps, const DeliveryRequest& req, DeliveryControl& control,
+           DeliveryResult& out)
       : deps_(deps),
         cfg_(*deps.config),
         req_(req),
@@ -53,7 +53,7 @@ class Session {
   // Where the connection came from.
   enum class Origin { kNew, kCache };
 
-  // What the session saw, for the log line and the session stream.
+  // What the dialogue saw, for the log line and the admin event stream.
   ConnFacts facts_;
   std::vector<int> rcptCodes_;  // reply code to each RCPT, in order (0: not reached)
   bool reused() const { return origin_ == Origin::kCache; }

@@ -7,9 +7,9 @@
 #include <chrono>
 #include <cstring>
 
+#include "dialogue.h"
 #include "log/log.h"
 #include "peer_check.h"
-#include "session.h"
 #include "tls/errors.h"
 #include "tls/session_cache.h"
 #include "util/text.h"
@@ -32,7 +32,7 @@ std::string sslErrorText(const std::error_code& ec, bool timedOut) {
 
 }  // namespace
 
-bool Session::verifyPeer(const TlsPlan& plan) {
+bool Dialogue::verifyPeer(const TlsPlan& plan) {
   // The chain kept by startTls(): the handshake verified it against the plan's trust.
   const PeerCheck c =
       checkPeer(plan, facts_.seen.chain.leaf(), SSL_get_verify_result(conn_->ssl()), facts_.ip);
@@ -50,8 +50,8 @@ bool Session::verifyPeer(const TlsPlan& plan) {
 }
 
 // Returns false when the report is final. tlsDone tells whether TLS is now active.
-asio::awaitable<bool> Session::startTls(const Target& t, const TlsPlan& plan, bool implicit,
-                                        bool& tlsDone) {
+asio::awaitable<bool> Dialogue::startTls(const Target& t, const TlsPlan& plan, bool implicit,
+                                         bool& tlsDone) {
   tlsDone = false;
   const bool required = implicit || policy::tlsRequired(plan.decision.level);
   if (plan.decision.level == TlsLevel::kNone && !implicit) co_return true;

@@ -34,7 +34,7 @@ daemon::DaemonParts RemotedState::parts() {
              std::shared_ptr<RemoteConfig> cfg) { return activate(gen, digest, items, cfg); },
       nullptr, &candidate);
   p.registry = &registry;
-  p.sessions = &sessions;
+  p.events = &events;
   p.configMetrics = &metrics.config;
   p.resolve = [this](const v1::ResolvePolicyRequest& req, v1::ResolvePolicyResponse* out) {
     return resolvePolicy(*store.current(), req, out);
@@ -89,7 +89,7 @@ DeliveryDeps RemotedService::deps() {
   d.mxPort = f.mxPort;
   d.maxDeliverySeconds = f.deliveryLimit;
   d.metrics = &st_.metrics;
-  d.events = &st_.sessions;
+  d.events = &st_.events;
   d.pool = io_.get_executor();
   d.cache = &st_.connCache;
   d.sessions = f.conn.resumption ? &st_.tlsSessions : nullptr;

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "admin/session_events.h"
+#include "admin/event_hub.h"
 #include "conn_cache.h"
 #include "conn_limits.h"
 #include "daemon/skeleton.h"
@@ -36,7 +36,7 @@ struct RemotedState {
   ConfigStore candidate;  // a fleet candidate evaluated report-only; empty when none
   stats::Registry registry;
   RemoteMetrics metrics{registry};
-  admin::SessionHub sessions;
+  admin::EventHub events;  // WatchSessions
   ConnCache connCache;
   ConnLimits connLimits;
   DeadHosts deadHosts{&metrics};

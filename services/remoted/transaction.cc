@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "session.h"
+#include "dialogue.h"
 #include "smtp/address.h"
 #include "smtp/body.h"
 #include "util/text.h"
@@ -26,20 +26,20 @@ std::string rcptLine(const std::string& rcpt) {
 
 // The reply to the i-th RCPT, lock-step or pipelined alike: its record in the report (r, or h/s
 // with qmail-remote's text). True when the recipient was accepted.
-bool Session::recipientReply(size_t i, const smtp::Reply& r) {
+bool Dialogue::recipientReply(size_t i, const smtp::Reply& r) {
   rcptCodes_[i] = r.code;
   if (r.code == 421) closing_ = true;  // the server is closing the channel
   report_.add(judge(r.code >= 400 ? Failure::kRcptRefused : Failure::kRcptAccepted, context(&r)));
   return r.code < 400;
 }
 
-std::string Session::commandLine(size_t i) const {
+std::string Dialogue::commandLine(size_t i) const {
   if (i == 0) return mailLine(req_);
   if (i <= req_.recipients.size()) return rcptLine(req_.recipients[i - 1]);
   return "DATA\r\n";
 }
 
-asio::awaitable<Session::Ended> Session::transaction() {
+asio::awaitable<Dialogue::Ended> Dialogue::transaction() {
   const size_t n = req_.recipients.size();
   const size_t total = n + 2;  // MAIL, the RCPTs, DATA
   const size_t batch = facts_.pipelining ? total : 1;
@@ -112,8 +112,8 @@ asio::awaitable<Session::Ended> Session::transaction() {
 }
 
 // From DATA's reply to the final one.
-asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
-                                                         SmtpConn::ReadResult& rr) {
+asio::awaitable<Dialogue::Ended> Dialogue::afterRecipients(bool anyAccepted,
+                                                           SmtpConn::ReadResult& rr) {
   if (!anyAccepted) {
     // Pipelined: a server that answers DATA with 354 anyway now waits for a body; the
     // connection is closed instead of sending one.
@@ -146,7 +146,7 @@ asio::awaitable<Session::Ended> Session::afterRecipients(bool anyAccepted,
 }
 
 // The body: read from the queued file, encode, and send; the final chunk carries ".\r\n".
-asio::awaitable<bool> Session::sendBody() {
+asio::awaitable<bool> Dialogue::sendBody() {
   stage_ = Stage::kBody;
   smtp::BodyEncoder enc;
   off_t offset = ::lseek(req_.messageFd, 0, SEEK_CUR);

@@ -13,9 +13,9 @@ using qtls::admin::PolicyStore;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string in(reinterpret_cast<const char*>(data), size);
 
-  auto items = qtls::admin::decodeSnapshot(in, "fuzz");
+  auto items = qtls::admin::decodeGeneration(in, "fuzz");
   if (items.ok()) {
-    auto again = qtls::admin::decodeSnapshot(qtls::admin::encodeSnapshot(*items), "fuzz");
+    auto again = qtls::admin::decodeGeneration(qtls::admin::encodeGeneration(*items), "fuzz");
     if (!again.ok() || *again != *items) std::abort();
   }
 

@@ -1,11 +1,11 @@
-#include "admin/session_events.h"
+#include "admin/event_hub.h"
 
 #include <algorithm>
 #include <chrono>
 
 namespace qtls::admin {
 
-std::optional<SessionEvent> SessionHub::Watcher::next(int timeoutMs, uint64_t* dropped) {
+std::optional<SessionEvent> EventHub::Watcher::next(int timeoutMs, uint64_t* dropped) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(timeoutMs),
                [&] { return closed_ || !queue_.empty(); });
@@ -17,12 +17,12 @@ std::optional<SessionEvent> SessionHub::Watcher::next(int timeoutMs, uint64_t* d
   return e;
 }
 
-bool SessionHub::Watcher::closed() const {
+bool EventHub::Watcher::closed() const {
   std::lock_guard<std::mutex> lock(mu_);
   return closed_;
 }
 
-std::shared_ptr<SessionHub::Watcher> SessionHub::watch() {
+std::shared_ptr<EventHub::Watcher> EventHub::watch() {
   auto w = std::make_shared<Watcher>();
   std::lock_guard<std::mutex> lock(mu_);
   w->closed_ = closed_;
@@ -30,12 +30,12 @@ std::shared_ptr<SessionHub::Watcher> SessionHub::watch() {
   return w;
 }
 
-void SessionHub::unwatch(const std::shared_ptr<Watcher>& w) {
+void EventHub::unwatch(const std::shared_ptr<Watcher>& w) {
   std::lock_guard<std::mutex> lock(mu_);
   watchers_.erase(std::remove(watchers_.begin(), watchers_.end(), w), watchers_.end());
 }
 
-void SessionHub::publish(const SessionEvent& e) {
+void EventHub::publish(const SessionEvent& e) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& w : watchers_) {
     {
@@ -50,7 +50,7 @@ void SessionHub::publish(const SessionEvent& e) {
   }
 }
 
-void SessionHub::close() {
+void EventHub::close() {
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
   for (auto& w : watchers_) {
@@ -62,7 +62,7 @@ void SessionHub::close() {
   }
 }
 
-size_t SessionHub::watchers() const {
+size_t EventHub::watchers() const {
   std::lock_guard<std::mutex> lock(mu_);
   return watchers_.size();
 }

@@ -31,7 +31,7 @@ struct SessionEvent {
   std::string candidateDigest, candidateVerdict;
 };
 
-class SessionHub {
+class EventHub {
  public:
   class Watcher {
    public:
@@ -41,7 +41,7 @@ class SessionHub {
     bool closed() const;
 
    private:
-    friend class SessionHub;
+    friend class EventHub;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<SessionEvent> queue_;

@@ -96,7 +96,7 @@ std::string throughLink(const std::string& path) {
   return p;
 }
 
-std::string snapshotPath(const std::string& state, uint64_t gen) {
+std::string generationPath(const std::string& state, uint64_t gen) {
   return text::cat(state, "/generations/", gen, ".snap");
 }
 
@@ -110,7 +110,7 @@ using namespace internal;
 namespace fs = std::filesystem;
 
 // Netstrings, qmail's own framing, after a header line carrying the digest.
-std::string encodeSnapshot(const Items& items) {
+std::string encodeGeneration(const Items& items) {
   std::string out = text::cat("qtls-policy-snapshot 1 ", PolicyStore::digestOf(items), "\n");
   for (const auto& [path, content] : items) {
     text::appendNetstring(out, path);
@@ -119,7 +119,7 @@ std::string encodeSnapshot(const Items& items) {
   return out;
 }
 
-absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string& file) {
+absl::StatusOr<Items> decodeGeneration(const std::string& data, const std::string& file) {
   auto bad = [&](const char* why) {
     return absl::DataLossError(text::cat(file, ": corrupt policy snapshot: ", why));
   };
@@ -203,7 +203,7 @@ absl::Status PolicyStore::writeControl(const Items& next) const {
 }
 
 absl::Status PolicyStore::persistGeneration(uint64_t gen, const Items& items) {
-  if (auto s = writeAtomic(snapshotPath(state_, gen), encodeSnapshot(items), 0600); !s.ok())
+  if (auto s = writeAtomic(generationPath(state_, gen), encodeGeneration(items), 0600); !s.ok())
     return s;
   if (auto s = writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(items), "\n"), 0600);
       !s.ok())
@@ -211,7 +211,7 @@ absl::Status PolicyStore::persistGeneration(uint64_t gen, const Items& items) {
   // Older generations beyond the ones kept are forgotten.
   std::vector<uint64_t> gens = history();
   for (size_t i = 0; i + kKeepGenerations < gens.size(); ++i) {
-    ::unlink(snapshotPath(state_, gens[i]).c_str());
+    ::unlink(generationPath(state_, gens[i]).c_str());
     ::unlink(sidecarPath(state_, gens[i], "keys").c_str());
     ::unlink(sidecarPath(state_, gens[i], "purged").c_str());
   }
@@ -237,10 +237,10 @@ absl::StatusOr<std::map<std::string, std::string>> PolicyStore::keysOf(uint64_t 
     }
     return keys;
   }
-  auto snap = control::readFile(snapshotPath(state_, gen));
+  auto snap = control::readFile(generationPath(state_, gen));
   if (!snap.ok()) return snap.status();
   if (!*snap) return keys;
-  auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
+  auto items = decodeGeneration(**snap, generationPath(state_, gen));
   if (!items.ok()) return items.status();
   std::string out;
   for (const auto& [path, content] : *items)
@@ -276,10 +276,10 @@ absl::Status PolicyStore::purgeRotatedKeys(uint64_t gen, const Items& items) {
     for (const auto& [path, hash] : *keys)
       if (!live.count(text::cat(path, " ", hash))) purge.push_back(path);
     if (purge.empty()) continue;
-    auto snap = control::readFile(snapshotPath(state_, g));
+    auto snap = control::readFile(generationPath(state_, g));
     if (!snap.ok()) return snap.status();
     if (!*snap) continue;
-    auto old = decodeSnapshot(**snap, snapshotPath(state_, g));
+    auto old = decodeGeneration(**snap, generationPath(state_, g));
     if (!old.ok()) return old.status();
     std::string names, list;
     for (const std::string& path : purge) {
@@ -290,7 +290,7 @@ absl::Status PolicyStore::purgeRotatedKeys(uint64_t gen, const Items& items) {
     // The mark first: a crash in between leaves a generation that is refused, never one
     // that silently lacks its key.
     if (auto s = writeAtomic(sidecarPath(state_, g, "purged"), names, 0600); !s.ok()) return s;
-    if (auto s = writeAtomic(snapshotPath(state_, g), encodeSnapshot(*old), 0600); !s.ok())
+    if (auto s = writeAtomic(generationPath(state_, g), encodeGeneration(*old), 0600); !s.ok())
       return s;
     std::string rest;
     for (const auto& [path, hash] : *keys)

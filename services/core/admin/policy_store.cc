@@ -93,12 +93,12 @@ absl::Status PolicyStore::finishInterrupted() {
   if (!pending.ok()) return pending.status();
   if (!*pending) return absl::OkStatus();
   const uint64_t gen = std::strtoull((*pending)->c_str(), nullptr, 10);
-  auto snap = control::readFile(snapshotPath(state_, gen));
+  auto snap = control::readFile(generationPath(state_, gen));
   if (!snap.ok()) return snap.status();
   if (!*snap)
     return absl::DataLossError(
         text::cat(state_, "/pending names generation ", gen, " but its snapshot is missing"));
-  auto items = decodeSnapshot(**snap, snapshotPath(state_, gen));
+  auto items = decodeGeneration(**snap, generationPath(state_, gen));
   if (!items.ok()) return items.status();
   if (auto s = writeControl(*items); !s.ok()) return s;
   if (auto s = writeAtomic(state_ + "/current", text::cat(gen, " ", digestOf(*items), "\n"), 0600);
@@ -161,8 +161,8 @@ absl::Status PolicyStore::open() {
       return absl::DataLossError(text::cat(state_, "/current is corrupt: ", **current));
     if (f[1] != digest) {
       Items before;
-      if (auto snap = control::readFile(snapshotPath(state_, gen)); snap.ok() && *snap)
-        if (auto items = decodeSnapshot(**snap, snapshotPath(state_, gen)); items.ok())
+      if (auto snap = control::readFile(generationPath(state_, gen)); snap.ok() && *snap)
+        if (auto items = decodeGeneration(**snap, generationPath(state_, gen)); items.ok())
           before = std::move(*items);
       ++gen;
       if (auto s = persistGeneration(gen, *disk); !s.ok()) return s;
@@ -171,7 +171,7 @@ absl::Status PolicyStore::open() {
     }
   }
   if (auto s = activate(compiled->get(), gen, digest, *disk); !s.ok()) return s;
-  cur_ = Snapshot{gen, digest, std::move(*disk)};
+  cur_ = Generation{gen, digest, std::move(*disk)};
   return absl::OkStatus();
 }
 
@@ -198,7 +198,7 @@ absl::Status PolicyStore::reloadFromDisk(const std::string& caller) {
     log::error(text::cat("policy: generation ", gen,
                          " is in force but not persisted: ", std::string(s.message())));
   audit(caller, "hand-edit", "applied", cur_.generation, gen, digest, changes, "");
-  cur_ = Snapshot{gen, digest, std::move(*disk)};
+  cur_ = Generation{gen, digest, std::move(*disk)};
   return absl::OkStatus();
 }
 
@@ -213,7 +213,7 @@ absl::Status PolicyStore::reloadLogged(const std::string& caller, const std::str
   return s;
 }
 
-Snapshot PolicyStore::current() const {
+Generation PolicyStore::current() const {
   std::lock_guard<std::mutex> lock(mu_);
   return cur_;
 }
@@ -267,7 +267,7 @@ void PolicyStore::audit(const std::string& caller, const std::string& op, const 
 
 void PolicyStore::auditDenied(const std::string& caller, const std::string& method,
                               const std::string& reason) const {
-  const Snapshot now = current();
+  const Generation now = current();
   audit(caller, method, "denied", now.generation, now.generation, now.digest, {}, reason);
 }
 
@@ -338,7 +338,7 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
     }
   }
   const uint64_t gen = cur_.generation + 1;
-  if (auto s = writeAtomic(snapshotPath(state_, gen), encodeSnapshot(next), 0600); !s.ok())
+  if (auto s = writeAtomic(generationPath(state_, gen), encodeGeneration(next), 0600); !s.ok())
     return s;
   crashPoint("snapshot-written");
   if (auto s = writeAtomic(state_ + "/pending", text::cat(gen, "\n"), 0600); !s.ok()) return s;
@@ -359,7 +359,7 @@ absl::StatusOr<ChangeResult> PolicyStore::commit(const Items& next, uint64_t exp
   ::unlink((state_ + "/pending").c_str());
   fsyncDir(state_).IgnoreError();
 
-  cur_ = Snapshot{gen, r.digestAfter, next};
+  cur_ = Generation{gen, r.digestAfter, next};
   // Applied means serving. The loader accepted this content on a private copy, so only the
   // machine can fail it here (disk, permissions): the files are generation `gen`, the daemon
   // still serves the one before, and nothing else changes until a restart loads `gen`.
@@ -464,13 +464,13 @@ absl::StatusOr<ChangeResult> PolicyStore::rollbackLocked(uint64_t expectedGenera
     return refuse(absl::InvalidArgumentError(
         text::cat("to_generation: ", toGeneration, " is not older than the generation in force (",
                   cur_.generation, ")")));
-  auto snap = control::readFile(snapshotPath(state_, toGeneration));
+  auto snap = control::readFile(generationPath(state_, toGeneration));
   if (!snap.ok()) return refuse(snap.status());
   if (!*snap)
     return refuse(absl::NotFoundError(text::cat("generation ", toGeneration,
                                                 " is no longer kept on disk (the last ",
                                                 kKeepGenerations, " are)")));
-  auto items = decodeSnapshot(**snap, snapshotPath(state_, toGeneration));
+  auto items = decodeGeneration(**snap, generationPath(state_, toGeneration));
   if (!items.ok()) return refuse(items.status());
   auto purged = control::readFile(sidecarPath(state_, toGeneration, "purged"));
   if (!purged.ok()) return refuse(purged.status());

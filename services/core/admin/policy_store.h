@@ -108,7 +108,8 @@ struct ChangeResult {
   std::vector<Change> changes;
 };
 
-struct Snapshot {
+// A policy generation: its number, its content digest and its files.
+struct Generation {
   uint64_t generation = 0;
   std::string digest;
   Items items;
@@ -140,7 +141,7 @@ class PolicyStore {
   // generation N (<caller>)" or "reload: keeping generation N (<caller>): <why>".
   absl::Status reloadLogged(const std::string& caller, const std::string& what);
 
-  Snapshot current() const;
+  Generation current() const;
   const Schema& schema() const { return schema_; }
   std::optional<ItemKind> kindOf(std::string_view path) const;
   bool secret(std::string_view path) const;
@@ -214,7 +215,7 @@ class PolicyStore {
   std::unique_ptr<PolicyCompiler> compiler_;
   std::function<void(const std::string&, bool)> observer_;
   mutable std::mutex mu_;  // one change at a time; guards cur_
-  Snapshot cur_;
+  Generation cur_;
   std::string interrupted_;                  // set when a change failed past its commit point
   mutable std::set<std::string> caChecked_;  // CA bundles (sha256) found valid in this request
   int lockFd_ = -1;  // flock on <state>/lock: one daemon per state directory
@@ -224,8 +225,8 @@ class PolicyStore {
 std::string describe(const std::vector<Change>& changes);
 
 // The file format of <state>/generations/<N>.snap (fuzzed: tests/fuzz/admin_fuzz.cc).
-std::string encodeSnapshot(const Items& items);
-absl::StatusOr<Items> decodeSnapshot(const std::string& data, const std::string& file);
+std::string encodeGeneration(const Items& items);
+absl::StatusOr<Items> decodeGeneration(const std::string& data, const std::string& file);
 
 // "tlshost-ca", "server-cert", ...: a short word for tables.
 std::string kindName(ItemKind k);

@@ -19,7 +19,7 @@ std::string dirOf(const std::string& path);
 // syncDir is false). An existing file's mode and owner carry over; a new file gets `mode`.
 absl::Status writeAtomic(const std::string& path, const std::string& data, mode_t mode,
                          bool syncDir = true);
-std::string snapshotPath(const std::string& state, uint64_t gen);
+std::string generationPath(const std::string& state, uint64_t gen);
 // generations/<N>.keys (hashes of its private-key files), <N>.purged (the ones removed).
 std::string sidecarPath(const std::string& state, uint64_t gen, const char* what);
 // The file a path names once symlinks in its last component are followed. A policy file in

@@ -26,7 +26,7 @@ namespace qtls::admin {
 class AdminServer::Impl final : public v1::PolicyService::Service,
                                 public v1::TlsMetricsService::Service {
  public:
-  Impl(PolicyStore& policy, stats::Registry& registry, SessionHub& hub, ResolveFn resolve)
+  Impl(PolicyStore& policy, stats::Registry& registry, EventHub& hub, ResolveFn resolve)
       : policy_(policy), registry_(registry), hub_(hub), resolve_(std::move(resolve)) {}
 
   absl::StatusOr<std::vector<std::string>> start(const AdminOptions& o);
@@ -43,7 +43,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
                          v1::GetPolicyResponse* out) override {
     std::string caller;
     if (auto s = authorize(ctx, "GetPolicy", false, &caller); !s.ok()) return s;
-    Snapshot snap = policy_.current();
+    Generation snap = policy_.current();
     out->set_generation(snap.generation);
     out->set_digest(snap.digest);
     out->set_daemon(policy_.schema().daemon);
@@ -244,7 +244,7 @@ class AdminServer::Impl final : public v1::PolicyService::Service,
 
   PolicyStore& policy_;
   stats::Registry& registry_;
-  SessionHub& hub_;
+  EventHub& hub_;
   ResolveFn resolve_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<TlsFront> front_;  // TCP listeners, if any
@@ -327,7 +327,7 @@ void AdminServer::Impl::stop() {
   for (const std::string& p : unixSockets_) ::unlink(p.c_str());
 }
 
-AdminServer::AdminServer(PolicyStore& policy, stats::Registry& registry, SessionHub& hub,
+AdminServer::AdminServer(PolicyStore& policy, stats::Registry& registry, EventHub& hub,
                          ResolveFn resolve)
     : impl_(std::make_unique<Impl>(policy, registry, hub, std::move(resolve))) {}
 AdminServer::~AdminServer() { impl_->stop(); }

@@ -1,5 +1,5 @@
 // The admin gRPC server both daemons run: qtls.v1.PolicyService and TlsMetricsService over a
-// PolicyStore, a metrics Registry and a SessionHub, plus grpc.health.v1 (NOT_SERVING while
+// PolicyStore, a metrics Registry and a EventHub, plus grpc.health.v1 (NOT_SERVING while
 // draining) and server reflection (docs/admin-api.md).
 //
 // Listeners: "unix:/path" (mode 0660, optional group; trusted by file permissions) and
@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "admin/event_hub.h"
 #include "admin/listeners.h"
 #include "admin/policy_store.h"
-#include "admin/session_events.h"
 #include "stats/metrics.h"
 
 namespace grpc {
@@ -50,7 +50,7 @@ using ResolveFn =
 
 class AdminServer {
  public:
-  AdminServer(PolicyStore& policy, stats::Registry& registry, SessionHub& hub, ResolveFn resolve);
+  AdminServer(PolicyStore& policy, stats::Registry& registry, EventHub& hub, ResolveFn resolve);
   ~AdminServer();
 
   // Starts every listener; returns where each listens ("unix:/path", "127.0.0.1:40123").

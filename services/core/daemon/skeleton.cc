@@ -65,7 +65,7 @@ absl::Status Skeleton::start() {
   endpoint_.emplace(*parts_.registry);
   if (auto s = endpoint_->serve(flags_.metricsListen); !s.ok()) return s;
   // Before privileges are dropped: the socket directory is usually root's.
-  admin_.emplace(*policy_, *parts_.registry, *parts_.sessions, parts_.resolve);
+  admin_.emplace(*policy_, *parts_.registry, *parts_.events, parts_.resolve);
   if (auto s = admin::startAdmin(*admin_, flags_.admin); !s.ok()) return s;
   if (auto s = dropPrivileges(flags_.user); !s.ok()) return s;
   if (fleet_) fleet_->start();  // as the daemon's user, like every later apply

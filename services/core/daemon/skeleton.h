@@ -71,7 +71,7 @@ struct DaemonParts {
   admin::Schema schema;
   std::unique_ptr<admin::PolicyCompiler> compiler;
   stats::Registry* registry = nullptr;
-  admin::SessionHub* sessions = nullptr;
+  admin::EventHub* events = nullptr;  // WatchSessions
   stats::ConfigMetrics* configMetrics = nullptr;
   admin::ResolveFn resolve;
 };

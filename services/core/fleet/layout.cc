@@ -97,7 +97,7 @@ absl::StatusOr<std::string> putBundle(Etcd& etcd, const Layout& layout,
   auto have = etcd.get(layout.bundle(component, digest));
   if (!have.ok()) return have.status();
   if (*have) return digest;
-  const std::string data = admin::encodeSnapshot(items);
+  const std::string data = admin::encodeGeneration(items);
   unsigned chunks = 0;
   for (size_t off = 0; off < data.size() || chunks == 0; off += kChunkBytes, ++chunks)
     if (auto s =
@@ -130,7 +130,7 @@ absl::StatusOr<admin::Items> getBundle(Etcd& etcd, const Layout& layout,
     if (!*c) return absl::DataLossError(text::cat(key, ": chunk ", i, " is missing"));
     data += (*c)->value;
   }
-  auto items = admin::decodeSnapshot(data, key);
+  auto items = admin::decodeGeneration(data, key);
   if (!items.ok()) return items.status();
   if (admin::PolicyStore::digestOf(*items) != digest)
     return absl::DataLossError(text::cat(key, ": the content's digest is ",

@@ -71,7 +71,7 @@ void FleetNode::run() {
     if (!etcd.ok()) {
       s = etcd.status();
     } else {
-      s = session(**etcd);
+      s = serveLease(**etcd);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -96,7 +96,7 @@ void FleetNode::run() {
   }
 }
 
-absl::Status FleetNode::session(Etcd& etcd) {
+absl::Status FleetNode::serveLease(Etcd& etcd) {
   auto lease = etcd.grantLease(o_.leaseTtlSeconds);
   if (!lease.ok()) return lease.status();
   std::atomic<bool> broken{false};
@@ -105,7 +105,7 @@ absl::Status FleetNode::session(Etcd& etcd) {
     if (stopping_) return absl::CancelledError("stopping");
     lease_ = *lease;
     state_.connected = true;
-    statusDirty_ = true;  // announce ourselves again on every new session
+    statusDirty_ = true;  // announce ourselves again under every new lease
   }
   std::thread hb(&FleetNode::heartbeat, this, std::ref(etcd), *lease, std::ref(broken));
   auto finish = [&](absl::Status s) {
@@ -321,7 +321,7 @@ absl::Status FleetNode::onTarget(Etcd& etcd, const std::optional<KeyValue>& kv) 
 }
 
 std::string FleetNode::statusJson() {
-  const admin::Snapshot cur = store_.current();
+  const admin::Generation cur = store_.current();
   v1::FleetStatus st;
   std::lock_guard<std::mutex> lock(mu_);
   st.set_node(o_.node);

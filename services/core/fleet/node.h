@@ -66,7 +66,8 @@ class FleetNode {
 
  private:
   void run();
-  absl::Status session(Etcd& etcd);
+  // One lease's life: granted, kept alive, the node's keys watched, until etcd is lost.
+  absl::Status serveLease(Etcd& etcd);
   void heartbeat(Etcd& etcd, int64_t lease, std::atomic<bool>& broken);
   absl::Status onTarget(Etcd& etcd, const std::optional<KeyValue>& kv);
   absl::Status onCandidate(Etcd& etcd, const std::optional<KeyValue>& kv);
@@ -83,7 +84,7 @@ class FleetNode {
   NodeState state_;
   bool statusDirty_ = true;
   bool stopping_ = false;
-  Etcd::Watch* watch_ = nullptr;          // the session's, to cancel from stop()
+  Etcd::Watch* watch_ = nullptr;          // the lease's, to cancel from stop()
   Etcd::KeepAlive* keepAlive_ = nullptr;  // idem
   int64_t lease_ = 0;
   std::thread thread_;

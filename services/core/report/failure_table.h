@@ -24,13 +24,13 @@ enum class Failure : uint8_t {
   kNoMx,
   kDnsPerm,
   kAmbiguousMx,
-  // One address of the walk (session.cc).
+  // One address of the walk (dialogue.cc).
   kTcptoSkipped,
   kConnectFailed,
   kBusy,
   kReusedDead,
   kNoConnection,
-  // Establishing the connection (session.cc, session_tls.cc, peer_check.cc).
+  // Establishing the connection (dialogue.cc, dialogue_tls.cc, peer_check.cc).
   kGreeting,
   kGreetingTls,
   kHelo,

@@ -68,7 +68,7 @@ class AdminServerTest : public ::testing::Test {
   std::string root_;
   stats::Registry registry_;
   stats::Family* deliveries_ = nullptr;
-  SessionHub hub_;
+  EventHub hub_;
   std::unique_ptr<PolicyStore> store_;
   std::unique_ptr<AdminServer> server_;
   std::unique_ptr<v1::PolicyService::Stub> policy_;
@@ -286,7 +286,7 @@ class AdminServerStart : public ::testing::Test {
   }();
   PolicyStore store_{remotedSchema(), root_, root_ + "/state", nullptr};
   stats::Registry registry_;
-  SessionHub hub_;
+  EventHub hub_;
   AdminServer server_{store_, registry_, hub_, nullptr};
 };
 

@@ -21,7 +21,7 @@ namespace {
 
 TEST_F(PolicyStoreTest, FirstStartIsGenerationOneAndPersisted) {
   auto store = open();
-  Snapshot s = store->current();
+  Generation s = store->current();
   EXPECT_EQ(s.generation, 1u);
   EXPECT_EQ(activated_, 1u);
   ASSERT_EQ(s.items.size(), 1u);  // "me" is not policy
@@ -293,7 +293,7 @@ TEST_F(PolicyStoreTest, CrashAtAnyStepLeavesOldOrNewPolicyWhole) {
     ASSERT_EQ(WTERMSIG(status), SIGKILL) << p.name;
 
     auto store = open();
-    Snapshot s = store->current();
+    Generation s = store->current();
     const bool isNew = s.items.count("notlshosts/b.example") > 0;
     EXPECT_EQ(isNew, p.newWins) << p.name;
     EXPECT_EQ(s.generation, isNew ? 2u : 1u) << p.name;

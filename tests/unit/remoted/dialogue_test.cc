@@ -3,7 +3,7 @@
 // delivery and is retired on idle expiry and policy change; one found dead before MAIL was
 // accepted sends the delivery to a new connection with nothing reported; connection caps and
 // dead hosts.
-#include "session.h"
+#include "dialogue.h"
 
 #include <gtest/gtest.h>
 #include <stdio.h>
@@ -26,9 +26,9 @@ using namespace std::string_literals;
 using testing::FakeSmtpServer;
 using testing::SmtpScript;
 
-class SessionTest : public ::testing::Test {
+class DialogueTest : public ::testing::Test {
  protected:
-  SessionTest() {
+  DialogueTest() {
     cfg_ = std::make_shared<RemoteConfig>();
     cfg_->helohost = "qtls.test";
     cfg_->digest = "sha256:one";
@@ -52,7 +52,7 @@ class SessionTest : public ::testing::Test {
     std::fputs("Subject: t\n\nhello\n", message_);
     std::fflush(message_);
   }
-  ~SessionTest() override {
+  ~DialogueTest() override {
     servers_.clear();
     std::fclose(message_);
   }
@@ -71,7 +71,7 @@ class SessionTest : public ::testing::Test {
     req.messageFd = ::fileno(message_);
     DeliveryResult out;
     DeliveryControl control;
-    Session s(deps_, req, control, out);
+    Dialogue s(deps_, req, control, out);
     asio::co_spawn(asio::make_strand(io_), s.run(targets_), asio::detached);
     io_.restart();
     io_.run();
@@ -92,7 +92,7 @@ class SessionTest : public ::testing::Test {
   FILE* message_;
 };
 
-TEST_F(SessionTest, PipeliningSendsOneBatchAndReportsAsLockStep) {
+TEST_F(DialogueTest, PipeliningSendsOneBatchAndReportsAsLockStep) {
   const std::vector<std::string> rcpts = {"a@example.test", "b@example.test", "c@example.test"};
   script_.rcpt = {"250 ok", "550 no such user", "451 try later"};
   const Delivery piped = deliver(rcpts);
@@ -111,7 +111,7 @@ TEST_F(SessionTest, PipeliningSendsOneBatchAndReportsAsLockStep) {
 
 // Each stage's refusal, with the exact bytes of spec/qmail-compat.md section 2.8-2.10, pipelined
 // and lock-step alike; lock-step sends no command after the one that ended the transaction.
-TEST_F(SessionTest, EveryRefusalReportsTheSpecBytesPipelinedOrNot) {
+TEST_F(DialogueTest, EveryRefusalReportsTheSpecBytesPipelinedOrNot) {
   struct Case {
     const char* name;
     std::map<std::string, std::string> replies;
@@ -183,7 +183,7 @@ TEST_F(SessionTest, EveryRefusalReportsTheSpecBytesPipelinedOrNot) {
 
 // What becomes of the connection is the failure table's word for how the delivery ended:
 // QUIT (left to the intake as openConn), closed, or the cache.
-TEST_F(SessionTest, TheFailureTableSaysWhatBecomesOfTheConnection) {
+TEST_F(DialogueTest, TheFailureTableSaysWhatBecomesOfTheConnection) {
   script_.replies = {{"EHLO", "502 what"}, {"HELO", "550 not you"}};
   Delivery d = deliver();
   EXPECT_EQ(d.report,
@@ -217,7 +217,7 @@ TEST_F(SessionTest, TheFailureTableSaysWhatBecomesOfTheConnection) {
   EXPECT_EQ(cache.idle(), 1u);
 }
 
-TEST_F(SessionTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
+TEST_F(DialogueTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
   ConnCache cache(ConnCache::Options{}, nullptr);
   cache.retire(cfg_->digest);  // the policy in force
   deps_.cache = &cache;
@@ -243,7 +243,7 @@ TEST_F(SessionTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
   EXPECT_EQ(servers_.size(), 2u);
 }
 
-TEST_F(SessionTest, IdleConnectionsExpire) {
+TEST_F(DialogueTest, IdleConnectionsExpire) {
   ConnCache::Options o;
   o.idle = std::chrono::milliseconds(50);
   ConnCache cache(o, nullptr);
@@ -260,7 +260,7 @@ TEST_F(SessionTest, IdleConnectionsExpire) {
   EXPECT_EQ(servers_.size(), 2u);
 }
 
-TEST_F(SessionTest, AConnectionClosedWhileIdleIsNotUsed) {
+TEST_F(DialogueTest, AConnectionClosedWhileIdleIsNotUsed) {
   ConnCache cache(ConnCache::Options{}, nullptr);
   cache.retire(cfg_->digest);
   deps_.cache = &cache;
@@ -273,7 +273,7 @@ TEST_F(SessionTest, AConnectionClosedWhileIdleIsNotUsed) {
   EXPECT_EQ(first.report, second.report);
 }
 
-TEST_F(SessionTest, DeadBeforeMailGoesOnANewConnectionWithNothingReported) {
+TEST_F(DialogueTest, DeadBeforeMailGoesOnANewConnectionWithNothingReported) {
   for (bool pipelining : {true, false}) {
     SCOPED_TRACE(pipelining);
     ConnCache cache(ConnCache::Options{}, nullptr);
@@ -296,7 +296,7 @@ TEST_F(SessionTest, DeadBeforeMailGoesOnANewConnectionWithNothingReported) {
   }
 }
 
-TEST_F(SessionTest, OverTheConnectionCapTheDeliveryIsDeferred) {
+TEST_F(DialogueTest, OverTheConnectionCapTheDeliveryIsDeferred) {
   ConnLimits limits(ConnLimits::Options{1, 10, std::chrono::milliseconds(100)}, nullptr);
   deps_.limits = &limits;
   DeliveryControl holder;
@@ -316,7 +316,7 @@ TEST_F(SessionTest, OverTheConnectionCapTheDeliveryIsDeferred) {
 
 // The walk over the addresses: a refused connect and a host tcpto calls dead send the delivery
 // to the next address; once a connection is up, whatever it ends in stops the walk.
-TEST_F(SessionTest, TheWalkGoesOnOnlyWhereTheTableSaysNext) {
+TEST_F(DialogueTest, TheWalkGoesOnOnlyWhereTheTableSaysNext) {
   Target second = targets_.targets[0];
   second.address = asio::ip::make_address("192.0.2.8");
   Target third = targets_.targets[0];
