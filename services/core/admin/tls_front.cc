@@ -22,6 +22,7 @@
 
 #include "log/log.h"
 #include "tls/errors.h"
+#include "tls/server_context.h"
 #include "util/host_port.h"
 #include "util/text.h"
 
@@ -132,46 +133,24 @@ class Refuser : public grpc::CallbackGenericService {
 
 }  // namespace
 
-absl::StatusOr<tls::SslCtxPtr> TlsFront::makeContext(const std::string& certPem,
-                                                     const std::string& keyPem,
-                                                     const std::string& clientCaPem) {
-  tls::SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) return absl::InternalError("cannot create a TLS context: " + tls::drainErrors());
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  auto fail = [](const char* what) {
-    return absl::InvalidArgumentError(text::cat(what, ": ", tls::drainErrors()));
-  };
-  tls::BioPtr certBio(BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size())));
-  tls::X509Ptr leaf(PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr));
-  if (!leaf || SSL_CTX_use_certificate(ctx.get(), leaf.get()) != 1)
-    return fail("--admin-cert: no usable certificate");
-  while (X509* extra = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr))
-    SSL_CTX_add0_chain_cert(ctx.get(), extra);
-  ERR_clear_error();  // the end of the chain
-  tls::BioPtr keyBio(BIO_new_mem_buf(keyPem.data(), static_cast<int>(keyPem.size())));
-  tls::EvpPkeyPtr key(PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr));
-  if (!key || SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1 ||
-      SSL_CTX_check_private_key(ctx.get()) != 1)
-    return fail("--admin-key: no private key matching --admin-cert");
-  tls::BioPtr caBio(BIO_new_mem_buf(clientCaPem.data(), static_cast<int>(clientCaPem.size())));
-  X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
-  int cas = 0;
-  while (X509* ca = PEM_read_bio_X509(caBio.get(), nullptr, nullptr, nullptr)) {
-    X509_STORE_add_cert(store, ca);
-    X509_free(ca);
-    ++cas;
-  }
-  ERR_clear_error();
-  if (cas == 0) return absl::InvalidArgumentError("--admin-client-ca: no PEM certificate in it");
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-  SSL_CTX_set_alpn_select_cb(ctx.get(), selectH2, nullptr);
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(ctx.get(), 0);
+absl::StatusOr<tls::SslCtxSharedPtr> TlsFront::makeContext(const std::string& certPem,
+                                                           const std::string& keyPem,
+                                                           const std::string& clientCaPem) {
+  tls::ServerTlsSpec spec;
+  spec.certPem = certPem + "\n" + keyPem;
+  spec.certName = "--admin-cert and --admin-key";
+  spec.clientCaPem = clientCaPem;
+  spec.clientCaName = "--admin-client-ca";
+  spec.requireClientCert = true;  // mutual TLS or nothing
+  spec.resumption = false;
+  auto ctx = tls::buildServerContext(spec);
+  if (!ctx.ok()) return ctx.status();
+  SSL_CTX_set_alpn_select_cb(ctx->get(), selectH2, nullptr);
+  SSL_CTX_set_mode(ctx->get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   return ctx;
 }
 
-TlsFront::TlsFront(tls::SslCtxPtr ctx, std::map<std::string, bool> allow)
+TlsFront::TlsFront(tls::SslCtxSharedPtr ctx, std::map<std::string, bool> allow)
     : ctx_(std::move(ctx)), allow_(std::move(allow)) {
   if (::pipe2(stopPipe_, O_CLOEXEC) != 0) stopPipe_[0] = stopPipe_[1] = -1;
 }

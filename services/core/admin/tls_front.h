@@ -41,16 +41,17 @@ struct TlsPeer {
 class TlsFront {
  public:
   // identity -> may write
-  TlsFront(tls::SslCtxPtr ctx, std::map<std::string, bool> allow);
+  TlsFront(tls::SslCtxSharedPtr ctx, std::map<std::string, bool> allow);
   ~TlsFront();
   TlsFront(const TlsFront&) = delete;
   TlsFront& operator=(const TlsFront&) = delete;
 
   // Server context for the admin listener: certificate and key, the client CA, client
-  // certificates required, TLS 1.2 or later, ALPN h2 (gRPC clients insist on it).
-  static absl::StatusOr<tls::SslCtxPtr> makeContext(const std::string& certPem,
-                                                    const std::string& keyPem,
-                                                    const std::string& clientCaPem);
+  // certificates required, TLS 1.2 or later (tls/server_context.h builds it), ALPN h2 (gRPC
+  // clients insist on it).
+  static absl::StatusOr<tls::SslCtxSharedPtr> makeContext(const std::string& certPem,
+                                                          const std::string& keyPem,
+                                                          const std::string& clientCaPem);
 
   // Binds "host:port" or "[v6]:port"; returns the address bound ("127.0.0.1:40123").
   absl::StatusOr<std::string> listen(const std::string& hostPort);
@@ -76,7 +77,7 @@ class TlsFront {
   void pump(SSL* ssl, int tcp, int plain);
   void finished();
 
-  tls::SslCtxPtr ctx_;
+  tls::SslCtxSharedPtr ctx_;
   std::map<std::string, bool> allow_;
   OnRefused onRefused_;
   std::unique_ptr<grpc::CallbackGenericService> refuser_;

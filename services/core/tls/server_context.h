@@ -1,7 +1,8 @@
-// Server-side TLS for the inbound agent: servercert.pem (certificate chain and key in one
-// file, in either order, one RSA and one ECDSA pair at once), per-SNI certificates, cipher
-// lists, minimum version, session tickets, and client-certificate requests against a CA file
-// and optional CRLs.
+// The one builder of server TLS contexts, for the inbound agent and the admin API's TCP front:
+// a certificate chain and key (servercert.pem, or PEM text; in either order, one RSA and one
+// ECDSA pair at once), per-SNI certificates, cipher lists, minimum version, resumption, and
+// client certificates checked against a CA (asked for and judged later, or required in the
+// handshake) with optional CRLs.
 #pragma once
 
 #include <map>
@@ -20,11 +21,21 @@ inline constexpr char kDefaultServerCiphers[] =
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
 struct ServerTlsSpec {
-  std::string certFile;       // servercert.pem
-  std::string ciphers;        // tlsserverciphers joined with ':'; empty = kDefaultServerCiphers
-  int minVersion = 0;         // 0 = TLS 1.2
-  std::string clientCaFile;   // clientca.pem; empty = never ask for a client certificate
+  // The certificate chain and key: a file (servercert.pem), or else PEM text that errors call
+  // `certName` ("--admin-cert and --admin-key").
+  std::string certFile;
+  std::string certPem, certName;
+  std::string ciphers;  // tlsserverciphers joined with ':'; empty = kDefaultServerCiphers
+  int minVersion = 0;   // 0 = TLS 1.2
+  // The CA of client certificates: a file (clientca.pem), or else PEM text called
+  // `clientCaName`; neither = never ask for a client certificate.
+  std::string clientCaFile;
+  std::string clientCaPem, clientCaName;
   std::string clientCrlFile;  // clientcrl.pem; empty = no revocation checks
+  // Asked for and judged later (the agent's relay decision: a client without one still gets
+  // a session), or required and verified in the handshake (the admin front).
+  bool requireClientCert = false;
+  bool resumption = true;  // a session cache and tickets
 };
 
 // Loads every certificate/key pair of a PEM file into ctx. Keys are matched to certificates by
@@ -32,9 +43,7 @@ struct ServerTlsSpec {
 // first pair when they come first). Errors name the file and the reason.
 absl::Status loadCertificateFile(SSL_CTX* ctx, const std::string& file);
 
-// A complete server context. Client certificates, when clientCaFile is set, are asked for
-// during the handshake and never required: the verification result is read later, at the
-// relay decision, so a client without a certificate still gets a session.
+// A complete server context.
 absl::StatusOr<SslCtxSharedPtr> buildServerContext(const ServerTlsSpec& spec);
 
 // notAfter of the context's certificate as Unix time, or -1 when it has none.
