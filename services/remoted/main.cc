@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   RemotedState state(flags);
   daemon::Skeleton skeleton(flags.common, state.parts());
   if (auto s = skeleton.init(); !s.ok()) die(std::string(s.message()));
-  auto resolver = Resolver::create(flags.dns);
+  auto resolver = AresResolver::create(flags.dns);
   if (!resolver.ok()) die(std::string(resolver.status().message()));
   auto service = std::make_unique<RemotedService>(skeleton.io(), state, std::move(*resolver));
   if (auto s = skeleton.run(std::move(service)); !s.ok()) die(std::string(s.message()));

@@ -19,7 +19,7 @@ struct RemotedFlags {
   std::string socketPath = "/run/qtls/remoted.sock";
   std::set<uid_t> allowed;  // uids that may deliver through the shim socket
   std::vector<asio::ip::address> ipmeExclude;
-  Resolver::Options dns;
+  AresResolver::Options dns;
   unsigned mxPort = 25;
   int maxDeliveries = 1000;
   long deliveryLimit = 3600;

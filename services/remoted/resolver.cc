@@ -70,11 +70,11 @@ void onAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Resolver>> Resolver::create(const Options& options) {
+absl::StatusOr<std::unique_ptr<Resolver>> AresResolver::create(const Options& options) {
   static const int libInit = ares_library_init(ARES_LIB_INIT_ALL);
   if (libInit != ARES_SUCCESS)
     return absl::InternalError(text::cat("dns: c-ares init: ", ares_strerror(libInit)));
-  std::unique_ptr<Resolver> r(new Resolver());
+  std::unique_ptr<AresResolver> r(new AresResolver());
   struct ares_options opts;
   std::memset(&opts, 0, sizeof opts);
   opts.timeout = options.timeoutMs;
@@ -93,10 +93,10 @@ absl::StatusOr<std::unique_ptr<Resolver>> Resolver::create(const Options& option
   r->wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (r->wakeFd_ < 0) return absl::InternalError(text::cat("dns: eventfd: ", std::strerror(errno)));
   r->thread_ = std::thread([p = r.get()] { p->run(); });
-  return r;
+  return std::unique_ptr<Resolver>(std::move(r));
 }
 
-Resolver::~Resolver() {
+AresResolver::~AresResolver() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -107,12 +107,12 @@ Resolver::~Resolver() {
   if (wakeFd_ >= 0) ::close(wakeFd_);
 }
 
-void Resolver::wake() {
+void AresResolver::wake() {
   uint64_t one = 1;
   (void)!::write(wakeFd_, &one, sizeof one);
 }
 
-void Resolver::query(const std::string& name, Type type, Callback cb) {
+void AresResolver::query(const std::string& name, Type type, Callback cb) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.push_back({name, type, std::move(cb)});
@@ -120,7 +120,7 @@ void Resolver::query(const std::string& name, Type type, Callback cb) {
   wake();
 }
 
-void Resolver::run() {
+void AresResolver::run() {
   for (;;) {
     std::deque<Pending> batch;
     {

@@ -1,6 +1,9 @@
-// Asynchronous DNS through c-ares. One resolver thread owns the c-ares channel and its
-// sockets (a level-triggered poll loop); delivery coroutines await results, which are posted
-// back to their own executor. Many queries run at once; none blocks a delivery thread.
+// What a delivery asks of DNS (MX, A, AAAA), as an interface: AresResolver is the daemon's,
+// through c-ares; tests give tests/fakes/fake_resolver.h. Delivery coroutines await results,
+// which are posted back to their own executor.
+//
+// AresResolver: one resolver thread owns the c-ares channel and its sockets (a level-triggered
+// poll loop). Many queries run at once; none blocks a delivery thread.
 #pragma once
 
 #include <ares.h>
@@ -41,18 +44,11 @@ struct DnsResult {
 
 class Resolver {
  public:
-  struct Options {
-    std::string servers;  // "host:port,..." as c-ares takes it; empty = /etc/resolv.conf
-    int timeoutMs = 3000;
-    int tries = 2;
-  };
-  static absl::StatusOr<std::unique_ptr<Resolver>> create(const Options& options);
-  ~Resolver();
-
   enum class Type { kMx, kA, kAaaa };
   using Callback = std::function<void(DnsResult)>;
-  // `cb` runs on the resolver thread.
-  void query(const std::string& name, Type type, Callback cb);
+  virtual ~Resolver() = default;
+  // `cb` runs on a thread of the resolver's (AresResolver: its own).
+  virtual void query(const std::string& name, Type type, Callback cb) = 0;
 
   // Awaitable form: the handler runs on its own associated executor.
   template <typename Token>
@@ -67,9 +63,22 @@ class Resolver {
         },
         token);
   }
+};
+
+class AresResolver final : public Resolver {
+ public:
+  struct Options {
+    std::string servers;  // "host:port,..." as c-ares takes it; empty = /etc/resolv.conf
+    int timeoutMs = 3000;
+    int tries = 2;
+  };
+  static absl::StatusOr<std::unique_ptr<Resolver>> create(const Options& options);
+  ~AresResolver() override;
+
+  void query(const std::string& name, Type type, Callback cb) override;
 
  private:
-  Resolver() = default;
+  AresResolver() = default;
   void run();
   void wake();
 

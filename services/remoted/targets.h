@@ -35,6 +35,12 @@ struct TargetList {
 class IpMe {
  public:
   static IpMe fromInterfaces(const std::vector<asio::ip::address>& exclude);
+  // Exactly these addresses (tests, which must not depend on the machine's interfaces).
+  static IpMe of(const std::vector<asio::ip::address>& addresses) {
+    IpMe me;
+    me.addrs_.insert(addresses.begin(), addresses.end());
+    return me;
+  }
   bool contains(const asio::ip::address& a) const { return addrs_.count(a) > 0; }
 
  private:
