@@ -40,7 +40,8 @@ const char* whyName(int why) {
 }
 }  // namespace
 
-ConnCache::ConnCache(Options o, RemoteMetrics* metrics) : o_(o), metrics_(metrics) {
+ConnCache::ConnCache(Options o, RemoteMetrics* metrics, const Clock& clock)
+    : o_(o), metrics_(metrics), clock_(clock) {
   if (metrics_) {
     for (const char* r : {"hit", "miss", "dead"}) metrics_->connCache.with({r});
     for (int w = 0; w < 6; ++w) metrics_->connEvictions.with({whyName(w)});
@@ -74,7 +75,7 @@ std::optional<ConnCache::Entry> ConnCache::take(const std::string& key) {
   if (!enabled()) return std::nullopt;
   std::vector<std::pair<Entry, Why>> gone;
   std::optional<Entry> found;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto range = idle_.equal_range(key);
@@ -101,7 +102,7 @@ std::optional<ConnCache::Entry> ConnCache::take(const std::string& key) {
 }
 
 void ConnCache::put(const std::string& key, Entry e) {
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   e.idleSince = now;
   Why why = Why::kFull;
   bool keep = enabled();
@@ -155,7 +156,7 @@ void ConnCache::retire(const std::string& keepDigest) {
 
 void ConnCache::sweep() {
   std::vector<std::pair<Entry, Why>> gone;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = idle_.begin(); it != idle_.end();) {

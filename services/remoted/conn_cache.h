@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "plan.h"
 #include "smtp_conn.h"
+#include "util/clock.h"
 
 namespace qtls::remoted {
 
@@ -35,7 +36,6 @@ std::string connectionKey(const RemoteConfig& cfg, const TlsPlan& plan, const Ta
 
 class ConnCache {
  public:
-  using Clock = std::chrono::steady_clock;
   struct Options {
     std::chrono::milliseconds idle{2000};  // 0: no reuse
     std::chrono::seconds lifetime{300};
@@ -47,14 +47,15 @@ class ConnCache {
     ConnFacts facts;
     std::string digest;  // of the policy it was made under
     std::string address;
-    Clock::time_point created, idleSince;
-    unsigned transactions = 0;  // done on it so far
+    Clock::time_point created, idleSince;  // on clock()
+    unsigned transactions = 0;             // done on it so far
   };
 
-  ConnCache(Options o, RemoteMetrics* metrics);
+  ConnCache(Options o, RemoteMetrics* metrics, const Clock& clock = Clock::steady());
   ~ConnCache();
 
   bool enabled() const { return o_.idle.count() > 0; }
+  const Clock& clock() const { return clock_; }
 
   // An idle connection for `key`, still fit (neither expired nor closed by the server), taken
   // out of the cache; nullopt when there is none.
@@ -77,6 +78,7 @@ class ConnCache {
 
   const Options o_;
   RemoteMetrics* metrics_;
+  const Clock& clock_;
   mutable std::mutex mu_;
   std::multimap<std::string, Entry> idle_;
   std::map<std::string, size_t> perAddress_;

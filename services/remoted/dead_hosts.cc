@@ -7,16 +7,16 @@
 
 namespace qtls::remoted {
 
-DeadHosts::Clock::duration DeadHosts::defaultBackoff() {
+Clock::duration DeadHosts::defaultBackoff() {
   return std::chrono::seconds((60 + (::getpid() & 31)) << 6);
 }
 
-DeadHosts::DeadHosts(RemoteMetrics* metrics, Clock::duration backoff)
-    : metrics_(metrics), backoff_(backoff) {}
+DeadHosts::DeadHosts(RemoteMetrics* metrics, Clock::duration backoff, const Clock& clock)
+    : metrics_(metrics), backoff_(backoff), clock_(clock) {}
 
 void DeadHosts::updateGauge() {
   if (!metrics_) return;
-  const auto now = now_();
+  const auto now = clock_.now();
   size_t dead = 0;
   for (const auto& [a, r] : table_)
     if (r.timeouts >= 2 && now - r.last < backoff_) ++dead;
@@ -27,7 +27,7 @@ bool DeadHosts::skip(const asio::ip::address& a, std::string* why) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = table_.find(a.to_string());
   if (it == table_.end() || it->second.timeouts < 2) return false;
-  const auto age = now_() - it->second.last;
+  const auto age = clock_.now() - it->second.last;
   if (age >= backoff_) return false;
   if (why)
     *why = text::cat(it->second.timeouts, " connect timeouts, the last ",
@@ -38,7 +38,7 @@ bool DeadHosts::skip(const asio::ip::address& a, std::string* why) {
 
 void DeadHosts::timedOut(const asio::ip::address& a) {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto now = now_();
+  const auto now = clock_.now();
   auto it = table_.find(a.to_string());
   if (it == table_.end()) {
     if (table_.size() >= kMaxRecords) {  // forget the oldest, as qmail's 64-slot table does

@@ -14,22 +14,20 @@
 #include <string>
 
 #include "metrics.h"
+#include "util/clock.h"
 
 namespace qtls::remoted {
 
 class DeadHosts {
  public:
-  using Clock = std::chrono::steady_clock;
-  explicit DeadHosts(RemoteMetrics* metrics, Clock::duration backoff = defaultBackoff());
+  explicit DeadHosts(RemoteMetrics* metrics, Clock::duration backoff = defaultBackoff(),
+                     const Clock& clock = Clock::steady());
   static Clock::duration defaultBackoff();  // (60 + (pid & 31)) << 6 seconds, as qmail
 
   // True when `a` is to be skipped now; `why` then says since when, for the log.
   bool skip(const asio::ip::address& a, std::string* why = nullptr);
   void timedOut(const asio::ip::address& a);
   void connected(const asio::ip::address& a);
-
-  // Test seam.
-  void setNow(std::function<Clock::time_point()> now) { now_ = std::move(now); }
 
  private:
   struct Record {
@@ -40,7 +38,7 @@ class DeadHosts {
 
   RemoteMetrics* metrics_;
   const Clock::duration backoff_;
-  std::function<Clock::time_point()> now_ = [] { return Clock::now(); };
+  const Clock& clock_;
   std::mutex mu_;
   std::map<std::string, Record> table_;
   static constexpr size_t kMaxRecords = 4096;

@@ -207,7 +207,8 @@ asio::awaitable<Next> Dialogue::tryAddress(const Target& t, unsigned port) {
       co_return rowOf(Failure::kBusy).next;
     }
   }
-  auto created = std::chrono::steady_clock::now();
+  const Clock& clock = deps_.cache ? deps_.cache->clock() : Clock::steady();
+  auto created = clock.now();
   unsigned transactions = 0;
   Ended ended = Ended::kDeadReused;
   while (deps_.cache && ended == Ended::kDeadReused) {
@@ -249,7 +250,7 @@ asio::awaitable<Next> Dialogue::tryAddress(const Target& t, unsigned port) {
     if (deps_.deadHosts) deps_.deadHosts->connected(t.address);
     conn_ = conn;
     conn_->setTimeout(std::chrono::seconds(cfg_.timeoutRemote));
-    created = std::chrono::steady_clock::now();
+    created = clock.now();
     facts_ = ConnFacts();
     facts_.ip = address;
     facts_.relay = relay;

@@ -14,6 +14,7 @@
 #include <asio/strand.hpp>
 #include <memory>
 
+#include "../../fakes/fake_clock.h"
 #include "../../fakes/fake_smtp_server.h"
 #include "conn_cache.h"
 #include "conn_limits.h"
@@ -246,12 +247,16 @@ TEST_F(DialogueTest, ACachedConnectionServesTheNextDeliveryAndIsRetired) {
 TEST_F(DialogueTest, IdleConnectionsExpire) {
   ConnCache::Options o;
   o.idle = std::chrono::milliseconds(50);
-  ConnCache cache(o, nullptr);
+  testing::FakeClock clock;
+  ConnCache cache(o, nullptr, clock);
   cache.retire(cfg_->digest);
   deps_.cache = &cache;
   deliver();
   EXPECT_EQ(cache.idle(), 1u);
-  ::usleep(80000);
+  clock.advance(std::chrono::milliseconds(49));
+  cache.sweep();
+  EXPECT_EQ(cache.idle(), 1u);  // not yet
+  clock.advance(std::chrono::milliseconds(2));
   cache.sweep();
   settle();
   servers_[0]->waitClosed();
@@ -339,11 +344,10 @@ TEST_F(DialogueTest, TheWalkGoesOnOnlyWhereTheTableSaysNext) {
   EXPECT_EQ(tried, (std::vector<std::string>{"192.0.2.7", "192.0.2.8"}));
   EXPECT_EQ(d.report.substr(0, 27), "ZConnected to 192.0.2.8 but");
   // tcpto calls 192.0.2.8 dead: skipped without a connect.
-  DeadHosts dead(nullptr, std::chrono::seconds(3840));
-  auto now = DeadHosts::Clock::now();
-  dead.setNow([&] { return now; });
+  testing::FakeClock clock;
+  DeadHosts dead(nullptr, std::chrono::seconds(3840), clock);
   dead.timedOut(second.address);
-  now += std::chrono::seconds(121);
+  clock.advance(std::chrono::seconds(121));
   dead.timedOut(second.address);
   deps_.deadHosts = &dead;
   script_.replies.clear();
@@ -359,26 +363,25 @@ TEST_F(DialogueTest, TheWalkGoesOnOnlyWhereTheTableSaysNext) {
 }
 
 TEST(DeadHosts, QmailTcptoRules) {
-  DeadHosts d(nullptr, std::chrono::seconds(3840));
-  auto now = DeadHosts::Clock::now();
-  d.setNow([&] { return now; });
+  testing::FakeClock clock;
+  DeadHosts d(nullptr, std::chrono::seconds(3840), clock);
   const auto a = asio::ip::make_address("192.0.2.9");
   d.timedOut(a);
   EXPECT_FALSE(d.skip(a));  // one timeout is not enough
-  now += std::chrono::seconds(60);
+  clock.advance(std::chrono::seconds(60));
   d.timedOut(a);  // within 120 s of the last: not counted
   EXPECT_FALSE(d.skip(a));
-  now += std::chrono::seconds(121);
+  clock.advance(std::chrono::seconds(121));
   d.timedOut(a);
   std::string why;
   EXPECT_TRUE(d.skip(a, &why));
   EXPECT_EQ(why, "2 connect timeouts, the last 0 s ago");
-  now += std::chrono::seconds(3839);
+  clock.advance(std::chrono::seconds(3839));
   EXPECT_TRUE(d.skip(a));
-  now += std::chrono::seconds(1);
+  clock.advance(std::chrono::seconds(1));
   EXPECT_FALSE(d.skip(a));  // the backoff is over: tried again
   d.connected(a);
-  now += std::chrono::seconds(1000);
+  clock.advance(std::chrono::seconds(1000));
   d.timedOut(a);
   EXPECT_FALSE(d.skip(a));  // a success forgot the earlier ones
 }
