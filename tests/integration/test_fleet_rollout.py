@@ -191,7 +191,15 @@ class FleetRolloutTest(FleetNodesTestCase):
                                       "--waves", "1,100%", "--soak", "3s", "--interval", "1s")
         wait_for(lambda: self.state().get("state") == "SOAKING", what="soaking")
         self.etcd.stop()
-        time.sleep(3)
+        # Both nodes and the driver have seen etcd go, and carry on without it.
+        wait_for(lambda: all("serving generation" in d.read_log() for d in self.nodes.values()),
+                 timeout=30, what="each node serving on without etcd")
+
+        def driver_says(text):
+            log.flush()
+            with open(log.name) as f:
+                return text in f.read()
+        wait_for(lambda: driver_says("the rollout waits"), timeout=30, what="the driver waiting")
         # The nodes keep what they had: node1 the new policy, node2 the old one.
         self.assertEqual(self.applied(), {"node1": new, "node2": old})
         self.etcd.start()
